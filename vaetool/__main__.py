@@ -1,0 +1,3 @@
+from vaetool.cli import main
+
+main()

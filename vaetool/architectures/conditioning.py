@@ -1,0 +1,20 @@
+"""Appending a one-hot class label to a feature vector, shared by the conditional networks."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+class OneHot(nn.Module):
+    """Appends one_hot(y) to features; does nothing when ``num_classes`` is 0."""
+
+    def __init__(self, num_classes: int):
+        super().__init__()
+        self.num_classes = num_classes
+        # Indexing an identity matrix stays on the device; F.one_hot would read the labels back.
+        self.register_buffer("eye", torch.eye(num_classes), persistent=False)
+
+    def append(self, h: Tensor, y: Tensor | None) -> Tensor:
+        if self.num_classes == 0:
+            return h
+        return torch.cat([h, self.eye[y].to(h.dtype)], dim=-1)

@@ -1,0 +1,26 @@
+"""The linear baseline: encoder and decoder are each one linear layer, no hidden layer.
+
+With a Gaussian likelihood this is probabilistic PCA's model family (Tipping & Bishop 1999),
+the reference point of the classic "is deeper better?" comparison.
+"""
+from __future__ import annotations
+
+from torch import Tensor
+
+from vaetool.architectures.mlp import MLPNet
+from vaetool.contracts import Architecture
+
+
+class Linear(Architecture):
+    """Encoder x ↦ W x + b gives (mean, raw scale); decoder z ↦ V z + c gives the likelihood's parameters."""
+
+    def __init__(self, input_shape: tuple[int, int, int], latent_dim: int, params_per_channel: int = 1,
+                 num_classes: int = 0):
+        super().__init__(input_shape, latent_dim, params_per_channel, num_classes)
+        self.net = MLPNet(self.input_shape, latent_dim, self.output_channels, hidden=())
+
+    def encode(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return self.net.encode(x)
+
+    def decode(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        return self.net.decode(z)

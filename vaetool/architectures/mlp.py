@@ -1,0 +1,66 @@
+"""Fully connected encoder and decoder."""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+from vaetool.architectures.conditioning import OneHot
+from vaetool.contracts import Architecture
+from vaetool.errors import VaetoolError
+
+
+def _stack(widths: Sequence[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(widths) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+class MLPNet(nn.Module):
+    """Encoder D → hidden… → 2·latent and decoder latent → …hidden → D·P, ReLU between layers.
+
+    With no hidden layers each side is a single linear map. ``num_classes > 0`` appends a one-hot
+    label to the encoder's input and to z (Sohn et al., NeurIPS 2015).
+    """
+
+    def __init__(self, input_shape: tuple[int, int, int], latent_dim: int, output_channels: int,
+                 hidden: Sequence[int], num_classes: int = 0):
+        super().__init__()
+        hidden = [int(h) for h in hidden]
+        if any(h < 1 for h in hidden):
+            raise VaetoolError(f"Hidden widths must be positive, not {hidden}.")
+        channels, height, width = input_shape
+        self.output_shape = (output_channels, height, width)
+        self.one_hot = OneHot(num_classes)
+        pixels = channels * height * width
+        self.encoder = _stack([pixels + num_classes, *hidden, 2 * latent_dim])
+        self.decoder = _stack([latent_dim + num_classes, *reversed(hidden), math.prod(self.output_shape)])
+
+    def encode(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        h = self.encoder(self.one_hot.append(x.flatten(1), y))
+        mean, raw_scale = h.chunk(2, dim=-1)
+        return mean, raw_scale
+
+    def decode(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        return self.decoder(self.one_hot.append(z, y)).view(-1, *self.output_shape)
+
+
+class MLP(Architecture):
+    """Multilayer perceptron VAE; ``hidden`` lists the encoder's hidden widths (the decoder mirrors them)."""
+
+    def __init__(self, input_shape: tuple[int, int, int], latent_dim: int, params_per_channel: int = 1,
+                 num_classes: int = 0, hidden: Sequence[int] = (512, 256)):
+        super().__init__(input_shape, latent_dim, params_per_channel, num_classes)
+        if not hidden:
+            raise VaetoolError("The mlp architecture needs at least one hidden layer; the linear architecture has none.")
+        self.net = MLPNet(self.input_shape, latent_dim, self.output_channels, hidden)
+
+    def encode(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        return self.net.encode(x)
+
+    def decode(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        return self.net.decode(z)

@@ -1,0 +1,38 @@
+"""The ``vaetool`` command line. One module per command; commands parse, call the library, render.
+
+Nothing here imports torch at import time, so ``vaetool --help`` answers at once.
+"""
+from __future__ import annotations
+
+import typer
+
+from vaetool import __version__
+from vaetool.cli import plugins, train
+
+app = typer.Typer(
+    name="vaetool",
+    help="Train, inspect and compare variational autoencoders.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.command("train")(train.train)
+app.command("plugins")(plugins.plugins)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"vaetool {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """Train, inspect and compare variational autoencoders."""
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,197 @@
+"""``vaetool train``: train a VAE and write a run directory."""
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from vaetool.cli.common import handle_errors, key_values, literal
+from vaetool.errors import VaetoolError
+
+MODEL, OBJECTIVE, DATA, OPTIM, RUN = "Model", "Objective", "Data", "Optimisation", "Run"
+
+
+class Scale(str, Enum):
+    exp = "exp"
+    softplus = "softplus"
+
+
+class Binarize(str, Enum):
+    none = "none"
+    dynamic = "dynamic"
+    static = "static"
+
+
+@handle_errors
+def train(
+    arch: Annotated[Optional[str], typer.Option("--arch", "-a", help="Architecture: linear, mlp, conv, cvae or a plugin's. [default: conv]", rich_help_panel=MODEL)] = None,
+    likelihood: Annotated[Optional[str], typer.Option("--likelihood", "-l", help="Decoder distribution: bernoulli, continuous-bernoulli, gaussian, logistic or a plugin's. [default: bernoulli]", rich_help_panel=MODEL)] = None,
+    latent_dim: Annotated[Optional[int], typer.Option("--latent-dim", "-z", help="Size of the latent code. [default: 16]", rich_help_panel=MODEL)] = None,
+    encoder_scale: Annotated[Optional[Scale], typer.Option(help="How the encoder outputs σ: exp of a log-variance, or softplus. [default: exp]", rich_help_panel=MODEL)] = None,
+    hidden: Annotated[Optional[str], typer.Option(help="Hidden widths for mlp/cvae, e.g. 512,256.", rich_help_panel=MODEL)] = None,
+    channels: Annotated[Optional[str], typer.Option(help="Conv stage widths for conv/cvae, e.g. 32,64,128.", rich_help_panel=MODEL)] = None,
+    sigma: Annotated[Optional[float], typer.Option(help="Fixed σ of the gaussian likelihood (unset: σ is learned).", rich_help_panel=MODEL)] = None,
+    binarize: Annotated[Optional[Binarize], typer.Option(help="Bernoulli data: grey levels (none), fresh samples each batch (dynamic) or thresholded (static). [default: none]", rich_help_panel=MODEL)] = None,
+    arch_opt: Annotated[Optional[list[str]], typer.Option(help="Any architecture option as KEY=VALUE (repeatable).", rich_help_panel=MODEL)] = None,
+    likelihood_opt: Annotated[Optional[list[str]], typer.Option(help="Any likelihood option as KEY=VALUE (repeatable).", rich_help_panel=MODEL)] = None,
+    beta: Annotated[Optional[float], typer.Option("--beta", "-b", help="Weight of the KL term (β-VAE); 0 is the autoencoder limit. [default: 1]", rich_help_panel=OBJECTIVE)] = None,
+    autoencoder: Annotated[bool, typer.Option("--autoencoder", help="Train a deterministic autoencoder: z is the encoder mean, no noise, no KL.", rich_help_panel=OBJECTIVE)] = False,
+    warmup: Annotated[Optional[float], typer.Option(help="Epochs over which β rises linearly from 0 (KL warm-up). [default: 0]", rich_help_panel=OBJECTIVE)] = None,
+    free_bits: Annotated[Optional[float], typer.Option(help="Free bits: nats of KL per latent dimension that are not penalised. [default: 0]", rich_help_panel=OBJECTIVE)] = None,
+    data: Annotated[Optional[str], typer.Option("--data", "-d", help="Dataset: mnist, fashion-mnist, kmnist, cifar10, shapes, a plugin's, or a folder of images. [default: mnist]", rich_help_panel=DATA)] = None,
+    data_dir: Annotated[Optional[Path], typer.Option(help="Where datasets are stored. [default: $VAETOOL_DATA, else the user cache]", rich_help_panel=DATA)] = None,
+    data_opt: Annotated[Optional[list[str]], typer.Option(help="Any dataset option as KEY=VALUE (repeatable), e.g. size=64.", rich_help_panel=DATA)] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", "-e", help="Epochs to train (with --resume: the new total). [default: 10]", rich_help_panel=OPTIM)] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="[default: 128]", rich_help_panel=OPTIM)] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Adam learning rate. [default: 0.001]", rich_help_panel=OPTIM)] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed for initialisation, shuffling and noise. [default: 0]", rich_help_panel=OPTIM)] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps (auto: CUDA, then MPS, then CPU).", rich_help_panel=RUN)] = "auto",
+    name: Annotated[Optional[str], typer.Option(help="Run name: the run goes to RUNS_DIR/NAME. [default: from the settings]", rich_help_panel=RUN)] = None,
+    runs_dir: Annotated[Optional[Path], typer.Option(help="Where runs are written. [default: $VAETOOL_RUNS, else ./runs]", rich_help_panel=RUN)] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run named by --name (else the latest run) from its checkpoint.", rich_help_panel=RUN)] = False,
+) -> None:
+    """Train a VAE and write a run directory: model, metrics, reconstructions, samples and curves.
+
+    [b]Examples[/b]
+
+      vaetool train --data shapes                          [dim]# the embedded sprites, offline[/dim]
+      vaetool train --arch conv --beta 4                   [dim]# β-VAE on MNIST[/dim]
+      vaetool train --arch linear --likelihood gaussian --sigma 0.1 --latent-dim 16
+      vaetool train --arch cvae                            [dim]# conditional on the digit[/dim]
+    """
+    from vaetool import runs, training
+
+    root = runs.runs_root(runs_dir)
+    if resume:
+        changed = {"--arch": arch, "--likelihood": likelihood, "--latent-dim": latent_dim, "--encoder-scale": encoder_scale,
+                   "--hidden": hidden, "--channels": channels, "--sigma": sigma, "--binarize": binarize,
+                   "--arch-opt": arch_opt, "--likelihood-opt": likelihood_opt, "--beta": beta,
+                   "--autoencoder": autoencoder or None, "--warmup": warmup, "--free-bits": free_bits, "--data": data,
+                   "--data-opt": data_opt, "--batch-size": batch_size, "--lr": lr, "--seed": seed}
+        given = [flag for flag, value in changed.items() if value]
+        if given:
+            raise VaetoolError(f"{', '.join(given)} cannot change when resuming; start a new run instead.")
+        run_dir = root / name if name else runs.latest_run(root)
+        if run_dir is None:
+            raise VaetoolError(f"There is no run in {root}/ to resume.")
+        reporter = _RichProgress(run_dir)
+        result = training.resume(run_dir, epochs=epochs, device=device, data_dir=data_dir, progress=reporter)
+        reporter.finish(result)
+        return
+
+    if autoencoder and beta is not None:
+        raise VaetoolError("--beta has no effect with --autoencoder, which has no KL term; give one or the other.")
+    dataset, dataset_options = _dataset(data or "mnist")
+    config = training.TrainConfig(
+        architecture=arch or "conv",
+        likelihood=likelihood or "bernoulli",
+        dataset=dataset,
+        architecture_options={**key_values(arch_opt, "--arch-opt"),
+                              **_given(hidden=_list(hidden), channels=_list(channels))},
+        likelihood_options={**key_values(likelihood_opt, "--likelihood-opt"),
+                            **_given(sigma=sigma, binarize=binarize.value if binarize else None)},
+        dataset_options={**dataset_options, **key_values(data_opt, "--data-opt")},
+        autoencoder=autoencoder,
+        **_given(latent_dim=latent_dim, encoder_scale=encoder_scale.value if encoder_scale else None, beta=beta,
+                 warmup=warmup, free_bits=free_bits, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed),
+    )
+    default_name = f"{config.architecture}-{Path(dataset_options['path']).name if dataset == 'folder' else dataset}"
+    default_name += "-ae" if autoencoder else (f"-beta{beta:g}" if beta is not None else "")
+    run_dir = root / name if name else runs.fresh_run_dir(root, default_name)
+    reporter = _RichProgress(run_dir)
+    result = training.train(config, run_dir, device=device, data_dir=data_dir, progress=reporter)
+    reporter.finish(result)
+
+
+def _given(**options):
+    """Only the options the user actually gave: the rest must not override any default."""
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def _list(text: str | None):
+    if text is None:
+        return None
+    value = literal(text)
+    return value if isinstance(value, list) else [value]
+
+
+def _dataset(value: str) -> tuple[str, dict]:
+    """A registered dataset name, or a folder of images (the ``folder`` dataset)."""
+    from vaetool import registry
+
+    if value in registry.names("dataset"):
+        return value, {}
+    path = Path(value).expanduser()
+    if path.is_dir():
+        return "folder", {"path": str(path.resolve())}
+    if "/" in value or "\\" in value or value.startswith("."):
+        raise VaetoolError(f"There is no folder {value}.")
+    raise VaetoolError(f"No dataset named {value!r} is installed and there is no folder by that name; "
+                       f"datasets: {', '.join(registry.names('dataset'))}.")
+
+
+class _RichProgress:
+    """The trainer's progress as a rich bar with live loss, reconstruction and KL, a line per epoch
+    and a summary table at the end."""
+
+    def __init__(self, run_dir: Path):
+        from rich.console import Console
+
+        self.run_dir = run_dir
+        self.console = Console()
+        self.bar = None
+        self.task = None
+
+    def epoch_start(self, epoch: int, epochs: int, steps: int, first_step: int) -> None:
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                   TimeRemainingColumn)
+
+        if self.bar is None:
+            self.bar = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[stats]}"),
+                                console=self.console, transient=True)
+            self.bar.start()
+        label = f"{epoch + 1}/{epochs}"
+        if self.task is None:
+            self.task = self.bar.add_task("train", total=steps, completed=first_step, epoch=label, stats="")
+        else:
+            self.bar.reset(self.task, total=steps, completed=first_step, epoch=label, stats="")
+
+    def update(self, step: int, stats: dict[str, float]) -> None:
+        text = f"loss {stats['loss']:.2f}  rec {stats['rec']:.2f}  KL {stats['kl']:.2f}  β {stats['beta']:.3g}"
+        self.bar.update(self.task, completed=step, stats=text)
+
+    def epoch_end(self, m: dict) -> None:
+        bpd = f"  {m['test_bits_per_dim']:.3f} bits/dim" if "test_bits_per_dim" in m else ""
+        self.console.print(f"epoch {m['epoch']:>3}  train ELBO {m['train_elbo']:9.2f}  "
+                           f"test ELBO {m['test_elbo']:9.2f}  (log p(x|z) {m['test_rec']:9.2f}, KL {m['test_kl']:7.2f})"
+                           f"{bpd}  {m['seconds']:.1f} s")
+
+    def finish(self, result) -> None:
+        from rich.table import Table
+
+        from vaetool.runs import CHECKPOINT_FILE
+
+        if self.bar is not None:
+            self.bar.stop()
+        if result.status == "interrupted":
+            self.console.print(f"Interrupted at epoch {result.epoch + 1}, step {result.step}; saved to {result.run_dir}. "
+                               f"Continue with: vaetool train --resume --name {result.run_dir.name}"
+                               + (f" --runs-dir {result.run_dir.parent}" if result.run_dir.parent != Path("runs") else ""))
+            raise typer.Exit(130)
+        last = result.metrics[-1]
+        table = Table(title=f"Trained {result.epoch} epochs → {result.run_dir}", title_justify="left", show_header=False)
+        table.add_column(style="bold")
+        table.add_column(justify="right")
+        table.add_row("test ELBO (nats, β = 1)", f"{last['test_elbo']:.2f}")
+        table.add_row("  log p(x|z)", f"{last['test_rec']:.2f}")
+        table.add_row("  KL", f"{last['test_kl']:.2f}")
+        if "test_bits_per_dim" in last:
+            table.add_row("test bits/dim", f"{last['test_bits_per_dim']:.3f}")
+        table.add_row("train ELBO", f"{last['train_elbo']:.2f}")
+        table.add_row("time", f"{sum(m['seconds'] for m in result.metrics):.1f} s")
+        files = ["model.safetensors", "metrics.jsonl", "reconstructions.png", "samples.png", "curves.png", CHECKPOINT_FILE]
+        table.add_row("files", "\n".join(files))
+        self.console.print(table)

@@ -1,0 +1,134 @@
+"""The base classes every plugin kind implements: architectures, likelihoods and datasets.
+
+A plugin is a class registered under an entry-point group (see :mod:`vaetool.registry`).
+Its constructor arguments are its options: each one typed and defaulted, because the
+values it was built with are recorded in the model file and rebuild it exactly.
+
+The three kinds are cut so that any architecture pairs with any likelihood: the likelihood
+says how many decoder outputs each pixel needs (``params_per_channel``) and the architecture
+produces that many.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+#: Version of the contracts below. A plugin declares the version it was written for
+#: (``api_version``) and is refused when it differs.
+PLUGIN_API_VERSION = 1
+
+
+class Architecture(nn.Module):
+    """An encoder and a decoder.
+
+    Built as ``cls(input_shape, latent_dim, params_per_channel, num_classes, **options)``.
+
+    - ``encode(x, y)`` takes images ``(B, C, H, W)`` scaled to [0, 1] and returns the posterior
+      ``(mean, raw_scale)``, each ``(B, latent_dim)``. ``raw_scale`` is unconstrained: the model
+      turns it into a standard deviation (``exp`` of a log-variance or ``softplus``).
+    - ``decode(z, y)`` returns the likelihood's parameters, ``(B, params_per_channel * C, H, W)``,
+      laid out as ``params_per_channel`` consecutive blocks of ``C`` channels.
+
+    ``y`` is the integer class label ``(B,)``; only architectures with ``conditional = True``
+    receive it, and they are only built with ``num_classes > 0``.
+    """
+
+    api_version: ClassVar[int] = PLUGIN_API_VERSION
+    conditional: ClassVar[bool] = False
+
+    def __init__(self, input_shape: tuple[int, int, int], latent_dim: int,
+                 params_per_channel: int = 1, num_classes: int = 0):
+        super().__init__()
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.latent_dim = int(latent_dim)
+        self.params_per_channel = int(params_per_channel)
+        self.num_classes = int(num_classes)
+
+    @property
+    def output_channels(self) -> int:
+        """Channels the decoder must produce: one block of C per likelihood parameter."""
+        return self.input_shape[0] * self.params_per_channel
+
+    def encode(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def decode(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        raise NotImplementedError
+
+
+class Likelihood(nn.Module):
+    """The decoder distribution p(x | z), one independent factor per pixel and channel.
+
+    Built as ``cls(**options)``. It may own parameters (a learned noise scale, say): they are
+    trained and saved with the model.
+
+    - ``params_per_channel``: decoder outputs needed per pixel and channel (an instance
+      attribute when it depends on the options).
+    - ``target(x, generator)``: the data in [0, 1] as this distribution scores it, e.g. a
+      dynamic binarization. The default is ``x`` unchanged.
+    - ``log_prob(x, params)``: log p(x | z) per example, shape ``(B,)``, **summed** over every
+      pixel and channel. Never a mean: a mean silently rescales the reconstruction term
+      against the KL and is the classic VAE bug.
+    - ``mean(params)`` and ``sample(params, generator)``: images in [0, 1].
+    - ``discrete``: True when ``log_prob`` is a probability mass on 8-bit or binary values,
+      so that bits per dimension are a meaningful report.
+    """
+
+    api_version: ClassVar[int] = PLUGIN_API_VERSION
+    params_per_channel: int = 1
+    discrete: bool = False
+
+    def target(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        return x
+
+    def log_prob(self, x: Tensor, params: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def mean(self, params: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def sample(self, params: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        raise NotImplementedError
+
+
+@dataclass
+class Split:
+    """One split of a dataset, held whole in memory.
+
+    ``images`` is uint8 ``(N, C, H, W)``; ``labels`` int64 ``(N,)`` when the dataset is
+    labelled; ``factors`` float ``(N, F)`` when it has ground-truth generative factors.
+    """
+
+    images: Tensor
+    labels: Tensor | None = None
+    factors: Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+class Dataset:
+    """A source of images.
+
+    Built as ``cls(**options)``; the options must describe the data fully (they are recorded
+    in the model file), but not where it is stored: ``load(split, root)`` receives the data
+    root that the user chose (``--data-dir``, ``$VAETOOL_DATA`` or the user cache).
+
+    - ``image_shape``: ``(C, H, W)``.
+    - ``num_classes``: 0 when unlabelled; ``class_names`` to match.
+    - ``factor_names``: names of the ground-truth factors, empty when there are none.
+    - ``load(split, root)``: ``split`` is ``"train"`` or ``"test"``; returns a :class:`Split`.
+    """
+
+    api_version: ClassVar[int] = PLUGIN_API_VERSION
+    image_shape: tuple[int, int, int]
+    num_classes: int = 0
+    class_names: tuple[str, ...] = ()
+    factor_names: tuple[str, ...] = ()
+
+    def load(self, split: str, root: Path) -> Split:
+        raise NotImplementedError

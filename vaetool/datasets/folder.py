@@ -1,0 +1,63 @@
+"""Any folder of images. Images in sub-folders are labelled by the sub-folder's name."""
+from __future__ import annotations
+
+import math
+from functools import cached_property
+from pathlib import Path
+
+import torch
+
+from vaetool.contracts import Dataset, Split
+from vaetool.errors import VaetoolError
+from vaetool.images import IMAGE_SUFFIXES, open_image, to_tensor
+
+
+class ImageFolder(Dataset):
+    """Every image below ``path``, decoded once into memory.
+
+    Images are converted to ``channels`` (default: grey if the first image is grey, else RGB) and
+    resized to ``size``×``size`` (default: the first image's size). When the images sit in two or
+    more sub-folders, the sub-folder names are the class labels. A seeded ``test_fraction`` of the
+    images is held out as the test split.
+    """
+
+    def __init__(self, path: str = ".", size: int | None = None, channels: int | None = None,
+                 test_fraction: float = 0.1, seed: int = 0):
+        self.path = Path(path).expanduser()
+        if not self.path.is_dir():
+            raise VaetoolError(f"The image folder {self.path} does not exist.")
+        if not 0 < test_fraction < 1:
+            raise VaetoolError(f"test_fraction must lie between 0 and 1, not {test_fraction}.")
+        self.files = sorted(p for p in self.path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        if len(self.files) < 2:
+            raise VaetoolError(f"The folder {self.path} holds {len(self.files)} image(s); training needs at least two.")
+        first = open_image(self.files[0])
+        if channels is None:
+            channels = 1 if first.mode in ("1", "L", "LA", "I", "I;16", "F") else 3
+        if channels not in (1, 3):
+            raise VaetoolError(f"channels must be 1 or 3, not {channels}.")
+        height, width = (size, size) if size else (first.height, first.width)
+        self.image_shape = (channels, height, width)
+        self.test_fraction, self.seed = test_fraction, seed
+        folders = sorted({p.parent.relative_to(self.path).as_posix() for p in self.files})
+        labelled = len(folders) >= 2 and "." not in folders
+        self.class_names = tuple(folders) if labelled else ()
+        self.num_classes = len(self.class_names)
+
+    @cached_property
+    def _everything(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        images = torch.stack([to_tensor(open_image(p), self.image_shape) for p in self.files])
+        if not self.num_classes:
+            return images, None
+        index = {name: i for i, name in enumerate(self.class_names)}
+        labels = torch.tensor([index[p.parent.relative_to(self.path).as_posix()] for p in self.files])
+        return images, labels
+
+    def load(self, split: str, root: Path | None = None) -> Split:
+        if split not in ("train", "test"):
+            raise VaetoolError(f"Unknown split {split!r}; choose train or test.")
+        images, labels = self._everything
+        order = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.seed))
+        n_test = max(1, math.ceil(self.test_fraction * len(images)))
+        chosen = order[:n_test] if split == "test" else order[n_test:]
+        return Split(images[chosen], labels[chosen] if labels is not None else None)

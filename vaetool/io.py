@@ -1,0 +1,108 @@
+"""Model files: one ``.safetensors`` file per model, its config as JSON in the header.
+
+The header's ``vaetool`` entry holds everything needed to rebuild the model — the registry names
+and options of its plugins, data shape, latent size, classes — plus provenance (dataset, training
+settings, versions). Loading asks the registry for those names and nothing else: no class paths,
+no pickles. Every write goes to a temporary file first and is renamed into place, so a crash never
+leaves half a file behind.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from vaetool.errors import VaetoolError
+
+SCHEMA_VERSION = 1
+MODEL_FILE = "model.safetensors"
+HEADER_KEY = "vaetool"
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it onto ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def save_tensors(path: str | Path, tensors: dict[str, Any], header: dict[str, Any]) -> None:
+    """Tensors plus a JSON header, written atomically as safetensors."""
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    metadata = {HEADER_KEY: json.dumps(header)}
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+
+
+def read_tensors(path: str | Path, device: str = "cpu") -> tuple[dict[str, Any], dict[str, Any]]:
+    """(tensors, header) of a file written by :func:`save_tensors`; a clear error for anything else."""
+    from safetensors import SafetensorError
+    from safetensors.torch import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise VaetoolError(f"There is no file at {path}.")
+    try:
+        with safe_open(str(path), framework="pt", device=str(device)) as f:
+            metadata = f.metadata() or {}
+            tensors = {key: f.get_tensor(key) for key in f.keys()}
+        header = json.loads(metadata[HEADER_KEY])
+    except (SafetensorError, OSError, KeyError, ValueError) as exc:
+        raise VaetoolError(f"{path} is not a vaetool model file ({type(exc).__name__}: {exc}).") from exc
+    return tensors, header
+
+
+def model_path(path: str | Path) -> Path:
+    """A model file, or the model file inside a run directory."""
+    path = Path(path)
+    return path / MODEL_FILE if path.is_dir() else path
+
+
+def save(model, path: str | Path) -> None:
+    """Write a model to one self-describing ``.safetensors`` file (atomically)."""
+    from vaetool import __version__, registry
+
+    config = dict(model.config)
+    config["packages"] = {kind: registry.package_of(kind, config[kind])
+                          for kind in ("architecture", "likelihood") if registry.package_of(kind, config[kind])}
+    header = {"schema": SCHEMA_VERSION, "vaetool_version": __version__, "config": config}
+    save_tensors(model_path(path), model.state_dict(), header)
+
+
+def load(path: str | Path, device: str = "cpu"):
+    """Load a model saved by :func:`save` (or a run directory holding one), ready for inference."""
+    from vaetool.model import VAE
+
+    path = model_path(path)
+    tensors, header = read_tensors(path)
+    if header.get("schema") != SCHEMA_VERSION or "config" not in header:
+        raise VaetoolError(f"{path} has model-file schema {header.get('schema')!r}; this vaetool reads schema "
+                           f"{SCHEMA_VERSION}.")
+    config = header["config"]
+    try:
+        model = VAE.from_config(config)
+    except VaetoolError as exc:
+        package = config.get("packages", {})
+        hint = "".join(f" The model needs the {kind} plugin {config[kind]!r} from the package {pkg!r}."
+                       for kind, pkg in package.items() if pkg != "vaetool")
+        raise VaetoolError(f"Cannot rebuild the model in {path}: {exc}{hint}") from exc
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    if missing or unexpected:
+        raise VaetoolError(f"The weights in {path} do not fit the model its header describes "
+                           f"(missing: {len(missing)}, unexpected: {len(unexpected)}).")
+    return model.to(device).eval()

@@ -1,0 +1,192 @@
+"""The VAE: an architecture, a likelihood and the standard-normal prior, built from a config.
+
+Everything a model can do — the ELBO, encoding, decoding, sampling — lives here, so the
+training loop, the CLI and the Python API all call the same code.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from vaetool import registry
+from vaetool.contracts import Architecture, Likelihood
+from vaetool.distributions import SCALES, DiagonalGaussian
+from vaetool.errors import VaetoolError
+
+
+@dataclass
+class ELBOTerms:
+    """The evidence lower bound of each example and its two parts, in nats.
+
+    ``elbo = reconstruction − kl.sum(-1)``, with β = 1: the bound itself, comparable across models
+    whatever β they were trained with.
+    """
+
+    reconstruction: Tensor  # (B,) log p(x|z) for one z ~ q(z|x)
+    kl: Tensor  # (B, latent_dim) KL(q(z|x) ‖ p(z)) per dimension
+
+    @property
+    def elbo(self) -> Tensor:
+        return self.reconstruction - self.kl.sum(-1)
+
+
+def objective(terms: ELBOTerms, beta: float = 1.0, free_bits: float = 0.0) -> Tensor:
+    """The training loss, a scalar: −E[log p(x|z)] + β · KL, averaged over the batch.
+
+    β-VAE (Higgins et al., ICLR 2017) weighs the KL; β = 0 is the autoencoder limit. Free bits
+    (Kingma et al., NeurIPS 2016) stop penalising a latent dimension's batch-average KL below
+    ``free_bits`` nats, so dimensions are not pushed to collapse early in training.
+    """
+    kl_per_dim = terms.kl.mean(0)
+    if free_bits > 0:
+        kl_per_dim = kl_per_dim.clamp(min=free_bits)
+    return -terms.reconstruction.mean() + beta * kl_per_dim.sum()
+
+
+class VAE(nn.Module):
+    """A variational autoencoder. Build it with :func:`create` or :func:`VAE.from_config`.
+
+    Images go in and come out as float tensors ``(B, C, H, W)`` in [0, 1]. Conditional models
+    (``model.conditional``) take the class label ``y`` (int64 ``(B,)``) wherever it matters.
+    ``autoencoder=True`` makes a deterministic autoencoder: z is the encoder's mean and there is
+    no KL term, for the AE-versus-VAE comparison.
+    """
+
+    def __init__(self, architecture: Architecture, likelihood: Likelihood, config: dict[str, Any]):
+        super().__init__()
+        self.architecture = architecture
+        self.likelihood = likelihood
+        self.config = config
+
+    # -- construction -------------------------------------------------------------------------
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> VAE:
+        """Rebuild a model from its config: registry names and options, nothing else."""
+        config = copy.deepcopy(config)
+        likelihood_cls = registry.get("likelihood", config["likelihood"])
+        likelihood = likelihood_cls(**config["likelihood_options"])
+        architecture_cls = registry.get("architecture", config["architecture"])
+        architecture = architecture_cls(tuple(config["input_shape"]), config["latent_dim"],
+                                        likelihood.params_per_channel, config["num_classes"],
+                                        **config["architecture_options"])
+        return cls(architecture, likelihood, config)
+
+    @property
+    def latent_dim(self) -> int:
+        return self.config["latent_dim"]
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.config["input_shape"])
+
+    @property
+    def num_classes(self) -> int:
+        return self.config["num_classes"]
+
+    @property
+    def conditional(self) -> bool:
+        return self.architecture.conditional
+
+    @property
+    def autoencoder(self) -> bool:
+        return self.config["autoencoder"]
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def _label(self, y: Tensor | None, batch: int) -> Tensor | None:
+        if not self.conditional:
+            return None
+        if y is None:
+            raise VaetoolError(f"This model is conditional on a class label (0 to {self.num_classes - 1}); give one.")
+        y = torch.as_tensor(y, device=self.device).long().reshape(-1)
+        if y.numel() == 1 and batch > 1:
+            y = y.expand(batch)
+        # Checked outside training only: the check reads the labels back to the host, and the
+        # trainer validates its labels once when it loads the dataset.
+        if not self.training and y.numel() and (y.min() < 0 or y.max() >= self.num_classes):
+            raise VaetoolError(f"Labels must lie in 0 to {self.num_classes - 1} for this model.")
+        return y
+
+    # -- the model's operations ---------------------------------------------------------------
+
+    def encode(self, x: Tensor, y: Tensor | None = None) -> DiagonalGaussian:
+        """q(z|x) for images in [0, 1]. For an autoencoder the variance is zero."""
+        mean, raw_scale = self.architecture.encode(x, self._label(y, len(x)))
+        if self.autoencoder:
+            return DiagonalGaussian(mean, torch.full_like(mean, -float("inf")))
+        return DiagonalGaussian.from_encoder(mean, raw_scale, self.config["encoder_scale"])
+
+    def decode_params(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        """The likelihood's parameters for latents z."""
+        return self.architecture.decode(z, self._label(y, len(z)))
+
+    def decode(self, z: Tensor, y: Tensor | None = None, sample: bool = False,
+               generator: torch.Generator | None = None) -> Tensor:
+        """Images for latents z: the distribution's mean, or a sample from it."""
+        params = self.decode_params(z, y)
+        return self.likelihood.sample(params, generator) if sample else self.likelihood.mean(params)
+
+    def sample(self, n: int, y: Tensor | None = None, temperature: float = 1.0,
+               generator: torch.Generator | None = None, sample_pixels: bool = False) -> Tensor:
+        """n images decoded from z ~ N(0, temperature² I)."""
+        z = temperature * torch.randn(n, self.latent_dim, generator=generator, device=self.device)
+        return self.decode(z, y, sample=sample_pixels, generator=generator)
+
+    def reconstruct(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        """Decode the posterior mean of each image."""
+        return self.decode(self.encode(x, y).mean, y)
+
+    def elbo(self, x: Tensor, y: Tensor | None = None, generator: torch.Generator | None = None) -> ELBOTerms:
+        """ELBO terms for images in [0, 1], with one reparameterised sample z ~ q(z|x).
+
+        ELBO = E_q[log p(x|z)] − KL(q(z|x) ‖ N(0, I))  (Kingma & Welling, ICLR 2014, eq. 10).
+        """
+        target = self.likelihood.target(x, generator)
+        posterior = self.encode(x, y)
+        if self.autoencoder:
+            z, kl = posterior.mean, torch.zeros_like(posterior.mean)
+        else:
+            z, kl = posterior.rsample(generator), posterior.kl()
+        reconstruction = self.likelihood.log_prob(target, self.decode_params(z, y))
+        return ELBOTerms(reconstruction, kl)
+
+
+def create(architecture: str = "conv", likelihood: str = "bernoulli", *,
+           input_shape: tuple[int, int, int] = (1, 28, 28), latent_dim: int = 16, num_classes: int = 0,
+           encoder_scale: str = "exp", autoencoder: bool = False,
+           architecture_options: dict[str, Any] | None = None,
+           likelihood_options: dict[str, Any] | None = None, **extra: Any) -> VAE:
+    """A new, untrained model from registry names and options.
+
+    Options left out (or ``None``) take the plugin's own defaults; the config records the values
+    actually used. ``extra`` keys (dataset, training settings, …) are recorded in the config as
+    they are.
+    """
+    if encoder_scale not in SCALES:
+        raise VaetoolError(f"The encoder scale must be one of {', '.join(SCALES)}, not {encoder_scale!r}.")
+    if len(input_shape) != 3:
+        raise VaetoolError(f"The input shape must be (channels, height, width), not {tuple(input_shape)}.")
+    architecture_cls = registry.get("architecture", architecture)
+    if architecture_cls.conditional and num_classes < 1:
+        raise VaetoolError(f"The {architecture} architecture is conditional on a class label, "
+                           "so it needs a labelled dataset; this one has no classes.")
+    config = {
+        "architecture": architecture,
+        "architecture_options": registry.resolve_options("architecture", architecture, architecture_options or {}),
+        "likelihood": likelihood,
+        "likelihood_options": registry.resolve_options("likelihood", likelihood, likelihood_options or {}),
+        "input_shape": [int(s) for s in input_shape],
+        "latent_dim": int(latent_dim),
+        "num_classes": int(num_classes),
+        "encoder_scale": encoder_scale,
+        "autoencoder": bool(autoencoder),
+        **extra,
+    }
+    return VAE.from_config(config)

@@ -1,0 +1,359 @@
+"""Training: one loop, read top to bottom, with checkpoints that resume exactly.
+
+The whole dataset lives on the training device as one uint8 tensor; an epoch is a random
+permutation sliced into batches, so no per-image Python runs inside it. Losses are summed on the
+device and read back only when the progress display refreshes, so a GPU is never made to wait
+for the host on every step.
+
+A run directory holds ``model.safetensors`` (the latest weights and config), ``checkpoint.safetensors``
+(model, optimizer, RNG states and position in the epoch: what ``--resume`` needs, without pickle),
+``metrics.jsonl`` (one line per epoch) and pictures. Each is written atomically after each epoch.
+"""
+from __future__ import annotations
+
+import json
+import math
+import signal
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vaetool import devices, registry
+from vaetool.contracts import Split
+from vaetool.datasets import data_root
+from vaetool.errors import VaetoolError
+from vaetool.io import MODEL_FILE, atomic_write_text, read_tensors, save, save_tensors
+from vaetool.model import VAE, create, objective
+from vaetool.runs import CHECKPOINT_FILE, METRICS_FILE
+
+EVAL_BATCH = 500
+REFRESH_SECONDS = 0.25
+
+
+@dataclass
+class TrainConfig:
+    """What to train and how. Plugin options left out take the plugin's defaults."""
+
+    architecture: str = "conv"
+    likelihood: str = "bernoulli"
+    dataset: str = "mnist"
+    architecture_options: dict[str, Any] = field(default_factory=dict)
+    likelihood_options: dict[str, Any] = field(default_factory=dict)
+    dataset_options: dict[str, Any] = field(default_factory=dict)
+    latent_dim: int = 16
+    encoder_scale: str = "exp"
+    autoencoder: bool = False
+    beta: float = 1.0
+    warmup: float = 0.0  # epochs over which β rises linearly from 0
+    free_bits: float = 0.0  # nats per latent dimension
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    seed: int = 0
+
+    def check(self) -> None:
+        for name, low in (("latent_dim", 1), ("epochs", 1), ("batch_size", 1)):
+            if getattr(self, name) < low:
+                raise VaetoolError(f"{name.replace('_', '-')} must be at least {low}, not {getattr(self, name)}.")
+        for name in ("beta", "warmup", "free_bits"):
+            if not getattr(self, name) >= 0:
+                raise VaetoolError(f"{name.replace('_', '-')} must be zero or more, not {getattr(self, name)}.")
+        if not self.lr > 0:
+            raise VaetoolError(f"The learning rate must be positive, not {self.lr}.")
+
+    def training_settings(self) -> dict[str, Any]:
+        keys = ("beta", "warmup", "free_bits", "epochs", "batch_size", "lr", "seed")
+        return {k: getattr(self, k) for k in keys}
+
+    @classmethod
+    def from_model_config(cls, config: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in {**config, **config["training"]}.items() if k in names})
+
+
+class Progress:
+    """What the trainer reports as it goes. The CLI draws it; the default shows nothing."""
+
+    def epoch_start(self, epoch: int, epochs: int, steps: int, first_step: int) -> None: ...
+
+    def update(self, step: int, stats: dict[str, float]) -> None: ...
+
+    def epoch_end(self, metrics: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    status: str  # "finished" or "interrupted"
+    metrics: list[dict[str, Any]]
+    epoch: int  # epochs completed
+    step: int  # steps into the next epoch (non-zero only when interrupted)
+
+
+class Diverged(VaetoolError):
+    """The loss or the weights went non-finite; the last good checkpoint is kept."""
+
+
+class _StopOnInterrupt:
+    """The first Ctrl-C asks the loop to stop at the next step boundary; a second one aborts."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self):
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread: Ctrl-C cannot reach us anyway
+            self._previous = None
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def build_dataset(name: str, options: dict[str, Any]):
+    """The dataset plugin ``name`` built with ``options`` (plugin defaults filled in)."""
+    resolved = registry.resolve_options("dataset", name, options)
+    return registry.get("dataset", name)(**resolved), resolved
+
+
+def train(config: TrainConfig, run_dir: str | Path, *, device: str = "auto", data_dir: str | Path | None = None,
+          progress: Progress | None = None) -> RunResult:
+    """Train a new model into ``run_dir`` (which must not hold a run yet)."""
+    config.check()
+    run_dir = Path(run_dir)
+    if (run_dir / CHECKPOINT_FILE).exists() or (run_dir / MODEL_FILE).exists():
+        raise VaetoolError(f"{run_dir} already holds a run; resume it with --resume or choose another --name.")
+    return _run(config, run_dir, None, devices.resolve(device), data_dir, progress or Progress())
+
+
+def resume(run_dir: str | Path, *, epochs: int | None = None, device: str = "auto",
+           data_dir: str | Path | None = None, progress: Progress | None = None) -> RunResult:
+    """Continue the run in ``run_dir`` from its checkpoint, optionally to a new total of ``epochs``."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CHECKPOINT_FILE).exists():
+        raise VaetoolError(f"There is no checkpoint to resume in {run_dir}.")
+    device = devices.resolve(device)
+    tensors, header = read_tensors(run_dir / CHECKPOINT_FILE)
+    config = TrainConfig.from_model_config(header["config"])
+    if epochs is not None:
+        config.epochs = epochs
+    config.check()
+    if header["progress"]["epoch"] >= config.epochs:
+        raise VaetoolError(f"The run in {run_dir} has already trained {header['progress']['epoch']} epochs; "
+                           "pass a larger --epochs to train further.")
+    return _run(config, run_dir, (tensors, header), device, data_dir, progress or Progress())
+
+
+def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progress: Progress) -> RunResult:
+    torch.manual_seed(config.seed)
+    dataset, dataset_options = build_dataset(config.dataset, config.dataset_options)
+    root = data_root(data_dir)
+    train_split, test_split = dataset.load("train", root), dataset.load("test", root)
+    model = create(config.architecture, config.likelihood,
+                   input_shape=dataset.image_shape, latent_dim=config.latent_dim, num_classes=dataset.num_classes,
+                   encoder_scale=config.encoder_scale, autoencoder=config.autoencoder,
+                   architecture_options=config.architecture_options, likelihood_options=config.likelihood_options,
+                   dataset=config.dataset, dataset_options=dataset_options, class_names=list(dataset.class_names),
+                   training=config.training_settings()).to(device)
+    if model.conditional:
+        _check_labels(train_split, test_split, dataset.num_classes)
+    optimizer = _adam(model, config.lr)
+    shuffle = torch.Generator().manual_seed(config.seed)
+    epoch, first_step, sums, metrics = 0, 0, None, []
+    if checkpoint is not None:
+        epoch, first_step, sums, metrics = _restore(checkpoint, model, optimizer, shuffle, device, run_dir)
+
+    images, labels = train_split.images.to(device), _labels_on(train_split, model, device)
+    n = len(images)
+    steps = math.ceil(n / config.batch_size)
+    model.config["training"]["epochs"] = config.epochs
+    model.config["training"]["steps_per_epoch"] = steps
+
+    with _StopOnInterrupt() as interrupt:
+        while epoch < config.epochs:
+            started = time.perf_counter()
+            epoch_shuffle_state = shuffle.get_state()  # replaying it rebuilds this epoch's order on resume
+            order = torch.randperm(n, generator=shuffle).to(device)
+            # Running sums of (loss, reconstruction, KL, examples), kept on the device.
+            totals = torch.tensor(sums, device=device) if sums is not None else torch.zeros(4, device=device)
+            sums = None
+            progress.epoch_start(epoch, config.epochs, steps, first_step)
+            model.train()
+            last_refresh = time.monotonic()
+            for step in range(first_step, steps):
+                if interrupt.requested:
+                    _save_checkpoint(run_dir, model, optimizer, shuffle, epoch_shuffle_state, epoch, step, totals, metrics)
+                    save(model, run_dir / MODEL_FILE)
+                    return RunResult(run_dir, "interrupted", metrics, epoch, step)
+                batch = order[step * config.batch_size:(step + 1) * config.batch_size]
+                x = images[batch].float().div_(255)
+                y = labels[batch] if labels is not None else None
+                beta = _beta_at(config, epoch + step / steps)
+                terms = model.elbo(x, y)
+                loss = objective(terms, beta, config.free_bits)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                with torch.no_grad():
+                    totals += torch.stack([loss.detach() * len(x), terms.reconstruction.detach().sum(),
+                                           terms.kl.detach().sum(), x.new_tensor(len(x))])
+                if time.monotonic() - last_refresh > REFRESH_SECONDS or step == steps - 1:
+                    last_refresh = time.monotonic()
+                    loss_sum, rec_sum, kl_sum, count = totals.tolist()  # the one host sync per refresh
+                    if not math.isfinite(loss_sum):
+                        _diverged(run_dir, epoch, step, metrics)
+                    progress.update(step + 1, {"loss": loss_sum / count, "rec": rec_sum / count,
+                                               "kl": kl_sum / count, "beta": beta})
+            if not all(bool(p.isfinite().all()) for p in model.parameters()):
+                _diverged(run_dir, epoch, steps - 1, metrics)
+            loss_sum, rec_sum, kl_sum, count = totals.tolist()
+            test = evaluate(model, test_split, seed=config.seed)
+            line = {"epoch": epoch + 1, "train_loss": loss_sum / count, "train_elbo": (rec_sum - kl_sum) / count,
+                    "train_rec": rec_sum / count, "train_kl": kl_sum / count, "beta": _beta_at(config, epoch + 1),
+                    **{f"test_{k}": v for k, v in test.items()}, "seconds": time.perf_counter() - started}
+            metrics.append(line)
+            epoch, first_step = epoch + 1, 0
+            _save_checkpoint(run_dir, model, optimizer, shuffle, shuffle.get_state(), epoch, 0, None, metrics)
+            save(model, run_dir / MODEL_FILE)
+            _write_pictures(run_dir, model, test_split, metrics, config.seed)
+            progress.epoch_end(line)
+    return RunResult(run_dir, "finished", metrics, epoch, 0)
+
+
+def _adam(model: VAE, lr: float) -> torch.optim.Adam:
+    # The fused kernel updates every parameter in one pass: about 25% faster per step on CPU.
+    try:
+        return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
+    except (RuntimeError, ValueError):  # devices (or torch builds) without a fused Adam
+        return torch.optim.Adam(model.parameters(), lr=lr)
+
+
+def _beta_at(config: TrainConfig, epochs_done: float) -> float:
+    """β after ``epochs_done`` (fractional) epochs: linear KL warm-up (Bowman et al. 2016), then constant."""
+    if config.warmup <= 0:
+        return config.beta
+    return config.beta * min(1.0, epochs_done / config.warmup)
+
+
+def _labels_on(split: Split, model: VAE, device) -> torch.Tensor | None:
+    return split.labels.to(device) if model.conditional else None
+
+
+def _check_labels(train_split: Split, test_split: Split, num_classes: int) -> None:
+    for split in (train_split, test_split):
+        if split.labels is None or split.labels.min() < 0 or split.labels.max() >= num_classes:
+            raise VaetoolError(f"The dataset's labels must lie in 0 to {num_classes - 1} to train a conditional model.")
+
+
+def _diverged(run_dir: Path, epoch: int, step: int, metrics: list) -> None:
+    kept = f"the model of epoch {len(metrics)} is kept in {run_dir}" if metrics else "no epoch had finished"
+    raise Diverged(f"Training went non-finite at epoch {epoch + 1}, step {step + 1}; {kept}. "
+                   "Try a lower --lr, a larger --sigma, or --encoder-scale softplus.")
+
+
+@torch.no_grad()
+def evaluate(model: VAE, split: Split, seed: int = 0, batch_size: int = EVAL_BATCH) -> dict[str, float]:
+    """Mean ELBO (β = 1), reconstruction log-likelihood and KL over a split, in nats per example.
+
+    A dedicated generator makes the single-sample estimate repeatable and leaves the training RNG
+    untouched. Adds bits per dimension when the likelihood is discrete.
+    """
+    was_training = model.training
+    model.eval()
+    device = model.device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    totals = torch.zeros(2, device=device, dtype=torch.float64)
+    for start in range(0, len(split), batch_size):
+        x = split.images[start:start + batch_size].to(device).float().div_(255)
+        y = split.labels[start:start + batch_size].to(device) if model.conditional else None
+        terms = model.elbo(x, y, generator=generator)
+        totals += torch.stack([terms.reconstruction.sum(), terms.kl.sum()]).double()
+    model.train(was_training)
+    rec, kl = (totals / len(split)).tolist()
+    result = {"elbo": rec - kl, "rec": rec, "kl": kl}
+    if model.likelihood.discrete:
+        result["bits_per_dim"] = -(rec - kl) / (math.prod(model.input_shape) * math.log(2))
+    return result
+
+
+# -- checkpoints: safetensors, never pickle ----------------------------------------------------
+
+def _save_checkpoint(run_dir: Path, model: VAE, optimizer, shuffle, shuffle_state, epoch: int, step: int,
+                     totals, metrics: list) -> None:
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    state = optimizer.state_dict()
+    scalars = {}
+    for index, entry in state["state"].items():
+        for key, value in entry.items():
+            if torch.is_tensor(value):
+                tensors[f"optimizer.{index}.{key}"] = value
+            else:
+                scalars[f"{index}.{key}"] = value
+    tensors["rng.cpu"] = torch.get_rng_state()
+    tensors["rng.shuffle"] = shuffle_state
+    if model.device.type == "cuda":
+        tensors["rng.cuda"] = torch.cuda.get_rng_state(model.device)
+    header = {"schema": 1, "config": model.config,
+              "progress": {"epoch": epoch, "step": step, "sums": totals.tolist() if totals is not None else None},
+              "optimizer": {"param_groups": state["param_groups"], "scalars": scalars}}
+    save_tensors(run_dir / CHECKPOINT_FILE, tensors, header)
+    atomic_write_text(run_dir / METRICS_FILE, "".join(json.dumps(m) + "\n" for m in metrics))
+
+
+def _restore(checkpoint, model: VAE, optimizer, shuffle, device, run_dir: Path):
+    tensors, header = checkpoint
+    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+    state: dict[int, dict[str, Any]] = defaultdict(dict)
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, index, name = key.split(".", 2)
+            state[int(index)][name] = value
+    for key, value in header["optimizer"]["scalars"].items():
+        index, name = key.split(".", 1)
+        state[int(index)][name] = value
+    optimizer.load_state_dict({"state": dict(state), "param_groups": header["optimizer"]["param_groups"]})
+    torch.set_rng_state(tensors["rng.cpu"])
+    if "rng.cuda" in tensors and device.type == "cuda":
+        torch.cuda.set_rng_state(tensors["rng.cuda"], device)
+    shuffle.set_state(tensors["rng.shuffle"])
+    progress = header["progress"]
+    metrics_file = run_dir / METRICS_FILE
+    metrics = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()] \
+        if metrics_file.exists() else []
+    return progress["epoch"], progress["step"], progress["sums"], metrics[:progress["epoch"]]
+
+
+# -- pictures -----------------------------------------------------------------------------------
+
+def _write_pictures(run_dir: Path, model: VAE, test_split: Split, metrics: list, seed: int) -> None:
+    from vaetool import images, plots
+
+    model.eval()
+    with torch.no_grad():
+        x = test_split.images[:16].to(model.device).float().div_(255)
+        y = test_split.labels[:16].to(model.device) if model.conditional else None
+        rec = model.reconstruct(x, y)
+        pairs = torch.cat([x[:8], rec[:8], x[8:], rec[8:]])  # a row of originals above their reconstructions
+        generator = torch.Generator(device=model.device).manual_seed(seed)
+        if model.conditional:  # one row per class
+            classes = min(model.num_classes, 10)
+            y = torch.arange(classes, device=model.device).repeat_interleave(8)
+            samples = model.sample(len(y), y, generator=generator)
+        else:
+            samples = model.sample(64, generator=generator)
+    model.train()
+    images.save_png(images.grid(pairs, nrow=8), run_dir / "reconstructions.png")
+    images.save_png(images.grid(samples, nrow=8), run_dir / "samples.png")
+    plots.training_curves(metrics, run_dir / "curves.png")

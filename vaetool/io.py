@@ -90,19 +90,23 @@ def load(path: str | Path, device: str = "cpu"):
 
     path = model_path(path)
     tensors, header = read_tensors(path)
-    if header.get("schema") != SCHEMA_VERSION or "config" not in header:
+    if not isinstance(header, dict) or not isinstance(header.get("config"), dict):
+        raise VaetoolError(f"{path} is a safetensors file but has no vaetool model config in its header.")
+    if header.get("schema") != SCHEMA_VERSION:
         raise VaetoolError(f"{path} has model-file schema {header.get('schema')!r}; this vaetool reads schema "
                            f"{SCHEMA_VERSION}.")
     config = header["config"]
     try:
         model = VAE.from_config(config)
     except VaetoolError as exc:
-        package = config.get("packages", {})
-        hint = "".join(f" The model needs the {kind} plugin {config[kind]!r} from the package {pkg!r}."
-                       for kind, pkg in package.items() if pkg != "vaetool")
+        packages = config.get("packages", {})
+        hint = "".join(f" The model needs the {kind} plugin {config.get(kind)!r} from the package {pkg!r}."
+                       for kind, pkg in packages.items() if pkg != "vaetool")
         raise VaetoolError(f"Cannot rebuild the model in {path}: {exc}{hint}") from exc
-    missing, unexpected = model.load_state_dict(tensors, strict=False)
-    if missing or unexpected:
-        raise VaetoolError(f"The weights in {path} do not fit the model its header describes "
-                           f"(missing: {len(missing)}, unexpected: {len(unexpected)}).")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise VaetoolError(f"The model config in {path} is damaged ({type(exc).__name__}: {exc}).") from exc
+    try:
+        model.load_state_dict(tensors)
+    except RuntimeError as exc:
+        raise VaetoolError(f"The weights in {path} do not fit the model its header describes.") from exc
     return model.to(device).eval()

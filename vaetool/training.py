@@ -78,6 +78,8 @@ class TrainConfig:
 class Progress:
     """What the trainer reports as it goes. The CLI draws it; the default shows nothing."""
 
+    def begin(self, info: dict[str, Any]) -> None: ...
+
     def epoch_start(self, epoch: int, epochs: int, steps: int, first_step: int) -> None: ...
 
     def update(self, step: int, stats: dict[str, float]) -> None: ...
@@ -159,14 +161,18 @@ def resume(run_dir: str | Path, *, epochs: int | None = None, device: str = "aut
 def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progress: Progress) -> RunResult:
     torch.manual_seed(config.seed)
     dataset, dataset_options = build_dataset(config.dataset, config.dataset_options)
-    root = data_root(data_dir)
-    train_split, test_split = dataset.load("train", root), dataset.load("test", root)
+    # The model is built before the data is read, so a mistake in its options is reported at once.
     model = create(config.architecture, config.likelihood,
                    input_shape=dataset.image_shape, latent_dim=config.latent_dim, num_classes=dataset.num_classes,
                    encoder_scale=config.encoder_scale, autoencoder=config.autoencoder,
                    architecture_options=config.architecture_options, likelihood_options=config.likelihood_options,
                    dataset=config.dataset, dataset_options=dataset_options, class_names=list(dataset.class_names),
                    training=config.training_settings()).to(device)
+    root = data_root(data_dir)
+    train_split, test_split = dataset.load("train", root), dataset.load("test", root)
+    for split, part in ((train_split, "training"), (test_split, "test")):
+        if len(split) == 0:
+            raise VaetoolError(f"The {part} split of {config.dataset} is empty.")
     if model.conditional:
         _check_labels(train_split, test_split, dataset.num_classes)
     optimizer = _adam(model, config.lr)
@@ -181,6 +187,9 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
     model.config["training"]["epochs"] = config.epochs
     model.config["training"]["steps_per_epoch"] = steps
 
+    progress.begin({"config": model.config, "device": str(device), "run_dir": run_dir, "train_size": n,
+                    "test_size": len(test_split), "parameters": sum(p.numel() for p in model.parameters()),
+                    "start_epoch": epoch, "start_step": first_step})
     with _StopOnInterrupt() as interrupt:
         while epoch < config.epochs:
             started = time.perf_counter()
@@ -216,13 +225,15 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
                         _diverged(run_dir, epoch, step, metrics)
                     progress.update(step + 1, {"loss": loss_sum / count, "rec": rec_sum / count,
                                                "kl": kl_sum / count, "beta": beta})
+            train_seconds = time.perf_counter() - started
             if not all(bool(p.isfinite().all()) for p in model.parameters()):
                 _diverged(run_dir, epoch, steps - 1, metrics)
             loss_sum, rec_sum, kl_sum, count = totals.tolist()
             test = evaluate(model, test_split, seed=config.seed)
             line = {"epoch": epoch + 1, "train_loss": loss_sum / count, "train_elbo": (rec_sum - kl_sum) / count,
                     "train_rec": rec_sum / count, "train_kl": kl_sum / count, "beta": _beta_at(config, epoch + 1),
-                    **{f"test_{k}": v for k, v in test.items()}, "seconds": time.perf_counter() - started}
+                    **{f"test_{k}": v for k, v in test.items()},
+                    "train_seconds": train_seconds, "seconds": time.perf_counter() - started}
             metrics.append(line)
             epoch, first_step = epoch + 1, 0
             _save_checkpoint(run_dir, model, optimizer, shuffle, shuffle.get_state(), epoch, 0, None, metrics)

@@ -1,0 +1,85 @@
+"""Shared fixtures: tiny plugin options, a tiny in-process dataset, and the real-MNIST gate.
+
+Every test runs on the CPU in a few seconds at most, and writes only under ``tmp_path``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from vaetool import registry
+from vaetool.contracts import Dataset, Split
+
+# The models here are tiny: one thread is fastest, and on a busy 2-core machine a second OpenMP
+# thread spin-waits for a core and makes small convolutions up to 100× slower.
+torch.set_num_threads(1)
+
+# Options that make each built-in architecture tiny; a third-party architecture gets its defaults.
+TINY_ARCHITECTURE_OPTIONS = {
+    "linear": {},
+    "mlp": {"hidden": [32]},
+    "conv": {"channels": [8, 16]},
+    "cvae": {"channels": [8, 16]},
+}
+
+
+def tiny_options(architecture: str) -> dict:
+    return dict(TINY_ARCHITECTURE_OPTIONS.get(architecture, {}))
+
+
+def state_dicts_equal(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# -- a tiny, learnable, labelled dataset owned by the tests ---------------------------------------
+
+TINY_DATASET = "tiny-squares"
+
+
+class TinySquares(Dataset):
+    """16×16 grey images of one bright 5×5 square at a seeded random position; the label says whether
+    it sits in the top or bottom half. Learnable in a few steps and built in microseconds."""
+
+    num_classes = 2
+    class_names = ("top", "bottom")
+
+    def __init__(self, n_train: int = 256, n_test: int = 64, seed: int = 0):
+        self.n_train, self.n_test, self.seed = n_train, n_test, seed
+        self.image_shape = (1, 16, 16)
+
+    def load(self, split: str, root: Path | None = None) -> Split:
+        generator = torch.Generator().manual_seed(self.seed + (0 if split == "train" else 1))
+        n = self.n_train if split == "train" else self.n_test
+        rows = torch.randint(0, 12, (n,), generator=generator)
+        cols = torch.randint(0, 12, (n,), generator=generator)
+        images = torch.zeros(n, 1, 16, 16, dtype=torch.uint8)
+        for i, (r, c) in enumerate(zip(rows.tolist(), cols.tolist())):
+            images[i, 0, r:r + 5, c:c + 5] = 255
+        return Split(images, (rows >= 6).long())
+
+
+@pytest.fixture
+def tiny_dataset():
+    """Registers :class:`TinySquares` as ``tiny-squares`` for the test's duration; yields its name."""
+    registry.register("dataset", TINY_DATASET, TinySquares)
+    yield TINY_DATASET
+    registry.unregister("dataset", TINY_DATASET)
+
+
+# -- real MNIST: the one allowed skip ------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def mnist_root() -> Path:
+    """The data root holding MNIST (``$VAETOOL_DATA``); tests that need it skip when it is absent."""
+    value = os.environ.get("VAETOOL_DATA")
+    if not value:
+        pytest.skip("VAETOOL_DATA is not set; the real-MNIST tests need it (a folder holding MNIST/raw/*-ubyte)")
+    root = Path(value).expanduser()
+    needed = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+    missing = [name for name in needed if not (root / "MNIST" / "raw" / name).is_file()]
+    if missing:
+        pytest.skip(f"VAETOOL_DATA={root} lacks MNIST/raw/{missing[0]}; the real-MNIST tests need it")
+    return root

@@ -144,6 +144,17 @@ class _RichProgress:
         self.bar = None
         self.task = None
 
+    def begin(self, info: dict) -> None:
+        c = info["config"]
+        objective = "deterministic autoencoder" if c["autoencoder"] else f"β = {c['training']['beta']:g}"
+        shape = "×".join(map(str, c["input_shape"]))
+        resumed = f", resuming at epoch {info['start_epoch'] + 1}" if info["start_epoch"] or info["start_step"] else ""
+        self.console.print(
+            f"[bold]{c['architecture']}[/bold] VAE, [bold]{c['likelihood']}[/bold] likelihood, {c['latent_dim']}-D latent, "
+            f"{objective}, {info['parameters']:,} parameters\n"
+            f"data [bold]{c['dataset']}[/bold] ({info['train_size']:,} train / {info['test_size']:,} test, {shape}) "
+            f"on {info['device']} → {info['run_dir']}{resumed}", highlight=False)
+
     def epoch_start(self, epoch: int, epochs: int, steps: int, first_step: int) -> None:
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                    TimeRemainingColumn)

@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""Training speed against the textbook MNIST VAE, measured side by side in one run.
+
+Both train the same model — 784-400-20 MLP, Bernoulli likelihood on grey levels, Adam 1e-3,
+batch 128 — for the same number of epochs on the same machine, alternating so that a noisy
+neighbour slows both alike. Reported: the median seconds per training epoch of each (evaluation
+excluded on both sides), the median of the per-round ratios, and both test ELBOs after training.
+
+    python benchmarks/train_speed.py --data ../shared/data --rounds 3 --epochs 2
+
+The reference is ../shared/bench/reference_vae.py (DataLoader + ToTensor). Prints a table and,
+last, one JSON line with every number.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_REFERENCE = HERE.parent.parent / "shared" / "bench" / "reference_vae.py"
+
+
+def run_reference(reference: Path, data: Path, epochs: int) -> dict:
+    out = subprocess.run([sys.executable, str(reference), str(data), "--epochs", str(epochs)],
+                         check=True, capture_output=True, text=True).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    return {"sec_per_epoch": result["sec_per_epoch_median"], "test_elbo": -result["test_loss_nats"]}
+
+
+def run_vaetool(data: Path, epochs: int, device: str) -> dict:
+    with tempfile.TemporaryDirectory() as runs:
+        subprocess.run([sys.executable, "-m", "vaetool", "train", "--arch", "mlp", "--hidden", "400",
+                        "--latent-dim", "20", "--likelihood", "bernoulli", "--data", "mnist", "--data-dir", str(data),
+                        "--batch-size", "128", "--lr", "1e-3", "--epochs", str(epochs), "--device", device,
+                        "--runs-dir", runs, "--name", "bench"], check=True, capture_output=True, text=True)
+        lines = [json.loads(line) for line in (Path(runs) / "bench" / "metrics.jsonl").read_text().splitlines()]
+    return {"sec_per_epoch": statistics.median(m["train_seconds"] for m in lines),
+            "sec_per_epoch_with_eval": statistics.median(m["seconds"] for m in lines),
+            "test_elbo": lines[-1]["test_elbo"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, required=True, help="data root holding MNIST/raw")
+    parser.add_argument("--reference", type=Path, default=DEFAULT_REFERENCE)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+
+    rounds = []
+    for i in range(args.rounds):
+        reference = run_reference(args.reference, args.data, args.epochs)
+        ours = run_vaetool(args.data, args.epochs, args.device)
+        ratio = reference["sec_per_epoch"] / ours["sec_per_epoch"]
+        rounds.append({"reference": reference, "vaetool": ours, "ratio": ratio})
+        print(f"round {i + 1}: reference {reference['sec_per_epoch']:.2f} s/epoch, "
+              f"vaetool {ours['sec_per_epoch']:.2f} s/epoch ({ours['sec_per_epoch_with_eval']:.2f} with test ELBO), "
+              f"ratio {ratio:.2f}×; test ELBO reference {reference['test_elbo']:.2f}, vaetool {ours['test_elbo']:.2f}",
+              flush=True)
+
+    def median(path):
+        values = [r for r in rounds]
+        for key in path:
+            values = [v[key] for v in values]
+        return statistics.median(values)
+
+    summary = {
+        "machine": f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores, "
+                   f"torch {__import__('torch').__version__}, device {args.device}",
+        "epochs": args.epochs, "rounds": args.rounds,
+        "reference_sec_per_epoch": median(["reference", "sec_per_epoch"]),
+        "vaetool_sec_per_epoch": median(["vaetool", "sec_per_epoch"]),
+        "speedup_median": median(["ratio"]),
+        "reference_test_elbo": median(["reference", "test_elbo"]),
+        "vaetool_test_elbo": median(["vaetool", "test_elbo"]),
+    }
+    print(f"median over {args.rounds} rounds: reference {summary['reference_sec_per_epoch']:.2f} s/epoch, "
+          f"vaetool {summary['vaetool_sec_per_epoch']:.2f} s/epoch, speed-up {summary['speedup_median']:.2f}×")
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

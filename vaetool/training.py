@@ -26,6 +26,7 @@ from vaetool import devices, registry
 from vaetool.contracts import Split
 from vaetool.datasets import data_root
 from vaetool.errors import VaetoolError
+from vaetool.images import background as images_background
 from vaetool.io import MODEL_FILE, atomic_write_text, read_tensors, save, save_tensors
 from vaetool.model import VAE, create, objective
 from vaetool.runs import CHECKPOINT_FILE, METRICS_FILE
@@ -173,6 +174,8 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
     for split, part in ((train_split, "training"), (test_split, "test")):
         if len(split) == 0:
             raise VaetoolError(f"The {part} split of {config.dataset} is empty.")
+    # Recorded so that images given to a trained model can be matched to its data (dark ink or light).
+    model.config["background"] = images_background(train_split.images[:1000])
     if model.conditional:
         _check_labels(train_split, test_split, dataset.num_classes)
     optimizer = _adam(model, config.lr)
@@ -235,6 +238,8 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
                     **{f"test_{k}": v for k, v in test.items()},
                     "train_seconds": train_seconds, "seconds": time.perf_counter() - started}
             metrics.append(line)
+            # Which dimensions carry information: traverse shows the informative ones first.
+            model.config["test_kl_per_dim"] = test["kl_per_dim"]
             epoch, first_step = epoch + 1, 0
             _save_checkpoint(run_dir, model, optimizer, shuffle, shuffle.get_state(), epoch, 0, None, metrics)
             save(model, run_dir / MODEL_FILE)
@@ -276,7 +281,7 @@ def _diverged(run_dir: Path, epoch: int, step: int, metrics: list) -> None:
 
 @torch.no_grad()
 def evaluate(model: VAE, split: Split, seed: int = 0, batch_size: int = EVAL_BATCH) -> dict[str, float]:
-    """Mean ELBO (β = 1), reconstruction log-likelihood and KL over a split, in nats per example.
+    """Mean ELBO (β = 1), reconstruction log-likelihood and KL (also per dimension) over a split, in nats per example.
 
     A dedicated generator makes the single-sample estimate repeatable and leaves the training RNG
     untouched. Adds bits per dimension when the likelihood is discrete.
@@ -285,15 +290,18 @@ def evaluate(model: VAE, split: Split, seed: int = 0, batch_size: int = EVAL_BAT
     model.eval()
     device = model.device
     generator = torch.Generator(device=device).manual_seed(seed)
-    totals = torch.zeros(2, device=device, dtype=torch.float64)
+    rec_total = torch.zeros((), device=device, dtype=torch.float64)
+    kl_total = torch.zeros(model.latent_dim, device=device, dtype=torch.float64)
     for start in range(0, len(split), batch_size):
         x = split.images[start:start + batch_size].to(device).float().div_(255)
         y = split.labels[start:start + batch_size].to(device) if model.conditional else None
         terms = model.elbo(x, y, generator=generator)
-        totals += torch.stack([terms.reconstruction.sum(), terms.kl.sum()]).double()
+        rec_total += terms.reconstruction.sum().double()
+        kl_total += terms.kl.sum(0).double()
     model.train(was_training)
-    rec, kl = (totals / len(split)).tolist()
-    result = {"elbo": rec - kl, "rec": rec, "kl": kl}
+    rec, kl_per_dim = rec_total.item() / len(split), (kl_total / len(split)).tolist()
+    kl = sum(kl_per_dim)
+    result = {"elbo": rec - kl, "rec": rec, "kl": kl, "kl_per_dim": kl_per_dim}
     if model.likelihood.discrete:
         result["bits_per_dim"] = -(rec - kl) / (math.prod(model.input_shape) * math.log(2))
     return result

@@ -48,6 +48,10 @@ def to_tensor(image, shape: tuple[int, int, int]):
     from PIL import Image
 
     channels, height, width = shape
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        # Transparent drawings are meant to be seen on white: composite before dropping alpha.
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, image.convert("RGBA"))
     image = image.convert("L" if channels == 1 else "RGB")
     if image.size != (width, height):
         image = image.resize((width, height), Image.Resampling.BILINEAR)
@@ -65,3 +69,77 @@ def open_image(path: str | Path):
         return image
     except (UnidentifiedImageError, OSError) as exc:
         raise VaetoolError(f"{path} is not an image file that vaetool can read ({exc}).") from exc
+
+
+def background(images) -> str:
+    """``"dark"`` or ``"light"``: the mean of the border pixels of uint8 or [0, 1] images ``(N, C, H, W)``."""
+    import torch
+
+    images = torch.as_tensor(images).float()
+    scale = 255.0 if images.max() > 1 else 1.0
+    border = torch.cat([images[..., 0, :], images[..., -1, :], images[..., :, 0], images[..., :, -1]], -1)
+    return "light" if border.mean() / scale > 0.5 else "dark"
+
+
+def image_files(paths) -> list[Path]:
+    """The image files named by ``paths``, folders expanded (sorted); a clear error for anything else."""
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise VaetoolError(f"The folder {path} holds no images ({', '.join(IMAGE_SUFFIXES)}).")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise VaetoolError(f"There is no file or folder {path}.")
+    return files
+
+
+def load_images(paths, shape: tuple[int, int, int], invert: bool | None = None,
+                model_background: str | None = None):
+    """Image files as a float tensor ``(N, C, H, W)`` in [0, 1] shaped for a model, and their names.
+
+    Any size and colour is converted to the model's channels and size. ``invert=None`` inverts an
+    image whose background (border) is light when the model was trained on dark-background data, as
+    for black-ink drawings fed to an MNIST model, and the other way round; True/False forces it.
+    """
+    import torch
+
+    files = image_files(paths)
+    images = torch.stack([to_tensor(open_image(f), shape) for f in files]).float() / 255
+    for i in range(len(images)):
+        flip = invert if invert is not None else (
+            model_background is not None and background(images[i:i + 1]) != model_background)
+        if flip:
+            images[i] = 1 - images[i]
+    return images, [f.name for f in files]
+
+
+def save_gif(frames: list[np.ndarray], path: str | Path, fps: float = 12.0) -> None:
+    """An animated GIF that loops forever, ``fps`` frames per second, written atomically."""
+    import imageio.v3 as iio
+
+    atomic_write(path, lambda tmp: iio.imwrite(tmp, np.stack(frames), extension=".gif",
+                                               duration=1000.0 / fps, loop=0))
+
+
+def with_row_labels(array: np.ndarray, labels: list[str], rows: int, pad: int = 2) -> np.ndarray:
+    """A grid from :func:`grid` with a text label at the left of each of its ``rows`` rows."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    height = array.shape[0]
+    pitch = (height - pad) / rows
+    font_size = int(max(10, min(18, pitch * 0.3)))
+    try:
+        font = ImageFont.load_default(size=font_size)
+    except TypeError:  # Pillow < 10.1 has one fixed-size default font
+        font = ImageFont.load_default()
+    width = int(max(font.getlength(text) for text in labels)) + 12
+    canvas = Image.new("RGB", (width + array.shape[1], height), (255, 255, 255))
+    canvas.paste(Image.fromarray(array).convert("RGB"), (width, 0))
+    draw = ImageDraw.Draw(canvas)
+    for r, text in enumerate(labels):
+        draw.text((6, pad + r * pitch + (pitch - pad) / 2), text, fill=(0, 0, 0), font=font, anchor="lm")
+    return np.asarray(canvas)

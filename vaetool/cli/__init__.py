@@ -7,7 +7,7 @@ from __future__ import annotations
 import typer
 
 from vaetool import __version__
-from vaetool.cli import plugins, train
+from vaetool.cli import decode, encode, interpolate, plugins, sample, train, traverse
 
 app = typer.Typer(
     name="vaetool",
@@ -19,6 +19,11 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.command("train")(train.train)
+app.command("encode")(encode.encode)
+app.command("decode")(decode.decode)
+app.command("sample")(sample.sample)
+app.command("interpolate")(interpolate.interpolate)
+app.command("traverse")(traverse.traverse)
 app.command("plugins")(plugins.plugins)
 
 

@@ -48,3 +48,57 @@ def key_values(pairs: list[str] | None, flag: str) -> dict[str, Any]:
             raise VaetoolError(f"{flag} takes KEY=VALUE, not {pair!r}.")
         options[key.strip().replace("-", "_")] = literal(value.strip())
     return options
+
+
+def open_model(model, runs_dir, device: str):
+    """The model named by ``--model`` (or the latest run), loaded on the chosen device."""
+    from vaetool import devices, io, runs
+
+    path = runs.find_model(model, runs.runs_root(runs_dir))
+    return io.load(path, devices.resolve(device))
+
+
+def generator(model, seed: int):
+    import torch
+
+    return torch.Generator(device=model.device).manual_seed(seed)
+
+
+def labels_for(model, label: int | None, n: int, required: bool = True):
+    """``n`` copies of ``--label`` as a tensor for a conditional model; None for an unconditional one."""
+    import torch
+
+    if not model.conditional:
+        if label is not None:
+            raise VaetoolError("--label applies to conditional models only; this one is not conditional.")
+        return None
+    if label is None:
+        if not required:
+            return None
+        raise VaetoolError(f"This model is conditional: give --label, a class from 0 to {model.num_classes - 1}.")
+    if not 0 <= label < model.num_classes:
+        raise VaetoolError(f"--label must be a class from 0 to {model.num_classes - 1} for this model, not {label}.")
+    return torch.full((n,), label, dtype=torch.long, device=model.device)
+
+
+def write_pictures(frames, path, zoom: int | None, fps: float = 12.0, nrow: int = 8) -> None:
+    """Images ``(N, C, H, W)`` as a PNG grid, or as a GIF with one image per frame, by ``path``'s extension."""
+    from pathlib import Path
+
+    from vaetool import images
+
+    suffix = Path(path).suffix.lower()
+    if suffix == ".png":
+        images.save_png(images.grid(frames, nrow=nrow, zoom=zoom), path)
+    elif suffix == ".gif":
+        images.save_gif([images.grid(f[None], nrow=1, zoom=zoom, pad=0) for f in frames], path, fps)
+    else:
+        raise VaetoolError(f"Pictures are written as .png or .gif; {Path(path).name} is neither.")
+
+
+def check_output(path, allowed: tuple[str, ...]) -> None:
+    """Refuse an output extension before any work is done."""
+    from pathlib import Path
+
+    if Path(path).suffix.lower() not in allowed:
+        raise VaetoolError(f"{Path(path).name}: the output must end in {', '.join(allowed)}.")

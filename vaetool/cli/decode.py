@@ -1,0 +1,73 @@
+"""``vaetool decode``: latents from a file or the command line → images."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from vaetool.cli import options
+from vaetool.cli.common import check_output, generator, handle_errors, labels_for, literal, open_model, write_pictures
+from vaetool.errors import VaetoolError
+
+
+@handle_errors
+def decode(
+    latents: Annotated[Optional[Path], typer.Argument(help="A latent file written by encode (.npy, .csv, .json, .safetensors).",
+                                                      show_default=False)] = None,
+    z: Annotated[Optional[list[str]], typer.Option("--z", help="A latent given inline, e.g. --z 0.5,-1.2,0,... (repeatable).")] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help=".png grid, or .gif with one image per frame.",
+                                         rich_help_panel=options.OUTPUT_PANEL)] = Path("decoded.png"),
+    label: options.Label = None,
+    sample_pixels: Annotated[bool, typer.Option("--sample-pixels", help="Draw pixels from p(x|z) instead of showing its mean.")] = False,
+    model: options.Model = None,
+    runs_dir: options.RunsDir = None,
+    device: options.Device = "auto",
+    seed: options.Seed = 0,
+    zoom: options.Zoom = None,
+    fps: options.Fps = 4.0,
+) -> None:
+    """Decode latents into images: the mean of p(x|z) (or a sample with --sample-pixels).
+
+      vaetool encode digits/ -o z.json && vaetool decode z.json -o back.png
+      vaetool decode --z 0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0 -o zero.png
+    """
+    import numpy as np
+    import torch
+
+    from vaetool import latentfile
+
+    check_output(output, (".png", ".gif"))
+    if (latents is None) == (not z):
+        raise VaetoolError("Give a latent file or --z values, not both or neither.")
+    vae = open_model(model, runs_dir, device)
+    file_labels = None
+    if latents is not None:
+        read = latentfile.read(latents)
+        values = read.mean
+        if (read.labels >= 0).all():
+            file_labels = read.labels
+    else:
+        rows = [literal(text) for text in z]
+        rows = [row if isinstance(row, list) else [row] for row in rows]
+        if any(not all(isinstance(v, (int, float)) for v in row) for row in rows):
+            raise VaetoolError("--z takes comma-separated numbers, e.g. --z 0.5,-1.2.")
+        if len({len(row) for row in rows}) > 1:
+            raise VaetoolError("Every --z must have the same number of values.")
+        values = np.array(rows, dtype=np.float32)
+    if values.ndim != 2 or values.shape[1] != vae.latent_dim:
+        raise VaetoolError(f"The model's latent has {vae.latent_dim} dimensions; these latents have "
+                           f"{values.shape[-1] if values.ndim else 0}.")
+    if not np.isfinite(values).all():
+        raise VaetoolError("The latents contain values that are not finite numbers.")
+    zs = torch.from_numpy(values).to(vae.device)
+    if vae.conditional and label is None and file_labels is not None:
+        y = torch.from_numpy(file_labels).long().to(vae.device)
+        labels_for(vae, int(y.max()), 1)  # refuses labels outside the model's classes
+        labels_for(vae, int(y.min()), 1)
+    else:
+        y = labels_for(vae, label, len(zs))
+    with torch.no_grad():
+        pictures = vae.decode(zs, y, sample=sample_pixels, generator=generator(vae, seed))
+    write_pictures(pictures, output, zoom, fps)
+    typer.echo(f"Wrote {len(pictures)} images to {output}")

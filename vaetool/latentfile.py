@@ -1,0 +1,126 @@
+"""Latent codes on disk: what ``encode`` writes and ``decode`` reads, by file extension.
+
+| extension | layout |
+| --- | --- |
+| ``.npy`` | a structured array with fields ``name``, ``label``, ``mean`` (L,), ``log_var`` (L,): no pickle |
+| ``.csv`` | one row per image: name, label, mean_0 … mean_{L-1}, log_var_0 … log_var_{L-1} |
+| ``.json`` | ``{"latent_dim": L, "items": [{"name", "label", "mean": [...], "log_var": [...]}]}`` |
+| ``.safetensors`` | tensors ``mean``, ``log_var``, ``label``; names in the header |
+
+A label of −1 means "none". ``read`` also accepts a plain ``(N, L)`` ``.npy`` array of latents.
+"""
+from __future__ import annotations
+
+import csv
+import io as _io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vaetool.errors import VaetoolError
+from vaetool.io import atomic_write, atomic_write_text, read_tensors, save_tensors
+
+SUFFIXES = (".npy", ".csv", ".json", ".safetensors")
+
+
+@dataclass
+class Latents:
+    """Posterior means (and log-variances), with each row's label (−1: none) and name."""
+
+    mean: np.ndarray  # (N, L) float32
+    log_var: np.ndarray | None = None  # (N, L)
+    labels: np.ndarray | None = None  # (N,) int64
+    names: list[str] | None = None
+
+    def __post_init__(self):
+        n = len(self.mean)
+        if self.labels is None:
+            self.labels = np.full(n, -1, dtype=np.int64)
+        if self.names is None:
+            self.names = [str(i) for i in range(n)]
+        if self.log_var is None:
+            self.log_var = np.full_like(self.mean, np.nan)
+
+
+def check_suffix(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise VaetoolError(f"Latents are written as {', '.join(SUFFIXES)}; {path.name} has none of these extensions.")
+    return suffix
+
+
+def write(path: str | Path, latents: Latents) -> None:
+    """Write latents in the format the extension names, atomically."""
+    path = Path(path)
+    suffix = check_suffix(path)
+    mean, log_var = latents.mean.astype(np.float32), latents.log_var.astype(np.float32)
+    n, dim = mean.shape
+    if suffix == ".npy":
+        width = max([1, *map(len, latents.names)])
+        table = np.zeros(n, dtype=[("name", f"<U{width}"), ("label", "<i8"), ("mean", "<f4", (dim,)),
+                                   ("log_var", "<f4", (dim,))])
+        table["name"], table["label"], table["mean"], table["log_var"] = latents.names, latents.labels, mean, log_var
+        atomic_write(path, lambda tmp: tmp.write_bytes(_npy_bytes(table)))
+    elif suffix == ".csv":
+        out = _io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["name", "label", *[f"mean_{i}" for i in range(dim)], *[f"log_var_{i}" for i in range(dim)]])
+        for i in range(n):
+            writer.writerow([latents.names[i], int(latents.labels[i]), *map(_num, mean[i]), *map(_num, log_var[i])])
+        atomic_write_text(path, out.getvalue())
+    elif suffix == ".json":
+        items = [{"name": latents.names[i], "label": int(latents.labels[i]), "mean": mean[i].tolist(),
+                  "log_var": [None if np.isnan(v) else v for v in log_var[i].tolist()]} for i in range(n)]
+        atomic_write_text(path, json.dumps({"latent_dim": dim, "items": items}, indent=1))
+    else:
+        import torch
+
+        save_tensors(path, {"mean": torch.from_numpy(mean), "log_var": torch.from_numpy(log_var),
+                            "label": torch.from_numpy(latents.labels.astype(np.int64))}, {"names": latents.names})
+
+
+def _num(value: float) -> str:
+    return "" if np.isnan(value) else repr(float(value))
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buffer = _io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def read(path: str | Path) -> Latents:
+    """Read latents written by :func:`write` (or a plain ``(N, L)`` array in ``.npy``)."""
+    path = Path(path)
+    suffix = check_suffix(path)
+    if not path.is_file():
+        raise VaetoolError(f"There is no latent file at {path}.")
+    try:
+        if suffix == ".npy":
+            array = np.load(path, allow_pickle=False)
+            if array.dtype.names:
+                return Latents(array["mean"], array["log_var"], array["label"], [str(s) for s in array["name"]])
+            return Latents(np.atleast_2d(array).astype(np.float32))
+        if suffix == ".csv":
+            with path.open(newline="") as f:
+                rows = list(csv.reader(f))
+            header, rows = rows[0], rows[1:]
+            means = [i for i, h in enumerate(header) if h.startswith("mean_")]
+            log_vars = [i for i, h in enumerate(header) if h.startswith("log_var_")]
+            value = lambda s: float(s) if s != "" else np.nan  # noqa: E731
+            return Latents(np.array([[value(r[i]) for i in means] for r in rows], dtype=np.float32),
+                           np.array([[value(r[i]) for i in log_vars] for r in rows], dtype=np.float32),
+                           np.array([int(r[header.index("label")]) for r in rows]), [r[0] for r in rows])
+        if suffix == ".json":
+            items = json.loads(path.read_text())["items"]
+            return Latents(np.array([it["mean"] for it in items], dtype=np.float32),
+                           np.array([[np.nan if v is None else v for v in it["log_var"]] for it in items], dtype=np.float32),
+                           np.array([it.get("label", -1) for it in items]), [str(it.get("name", i)) for i, it in enumerate(items)])
+        tensors, header = read_tensors(path)
+        return Latents(tensors["mean"].numpy(), tensors["log_var"].numpy(), tensors["label"].numpy(), header["names"])
+    except VaetoolError:
+        raise
+    except (ValueError, KeyError, IndexError, TypeError, OSError) as exc:
+        raise VaetoolError(f"{path} is not a latent file that vaetool can read ({type(exc).__name__}: {exc}).") from exc

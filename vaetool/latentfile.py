@@ -122,5 +122,5 @@ def read(path: str | Path) -> Latents:
         return Latents(tensors["mean"].numpy(), tensors["log_var"].numpy(), tensors["label"].numpy(), header["names"])
     except VaetoolError:
         raise
-    except (ValueError, KeyError, IndexError, TypeError, OSError) as exc:
+    except (ValueError, KeyError, IndexError, TypeError, OSError, EOFError) as exc:
         raise VaetoolError(f"{path} is not a latent file that vaetool can read ({type(exc).__name__}: {exc}).") from exc

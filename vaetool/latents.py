@@ -86,15 +86,19 @@ def manifold(n: int, low: float = 0.05, high: float = 0.95, device=None) -> Tens
 def kl_per_dimension(model, images: Tensor, labels: Tensor | None = None, batch_size: int = 500) -> Tensor:
     """Average KL(q(z|x) ‖ N(0, I)) of each latent dimension over ``images`` (float in [0, 1]): ``(L,)``.
 
-    Dimensions the model does not use have KL ≈ 0; the informative ones carry the most.
+    Dimensions the model does not use have KL ≈ 0; the informative ones carry the most. An
+    autoencoder has no KL, so for it this is the variance of each code dimension over the images.
     """
-    total = torch.zeros(model.latent_dim, device=model.device)
+    total = torch.zeros(model.latent_dim, device=model.device, dtype=torch.float64)
+    squares = torch.zeros_like(total)
     for start in range(0, len(images), batch_size):
         x = images[start:start + batch_size].to(model.device)
         y = labels[start:start + batch_size].to(model.device) if labels is not None and model.conditional else None
         posterior = model.encode(x, y)
-        if model.autoencoder:  # no KL: rank by the variance of the code instead
-            total += posterior.mean.var(0, unbiased=False) * len(x)
+        if model.autoencoder:  # no KL: rank by the variance of the code over all images instead
+            total += posterior.mean.double().sum(0)
+            squares += (posterior.mean.double() ** 2).sum(0)
         else:
-            total += posterior.kl().sum(0)
-    return total / len(images)
+            total += posterior.kl().double().sum(0)
+    mean = total / len(images)
+    return (squares / len(images) - mean ** 2).clamp(min=0).float() if model.autoencoder else mean.float()

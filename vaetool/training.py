@@ -239,7 +239,8 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
                     "train_seconds": train_seconds, "seconds": time.perf_counter() - started}
             metrics.append(line)
             # Which dimensions carry information: traverse shows the informative ones first.
-            model.config["test_kl_per_dim"] = test["kl_per_dim"]
+            if not model.autoencoder:  # an autoencoder's KL is zero by construction, which ranks nothing
+                model.config["test_kl_per_dim"] = test["kl_per_dim"]
             epoch, first_step = epoch + 1, 0
             _save_checkpoint(run_dir, model, optimizer, shuffle, shuffle.get_state(), epoch, 0, None, metrics)
             save(model, run_dir / MODEL_FILE)

@@ -58,12 +58,16 @@ def interpolate(
                 points.append(vae.encode(x.to(vae.device), labels_for(vae, label, len(x))).mean)
         for text in z or []:
             row = literal(text)
-            points.append(torch.tensor([row if isinstance(row, list) else [row]], dtype=torch.float32, device=vae.device))
+            row = row if isinstance(row, list) else [row]
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in row):
+                raise VaetoolError(f"--z takes comma-separated numbers, not {text!r}.")
+            points.append(torch.tensor([row], dtype=torch.float32, device=vae.device))
         if not points:
             raise VaetoolError("Give two or more images (or latent files, or --z values) to interpolate between.")
+        for point in points:
+            if point.shape[-1] != vae.latent_dim:
+                raise VaetoolError(f"The model's latent has {vae.latent_dim} dimensions; a given latent has {point.shape[-1]}.")
         points = torch.cat(points)
-        if points.shape[1] != vae.latent_dim:
-            raise VaetoolError(f"The model's latent has {vae.latent_dim} dimensions; a given latent has {points.shape[1]}.")
         if len(points) < 2:
             raise VaetoolError(f"Interpolation needs two or more points; got {len(points)}"
                                f"{' (' + str(len(image_paths)) + ' image)' if image_paths else ''}.")

@@ -93,7 +93,7 @@ def test_options_given_as_key_values_reach_the_plugins(tmp_path):
                     "--likelihood", "gaussian", "--likelihood-opt", "per_pixel=true", "--encoder-scale", "softplus")
     assert result.exit_code == 0, result.output
     config = vaetool.load(tmp_path / "opts").config
-    assert config["likelihood_options"] == {"sigma": None, "per_pixel": True}
+    assert config["likelihood_options"] == {"sigma": None, "per_pixel": True, "link": "sigmoid"}
     assert config["encoder_scale"] == "softplus"
 
 
@@ -263,3 +263,26 @@ def test_python_m_vaetool_help_works_without_torch():
 def test_version():
     result = invoke("--version")
     assert result.exit_code == 0 and vaetool.__version__ in result.stdout
+
+
+# -- the β sweep ----------------------------------------------------------------------------------
+
+def test_a_beta_list_trains_one_run_per_value(tmp_path):
+    result = invoke("train", *TINY_SHAPES, *TINY_MODEL, "--beta", "0,4", "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 0, result.output
+    for beta, name in ((0.0, "mlp-shapes-beta0"), (4.0, "mlp-shapes-beta4")):
+        model = vaetool.load(tmp_path / "runs" / name)
+        assert model.config["training"]["beta"] == beta
+    assert "vaetool compare" in result.output
+
+
+def test_a_named_sweep_suffixes_each_run_with_its_beta(tmp_path):
+    result = invoke("train", *TINY_SHAPES, *TINY_MODEL, "--beta", "1,2", "--name", "sweep", "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["sweep-beta1", "sweep-beta2"]
+
+
+@pytest.mark.parametrize("value", ["1,x", "true", "1,1"])
+def test_a_bad_beta_list_is_refused_before_training(tmp_path, value):
+    assert_clean_error(invoke("train", *TINY_SHAPES, *TINY_MODEL, "--beta", value, "--runs-dir", tmp_path / "runs"), "β" if value == "1,1" else "--beta")
+    assert not (tmp_path / "runs").exists()

@@ -36,7 +36,7 @@ def train(
     binarize: Annotated[Optional[Binarize], typer.Option(help="Bernoulli data: grey levels (none), fresh samples each batch (dynamic) or thresholded (static). [default: none]", rich_help_panel=MODEL)] = None,
     arch_opt: Annotated[Optional[list[str]], typer.Option(help="Any architecture option as KEY=VALUE (repeatable).", rich_help_panel=MODEL)] = None,
     likelihood_opt: Annotated[Optional[list[str]], typer.Option(help="Any likelihood option as KEY=VALUE (repeatable).", rich_help_panel=MODEL)] = None,
-    beta: Annotated[Optional[float], typer.Option("--beta", "-b", help="Weight of the KL term (β-VAE); 0 is the autoencoder limit. [default: 1]", rich_help_panel=OBJECTIVE)] = None,
+    beta: Annotated[Optional[str], typer.Option("--beta", "-b", help="Weight of the KL term (β-VAE); 0 is the autoencoder limit. A list (0,0.1,1,4) trains one run per value: a β sweep. [default: 1]", rich_help_panel=OBJECTIVE)] = None,
     autoencoder: Annotated[bool, typer.Option("--autoencoder", help="Train a deterministic autoencoder: z is the encoder mean, no noise, no KL.", rich_help_panel=OBJECTIVE)] = False,
     warmup: Annotated[Optional[float], typer.Option(help="Epochs over which β rises linearly from 0 (KL warm-up). [default: 0]", rich_help_panel=OBJECTIVE)] = None,
     free_bits: Annotated[Optional[float], typer.Option(help="Free bits: nats of KL per latent dimension that are not penalised. [default: 0]", rich_help_panel=OBJECTIVE)] = None,
@@ -60,6 +60,7 @@ def train(
       vaetool train --arch conv --beta 4                   [dim]# β-VAE on MNIST[/dim]
       vaetool train --arch linear --likelihood gaussian --sigma 0.1 --latent-dim 16
       vaetool train --arch cvae                            [dim]# conditional on the digit[/dim]
+      vaetool train --arch mlp --beta 0,0.1,1,4,10         [dim]# a β sweep: one run per value[/dim]
     """
     from vaetool import runs, training
 
@@ -83,8 +84,45 @@ def train(
 
     if autoencoder and beta is not None:
         raise VaetoolError("--beta has no effect with --autoencoder, which has no KL term; give one or the other.")
+    betas = _betas(beta)
     dataset, dataset_options = _dataset(data or "mnist")
-    config = training.TrainConfig(
+    plans = []
+    for value in betas:  # every run is planned and checked before the first one starts
+        config = _config(training, arch, likelihood, dataset, dataset_options, arch_opt, hidden, channels, likelihood_opt,
+                         sigma, binarize, data_opt, autoencoder, latent_dim, encoder_scale, value, warmup, free_bits,
+                         epochs, batch_size, lr, seed)
+        default_name = f"{config.architecture}-{Path(dataset_options['path']).name if dataset == 'folder' else dataset}"
+        default_name += "-ae" if autoencoder else (f"-beta{value:g}" if value is not None else "")
+        if name and len(betas) > 1:
+            run_dir = runs.fresh_run_dir(root, f"{name}-beta{value:g}")
+        else:
+            run_dir = root / name if name else runs.fresh_run_dir(root, default_name)
+        config.check()
+        plans.append((config, run_dir))
+    if len({run_dir for _, run_dir in plans}) < len(plans):
+        raise VaetoolError("Each β of a sweep must be different.")
+    for config, run_dir in plans:
+        reporter = _RichProgress(run_dir)
+        reporter.finish(training.train(config, run_dir, device=device, data_dir=data_dir, progress=reporter))
+    if len(plans) > 1:
+        typer.echo(f"Trained {len(plans)} runs. Compare them with:\n"
+                   f"  vaetool compare {' '.join(str(run_dir) for _, run_dir in plans)}")
+
+
+def _betas(text: str | None) -> list[float | None]:
+    if text is None:
+        return [None]
+    value = literal(text)
+    values = value if isinstance(value, list) else [value]
+    if not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        raise VaetoolError(f"--beta takes a number or a comma-separated list of numbers, not {text!r}.")
+    return [float(v) for v in values]
+
+
+def _config(training, arch, likelihood, dataset, dataset_options, arch_opt, hidden, channels, likelihood_opt, sigma,
+            binarize, data_opt, autoencoder, latent_dim, encoder_scale, beta, warmup, free_bits, epochs, batch_size,
+            lr, seed):
+    return training.TrainConfig(
         architecture=arch or "conv",
         likelihood=likelihood or "bernoulli",
         dataset=dataset,
@@ -97,12 +135,6 @@ def train(
         **_given(latent_dim=latent_dim, encoder_scale=encoder_scale.value if encoder_scale else None, beta=beta,
                  warmup=warmup, free_bits=free_bits, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed),
     )
-    default_name = f"{config.architecture}-{Path(dataset_options['path']).name if dataset == 'folder' else dataset}"
-    default_name += "-ae" if autoencoder else (f"-beta{beta:g}" if beta is not None else "")
-    run_dir = root / name if name else runs.fresh_run_dir(root, default_name)
-    reporter = _RichProgress(run_dir)
-    result = training.train(config, run_dir, device=device, data_dir=data_dir, progress=reporter)
-    reporter.finish(result)
 
 
 def _given(**options):
@@ -193,7 +225,7 @@ class _RichProgress:
                                + (f" --runs-dir {result.run_dir.parent}" if result.run_dir.parent != Path("runs") else ""))
             raise typer.Exit(130)
         last = result.metrics[-1]
-        table = Table(title=f"Trained {result.epoch} epochs → {result.run_dir}", title_justify="left", show_header=False)
+        table = Table(title=f"Trained {result.epoch} epoch{'s' if result.epoch != 1 else ''} → {result.run_dir}", title_justify="left", show_header=False)
         table.add_column(style="bold")
         table.add_column(justify="right")
         table.add_row("test ELBO (nats, β = 1)", f"{last['test_elbo']:.2f}")

@@ -53,7 +53,7 @@ def test_header_records_what_rebuilds_the_model(saved, model):
     config = header["config"]
     assert config["architecture"] == "mlp" and config["architecture_options"] == {"hidden": [16]}
     assert config["likelihood"] == "gaussian"
-    assert config["likelihood_options"] == {"sigma": None, "per_pixel": True}
+    assert config["likelihood_options"] == {"sigma": None, "per_pixel": True, "link": "sigmoid"}
     assert config["input_shape"] == [1, 8, 8] and config["latent_dim"] == 3 and config["num_classes"] == 0
     assert config["dataset"] == "shapes" and config["training"] == {"epochs": 3}
     assert config["packages"] == {"architecture": "vaetool", "likelihood": "vaetool"}

@@ -119,7 +119,7 @@ def test_a_none_option_does_not_override_a_default(toy):
 
 
 def test_resolve_options_on_built_ins():
-    assert registry.resolve_options("likelihood", "gaussian", {"sigma": None}) == {"sigma": None, "per_pixel": False}
+    assert registry.resolve_options("likelihood", "gaussian", {"sigma": None}) == {"sigma": None, "per_pixel": False, "link": "sigmoid"}
     assert registry.resolve_options("likelihood", "gaussian", {"sigma": 0.1})["sigma"] == 0.1
     assert registry.resolve_options("architecture", "mlp", {"hidden": (32,)}) == {"hidden": [32]}
 

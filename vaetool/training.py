@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from vaetool import devices, registry
+from vaetool import devices, metrics, registry
 from vaetool.contracts import Split
 from vaetool.datasets import data_root
 from vaetool.errors import VaetoolError
@@ -280,32 +280,13 @@ def _diverged(run_dir: Path, epoch: int, step: int, metrics: list) -> None:
                    "Try a lower --lr, a larger --sigma, or --encoder-scale softplus.")
 
 
-@torch.no_grad()
-def evaluate(model: VAE, split: Split, seed: int = 0, batch_size: int = EVAL_BATCH) -> dict[str, float]:
-    """Mean ELBO (β = 1), reconstruction log-likelihood and KL (also per dimension) over a split, in nats per example.
+def evaluate(model: VAE, split: Split, seed: int = 0, batch_size: int = EVAL_BATCH) -> dict[str, Any]:
+    """Mean ELBO (β = 1), reconstruction and KL (also per dimension) over a split, in nats per example.
 
     A dedicated generator makes the single-sample estimate repeatable and leaves the training RNG
-    untouched. Adds bits per dimension when the likelihood is discrete.
+    untouched; see :func:`vaetool.metrics.elbo_terms`.
     """
-    was_training = model.training
-    model.eval()
-    device = model.device
-    generator = torch.Generator(device=device).manual_seed(seed)
-    rec_total = torch.zeros((), device=device, dtype=torch.float64)
-    kl_total = torch.zeros(model.latent_dim, device=device, dtype=torch.float64)
-    for start in range(0, len(split), batch_size):
-        x = split.images[start:start + batch_size].to(device).float().div_(255)
-        y = split.labels[start:start + batch_size].to(device) if model.conditional else None
-        terms = model.elbo(x, y, generator=generator)
-        rec_total += terms.reconstruction.sum().double()
-        kl_total += terms.kl.sum(0).double()
-    model.train(was_training)
-    rec, kl_per_dim = rec_total.item() / len(split), (kl_total / len(split)).tolist()
-    kl = sum(kl_per_dim)
-    result = {"elbo": rec - kl, "rec": rec, "kl": kl, "kl_per_dim": kl_per_dim}
-    if model.likelihood.discrete:
-        result["bits_per_dim"] = -(rec - kl) / (math.prod(model.input_shape) * math.log(2))
-    return result
+    return metrics.elbo_terms(model, split.images, split.labels, seed=seed, batch_size=batch_size)
 
 
 # -- checkpoints: safetensors, never pickle ----------------------------------------------------

@@ -1,7 +1,9 @@
 """The linear baseline: encoder and decoder are each one linear layer, no hidden layer.
 
-With a Gaussian likelihood this is probabilistic PCA's model family (Tipping & Bishop 1999),
-the reference point of the classic "is deeper better?" comparison.
+With the Gaussian likelihood's identity link and a shared σ (``--likelihood gaussian
+--likelihood-opt link=identity``) this is exactly probabilistic PCA's model family (Tipping &
+Bishop 1999), whose optimum ``compare`` shows as a reference line; it is the baseline of the
+classic "is deeper better?" comparison.
 """
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ from vaetool.errors import VaetoolError
 
 _MIN_LOG_SIGMA = math.log(1e-3)  # below 8-bit resolution a smaller σ only rewards memorising noise
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+LINKS = ("sigmoid", "identity")
 
 
 def _soft_floor(log_sigma: Tensor) -> Tensor:
@@ -20,34 +21,44 @@ def _soft_floor(log_sigma: Tensor) -> Tensor:
 
 
 class Gaussian(Likelihood):
-    """p(x|z) = Π N(x_i; μ_i, σ²), μ = sigmoid(decoder output).
+    """p(x|z) = Π N(x_i; μ_i, σ²), μ = link(decoder output).
 
     - ``sigma=<value>``: a fixed σ. Then −log p is a scaled squared error, and σ sets the
       weight of reconstruction against the KL term (σ² plays the role of 1/β).
     - ``sigma`` unset: σ is learned, one scalar shared by every pixel — the calibrated decoder of
       the σ-VAE (Rybkin, Daniilidis & Levine, ICML 2021), which removes the need to tune β by hand.
     - ``per_pixel=True``: the decoder outputs a log σ for every pixel and channel.
+    - ``link``: ``"sigmoid"`` keeps μ in (0, 1); ``"identity"`` makes μ the decoder output itself,
+      unbounded (``mean`` returns it as it is, so the maths stays exact; samples are still clamped
+      to [0, 1]). With ``link="identity"``, the ``linear`` architecture and one shared σ the model
+      family is exactly probabilistic PCA (Tipping & Bishop 1999), whose maximum-likelihood fit
+      :func:`vaetool.metrics.ppca_log_likelihood` computes in closed form.
     """
 
-    def __init__(self, sigma: float | None = None, per_pixel: bool = False):
+    def __init__(self, sigma: float | None = None, per_pixel: bool = False, link: str = "sigmoid"):
         super().__init__()
+        if link not in LINKS:
+            raise VaetoolError(f"link must be one of {', '.join(LINKS)} for the gaussian likelihood, not {link!r}.")
         if sigma is not None and per_pixel:
             raise VaetoolError("Give either a fixed sigma or per_pixel=True for the gaussian likelihood, not both.")
         if sigma is not None and not sigma > 0:
             raise VaetoolError(f"sigma must be positive, not {sigma}.")
         self.sigma = sigma
         self.per_pixel = per_pixel
+        self.link = link
         self.params_per_channel = 2 if per_pixel else 1
         if sigma is None and not per_pixel:
             self.log_sigma = nn.Parameter(torch.tensor(math.log(0.1)))
 
     def _mean_and_log_sigma(self, params: Tensor) -> tuple[Tensor, Tensor]:
         if self.per_pixel:
-            mean, log_sigma = params.chunk(2, dim=1)
-            return torch.sigmoid(mean), _soft_floor(log_sigma)
-        if self.sigma is not None:
-            return torch.sigmoid(params), params.new_tensor(math.log(self.sigma))
-        return torch.sigmoid(params), _soft_floor(self.log_sigma)
+            params, log_sigma = params.chunk(2, dim=1)
+            log_sigma = _soft_floor(log_sigma)
+        elif self.sigma is not None:
+            log_sigma = params.new_tensor(math.log(self.sigma))
+        else:
+            log_sigma = _soft_floor(self.log_sigma)
+        return (torch.sigmoid(params) if self.link == "sigmoid" else params), log_sigma
 
     def log_prob(self, x: Tensor, params: Tensor) -> Tensor:
         mean, log_sigma = self._mean_and_log_sigma(params)

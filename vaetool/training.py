@@ -178,7 +178,7 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
     model.config["background"] = images_background(train_split.images[:1000])
     if model.conditional:
         _check_labels(train_split, test_split, dataset.num_classes)
-    optimizer = _adam(model, config.lr)
+    optimizer = adam(model, config.lr)
     shuffle = torch.Generator().manual_seed(config.seed)
     epoch, first_step, sums, metrics = 0, 0, None, []
     if checkpoint is not None:
@@ -249,7 +249,8 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
     return RunResult(run_dir, "finished", metrics, epoch, 0)
 
 
-def _adam(model: VAE, lr: float) -> torch.optim.Adam:
+def adam(model: torch.nn.Module, lr: float) -> torch.optim.Adam:
+    """Adam over a module's parameters, with the fused kernel where the device has one."""
     # The fused kernel updates every parameter in one pass: about 25% faster per step on CPU.
     try:
         return torch.optim.Adam(model.parameters(), lr=lr, fused=True)

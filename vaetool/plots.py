@@ -79,3 +79,47 @@ def latent_scatter(z, labels, path: str | Path, method: str = "auto", class_name
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
     plt.close(fig)
     return used
+
+
+def rate_distortion(points: list[tuple[str, float, float]], path: str | Path) -> None:
+    """KL (rate) against −log p(x|z) (distortion), one labelled point per model (Alemi et al. 2018).
+
+    For a β sweep the points trace the trade-off curve; the diagonal lines are constant ELBO.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.8), constrained_layout=True)
+    for name, rate, distortion in points:
+        ax.scatter([rate], [distortion], s=30)
+        ax.annotate(name, (rate, distortion), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    rates = [p[1] for p in points]
+    distortions = [p[2] for p in points]
+    if len(points) > 1:  # iso-ELBO lines: rate + distortion = −ELBO
+        lo, hi = min(r + d for _, r, d in points), max(r + d for _, r, d in points)
+        span = max(rates) - min(rates) or 1.0
+        xs = [min(rates) - 0.1 * span, max(rates) + 0.1 * span]
+        for total in {lo, hi}:
+            ax.plot(xs, [total - x for x in xs], ":", color="grey", linewidth=0.8)
+        ax.set_ylim(min(distortions) - 0.1 * (max(distortions) - min(distortions) or 1),
+                    max(distortions) + 0.1 * (max(distortions) - min(distortions) or 1))
+    ax.set_xlabel("rate: KL(q(z|x) ‖ p(z)) (nats)")
+    ax.set_ylabel("distortion: −log p(x|z) (nats)")
+    ax.set_title("rate–distortion (dotted: constant ELBO)", fontsize=10)
+    ax.grid(alpha=0.3)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
+
+
+def curves_overlay(histories: dict[str, list[dict[str, Any]]], path: str | Path) -> None:
+    """Test ELBO per epoch of several runs on one plot."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), constrained_layout=True)
+    for name, history in histories.items():
+        if history:
+            ax.plot([m["epoch"] for m in history], [m["test_elbo"] for m in history], marker="o", markersize=3, label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test ELBO (nats)")
+    ax.set_title("training curves", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)

@@ -1,0 +1,254 @@
+"""Putting trained models side by side on the same held-out data.
+
+``compare`` loads every model, checks that they were trained on the same data, evaluates them on
+one shared test set — the bound, its terms, an importance-weighted likelihood estimate, latent
+usage, how well the aggregate posterior matches the prior, sample quality — draws the same
+pictures for each, and states what the numbers say about the classic questions (is deeper
+better, what does β do, AE versus VAE, did the posterior collapse).
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from vaetool import io, metrics
+from vaetool.errors import VaetoolError
+from vaetool.runs import METRICS_FILE
+
+PICTURE_COUNT = 8
+
+
+@dataclass
+class Entry:
+    """One model in a comparison: where it came from, its numbers and its training history."""
+
+    name: str
+    path: Path
+    model: Any
+    numbers: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.model.config
+
+    @property
+    def label(self) -> str:
+        """A short description: architecture, likelihood, β or AE."""
+        c = self.config
+        kind = "AE" if c["autoencoder"] else f"β={c.get('training', {}).get('beta', 1):g}"
+        return f"{c['architecture']}/{c['likelihood']}, {c['latent_dim']}-D, {kind}"
+
+
+def load_entries(paths: list[Path], device) -> list[Entry]:
+    """Models from files or run directories, named after their run (or file), comparable or refused."""
+    entries, names = [], set()
+    for path in paths:
+        file = io.model_path(path)
+        name = file.parent.name if file.name == io.MODEL_FILE else file.stem
+        while name in names:
+            name += "′"
+        names.add(name)
+        entry = Entry(name, file, io.load(file, device))
+        history_file = file.parent / METRICS_FILE
+        if history_file.exists():
+            entry.history = [json.loads(line) for line in history_file.read_text().splitlines() if line.strip()]
+        entries.append(entry)
+    if not entries:
+        raise VaetoolError("Give at least one model (a model file or run directory) to compare.")
+    _check_comparable(entries)
+    return entries
+
+
+def _check_comparable(entries: list[Entry]) -> None:
+    first = entries[0]
+    for entry in entries[1:]:
+        for key, what in (("dataset", "dataset"), ("dataset_options", "dataset options"), ("input_shape", "image size")):
+            if entry.config.get(key) != first.config.get(key):
+                raise VaetoolError(f"{entry.name} was trained with {what} {entry.config.get(key)!r} but {first.name} with "
+                                   f"{first.config.get(key)!r}; compare models trained on the same data.")
+
+
+def evaluate(entries: list[Entry], test_images: torch.Tensor, test_labels: torch.Tensor | None, *,
+             iw_samples: int = 100, seed: int = 0, train_images: torch.Tensor | None = None,
+             classifier=None, sample_count: int = 1000,
+             progress: Callable[[str, int, int], None] | None = None) -> None:
+    """Fill each entry's ``numbers`` (all in nats per image, on the same test images)."""
+    from vaetool import classifier as quality
+
+    for entry in entries:
+        model, c = entry.model, entry.config
+        n = entry.numbers
+        n.update({f"params_{k}": v for k, v in metrics.parameter_counts(model).items()})
+        terms = metrics.elbo_terms(model, test_images, test_labels, seed=seed)
+        n.update({"elbo": terms["elbo"], "rec": terms["rec"], "kl": terms["kl"], "kl_per_dim": terms["kl_per_dim"]})
+        if "bits_per_dim" in terms:
+            n["bits_per_dim"] = terms["bits_per_dim"]
+        beta = 0.0 if c["autoencoder"] else c.get("training", {}).get("beta", 1.0)
+        n["beta"] = None if c["autoencoder"] else beta
+        n["objective"] = -terms["rec"] + beta * terms["kl"]
+        if iw_samples > 0 and not c["autoencoder"]:
+            report = (lambda done, total, name=entry.name: progress(f"{name}: log p(x), K={iw_samples}", done, total)) \
+                if progress else None
+            iw = metrics.iw_log_likelihood(model, test_images, test_labels, k=iw_samples, seed=seed, progress=report)
+            n["iw_ll"] = float(iw.mean())
+            n["iw_k"] = iw_samples
+        count, _ = metrics.active_units(model, test_images, test_labels)
+        n["active_units"] = int(count)
+        n["latent_dim"] = c["latent_dim"]
+        n["aggregate_kl"] = metrics.aggregate_posterior_kl(model, test_images, test_labels)
+        if classifier is not None:
+            generator = torch.Generator(device=model.device).manual_seed(seed)
+            requested = None
+            if model.conditional:
+                requested = torch.arange(sample_count, device=model.device) % model.num_classes
+            with torch.no_grad():
+                samples = model.sample(sample_count, requested, generator=generator)
+            q = quality.sample_quality(classifier, test_images[:sample_count], samples.cpu(),
+                                       requested.cpu() if requested is not None else None)
+            n.update({"fid": q["fid"], "confidence": q["confidence"], "entropy": q["entropy"]})
+            if "label_accuracy" in q:
+                n["label_accuracy"] = q["label_accuracy"]
+        if (c["architecture"] == "linear" and c["likelihood"] == "gaussian" and train_images is not None
+                and c["likelihood_options"].get("link") == "identity" and not c["likelihood_options"].get("per_pixel")):
+            n["ppca_ll"] = metrics.ppca_log_likelihood(train_images, test_images, c["latent_dim"])
+
+
+# Columns: key, heading, format, which direction is better (None: not ranked).
+COLUMNS = [
+    ("params_total", "params", "{:,}", None),
+    ("elbo", "ELBO", "{:.2f}", "max"),
+    ("rec", "log p(x|z)", "{:.2f}", "max"),
+    ("kl", "KL", "{:.2f}", None),
+    ("iw_ll", "log p(x) IW", "{:.2f}", "max"),
+    ("bits_per_dim", "bits/dim", "{:.3f}", "min"),
+    ("active_units", "active", "{}", None),
+    ("aggregate_kl", "agg. KL", "{:.2f}", "min"),
+    ("fid", "FD", "{:.2f}", "min"),
+    ("confidence", "conf.", "{:.3f}", "max"),
+    ("label_accuracy", "label acc.", "{:.3f}", "max"),
+    ("ppca_ll", "pPCA log p(x)", "{:.2f}", None),
+]
+
+
+def columns(entries: list[Entry]) -> list[tuple[str, str, str, str | None]]:
+    """The columns that at least one entry has a value for."""
+    return [col for col in COLUMNS if any(col[0] in e.numbers for e in entries)]
+
+
+def best(entries: list[Entry], key: str, direction: str | None) -> set[str]:
+    """Names of the entries with the best value in a column (none when fewer than two have one)."""
+    values = {e.name: e.numbers[key] for e in entries if e.numbers.get(key) is not None}
+    if direction is None or len(values) < 2:
+        return set()
+    target = (max if direction == "max" else min)(values.values())
+    return {name for name, v in values.items() if math.isclose(v, target, rel_tol=1e-9, abs_tol=1e-12)}
+
+
+def verdicts(entries: list[Entry]) -> list[str]:
+    """One sentence per classic question that these models and their numbers can answer."""
+    said = []
+    score_key = "iw_ll" if all("iw_ll" in e.numbers for e in entries if not e.config["autoencoder"]) else "elbo"
+    score_name = "log p(x)" if score_key == "iw_ll" else "ELBO"
+    vaes = [e for e in entries if not e.config["autoencoder"]]
+
+    linear = [e for e in vaes if e.config["architecture"] == "linear"]
+    deep = [e for e in vaes if e.config["architecture"] != "linear"]
+    for lin in linear:
+        rivals = [d for d in deep if d.config["latent_dim"] == lin.config["latent_dim"]
+                  and d.config["likelihood"] == lin.config["likelihood"]]
+        if rivals:
+            top = max(rivals, key=lambda e: e.numbers[score_key])
+            gap = top.numbers[score_key] - lin.numbers[score_key]
+            ratio = top.numbers["params_total"] / lin.numbers["params_total"]
+            said.append(f"Is deeper better? {top.name} ({score_name} {top.numbers[score_key]:.1f}) "
+                        f"{'beats' if gap > 0 else 'does not beat'} the linear model {lin.name} "
+                        f"({lin.numbers[score_key]:.1f}) by {abs(gap):.1f} nats, with {ratio:.1f}× the parameters.")
+        if "ppca_ll" in lin.numbers and "iw_ll" in lin.numbers:
+            said.append(f"Linear VAE vs exact pPCA: {lin.name} reaches log p(x) {lin.numbers['iw_ll']:.1f}, "
+                        f"{lin.numbers['ppca_ll'] - lin.numbers['iw_ll']:.1f} nats below the pPCA optimum "
+                        f"{lin.numbers['ppca_ll']:.1f} for this latent size.")
+
+    groups: dict[tuple, list[Entry]] = {}
+    for e in vaes:
+        key = (e.config["architecture"], e.config["likelihood"], e.config["latent_dim"])
+        groups.setdefault(key, []).append(e)
+    for group in groups.values():
+        betas = sorted({e.numbers["beta"] for e in group})
+        if len(betas) < 2:
+            continue
+        group = sorted(group, key=lambda e: e.numbers["beta"])
+        low, high = group[0], group[-1]
+        sentence = (f"β from {low.numbers['beta']:g} to {high.numbers['beta']:g}: KL (rate) "
+                    f"{low.numbers['kl']:.1f} → {high.numbers['kl']:.1f} nats, log p(x|z) (distortion) "
+                    f"{low.numbers['rec']:.1f} → {high.numbers['rec']:.1f}")
+        if all("fid" in e.numbers for e in group):
+            top = min(group, key=lambda e: e.numbers["fid"])
+            sentence += f"; samples are best (lowest FD) at β = {top.numbers['beta']:g}"
+        top_elbo = max(group, key=lambda e: e.numbers[score_key])
+        said.append(sentence + f"; the best {score_name} is at β = {top_elbo.numbers['beta']:g}.")
+
+    autoencoders = [e for e in entries if e.config["autoencoder"]]
+    for ae in autoencoders:
+        rivals = [v for v in vaes if v.config["architecture"] == ae.config["architecture"]
+                  and v.config["latent_dim"] == ae.config["latent_dim"]]
+        if not rivals:
+            continue
+        vae = max(rivals, key=lambda e: e.numbers["elbo"])
+        parts = [f"AE vs VAE: {ae.name} reconstructs {'better' if ae.numbers['rec'] > vae.numbers['rec'] else 'worse'} "
+                 f"than {vae.name} (log p(x|z) {ae.numbers['rec']:.1f} vs {vae.numbers['rec']:.1f})"]
+        parts.append(f"its codes are {'farther from' if ae.numbers['aggregate_kl'] > vae.numbers['aggregate_kl'] else 'closer to'} "
+                     f"the prior (aggregate KL {ae.numbers['aggregate_kl']:.1f} vs {vae.numbers['aggregate_kl']:.1f})")
+        if "fid" in ae.numbers and "fid" in vae.numbers:
+            parts.append(f"so its samples from N(0, I) are {'worse' if ae.numbers['fid'] > vae.numbers['fid'] else 'better'} "
+                         f"(FD {ae.numbers['fid']:.1f} vs {vae.numbers['fid']:.1f})")
+        said.append("; ".join(parts) + ".")
+
+    for e in vaes:
+        active, total = e.numbers["active_units"], e.numbers["latent_dim"]
+        if active == 0:
+            said.append(f"{e.name}: posterior collapse — no latent dimension is active; the decoder ignores z.")
+        elif active < total:
+            rest = total - active
+            said.append(f"{e.name}: {active} of {total} latent dimensions are active; the other {rest} "
+                        f"{'has' if rest == 1 else 'have'} collapsed to the prior (unused).")
+    if len(vaes) >= 2:
+        closest = min(vaes, key=lambda e: e.numbers["aggregate_kl"])
+        farthest = max(vaes, key=lambda e: e.numbers["aggregate_kl"])
+        said.append(f"Regularization: the aggregate posterior is closest to the prior for {closest.name} "
+                    f"(KL {closest.numbers['aggregate_kl']:.2f}) and farthest for {farthest.name} "
+                    f"({farthest.numbers['aggregate_kl']:.2f}); far means prior samples land where the decoder was never trained.")
+    return said
+
+
+@torch.no_grad()
+def pictures(entries: list[Entry], test_images: torch.Tensor, test_labels: torch.Tensor | None, seed: int = 0) -> dict:
+    """The same pictures for every model, one row each: reconstructions, samples, an interpolation."""
+    from vaetool import images, latents
+
+    k = PICTURE_COUNT
+    x = test_images[:k]
+    y = test_labels[:k] if test_labels is not None else None
+    rows = {"reconstructions": [x], "samples": [], "interpolations": []}
+    for entry in entries:
+        model = entry.model
+        cond = y.to(model.device) if model.conditional and y is not None else None
+        rows["reconstructions"].append(model.reconstruct(x.to(model.device), cond).cpu())
+        generator = torch.Generator(device=model.device).manual_seed(seed)
+        label = torch.arange(k, device=model.device) % model.num_classes if model.conditional else None
+        rows["samples"].append(model.sample(k, label, generator=generator).cpu())
+        ends = model.encode(x[:2].to(model.device), cond[:2] if cond is not None else None).mean
+        route = latents.path(ends, k, "slerp")
+        rows["interpolations"].append(model.decode(route, cond[:1].expand(k) if cond is not None else None).cpu())
+    names = [e.name for e in entries]
+    out = {}
+    for key, stack in rows.items():
+        labels = (["data"] + names) if key == "reconstructions" else names
+        array = images.grid(torch.cat(stack), nrow=k)
+        out[key] = images.with_row_labels(array, labels, rows=len(stack))
+    return out

@@ -1,4 +1,4 @@
-"""The base classes every plugin kind implements: architectures, likelihoods and datasets.
+"""The base classes every plugin kind implements: architectures, likelihoods, priors and datasets.
 
 A plugin is a class registered under an entry-point group (see :mod:`vaetool.registry`).
 Its constructor arguments are its options: each one typed and defaulted, because the
@@ -92,6 +92,36 @@ class Likelihood(nn.Module):
         raise NotImplementedError
 
     def sample(self, params: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        raise NotImplementedError
+
+
+class Prior(nn.Module):
+    """The prior p(z) over the latent space.
+
+    Built as ``cls(latent_dim, **options)``. It may own parameters (a learned mixture, say): they
+    are trained with the model and saved in its file.
+
+    - ``log_prob(z)``: log p(z) per row of ``z`` ``(..., latent_dim)``, summed over dimensions.
+    - ``sample(n, generator)``: ``(n, latent_dim)`` draws on the prior's device.
+    - ``analytic_kl``: True when ``kl(posterior)`` gives KL(q(z|x) ‖ p(z)) in closed form per latent
+      dimension, ``(B, latent_dim)``. Otherwise the ELBO uses the single-sample Monte Carlo estimate
+      log q(z|x) − log p(z) at the same z as the reconstruction term.
+    """
+
+    api_version: ClassVar[int] = PLUGIN_API_VERSION
+    analytic_kl: ClassVar[bool] = False
+
+    def __init__(self, latent_dim: int):
+        super().__init__()
+        self.latent_dim = int(latent_dim)
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        raise NotImplementedError
+
+    def kl(self, posterior) -> Tensor:
         raise NotImplementedError
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 from vaetool.errors import VaetoolError
 
 
-def resolve(name: str | None = "auto"):
-    """A ``torch.device`` for ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``; a clear error if unavailable."""
+def resolve(name=None):
+    """A ``torch.device`` for ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (or a ``torch.device``);
+    a clear error if unavailable."""
     import torch
 
-    name = (name or "auto").lower()
+    name = str(name or "auto").lower()
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")

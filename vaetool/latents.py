@@ -95,10 +95,12 @@ def kl_per_dimension(model, images: Tensor, labels: Tensor | None = None, batch_
         x = images[start:start + batch_size].to(model.device)
         y = labels[start:start + batch_size].to(model.device) if labels is not None and model.conditional else None
         posterior = model.encode(x, y)
-        if model.autoencoder:  # no KL: rank by the variance of the code over all images instead
+        if model.autoencoder or not model.prior.analytic_kl:  # no KL per dimension: use the codes' variance
             total += posterior.mean.double().sum(0)
             squares += (posterior.mean.double() ** 2).sum(0)
         else:
             total += posterior.kl().double().sum(0)
     mean = total / len(images)
-    return (squares / len(images) - mean ** 2).clamp(min=0).float() if model.autoencoder else mean.float()
+    if model.autoencoder or not model.prior.analytic_kl:
+        return (squares / len(images) - mean ** 2).clamp(min=0).float()
+    return mean.float()

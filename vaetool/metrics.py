@@ -72,8 +72,8 @@ def _posterior_moments(model, images: Tensor, labels: Tensor | None, batch_size:
     return torch.cat(means).cpu().double(), torch.cat(variances).cpu().double()
 
 
-def log_prior(z: Tensor) -> Tensor:
-    """log N(z; 0, I), summed over the last (latent) dimension."""
+def _log_standard_normal(z: Tensor) -> Tensor:
+    """log N(z; 0, I), summed over the last (latent) dimension: the density of ε in z = μ + σ ε."""
     return -0.5 * (z.pow(2).sum(-1) + z.shape[-1] * _LOG_2PI)
 
 
@@ -197,7 +197,7 @@ def iw_log_likelihood(model, images: Tensor, labels: Tensor | None = None, k: in
                 flat_target = target.expand(n_samples, *target.shape).reshape(-1, *target.shape[1:])
                 params = model.decode_params(z.reshape(-1, model.latent_dim), flat_y)
                 log_px = model.likelihood.log_prob(flat_target, params).view(n_samples, len(x))
-                log_w = log_px + log_prior(z) - (log_prior(eps) - sum_log_std)
+                log_w = log_px + model.prior.log_prob(z) - (_log_standard_normal(eps) - sum_log_std)
                 running = torch.logaddexp(running, torch.logsumexp(log_w.to(running.dtype), 0))
                 done += n_samples * len(x)
                 if progress is not None:

@@ -13,9 +13,12 @@ import torch
 from torch import Tensor, nn
 
 from vaetool import registry
-from vaetool.contracts import Architecture, Likelihood
+from vaetool.contracts import Architecture, Likelihood, Prior
 from vaetool.distributions import SCALES, DiagonalGaussian
 from vaetool.errors import VaetoolError
+from vaetool.priors.standard_normal import StandardNormal
+
+DEFAULT_PRIOR = "standard-normal"
 
 
 @dataclass
@@ -23,11 +26,12 @@ class ELBOTerms:
     """The evidence lower bound of each example and its two parts, in nats.
 
     ``elbo = reconstruction − kl.sum(-1)``, with β = 1: the bound itself, comparable across models
-    whatever β they were trained with.
+    whatever β they were trained with. ``kl`` is per latent dimension ``(B, latent_dim)`` when the
+    prior's KL is analytic, else the Monte Carlo estimate as one column ``(B, 1)``.
     """
 
     reconstruction: Tensor  # (B,) log p(x|z) for one z ~ q(z|x)
-    kl: Tensor  # (B, latent_dim) KL(q(z|x) ‖ p(z)) per dimension
+    kl: Tensor  # (B, latent_dim) or (B, 1): KL(q(z|x) ‖ p(z))
 
     @property
     def elbo(self) -> Tensor:
@@ -39,7 +43,8 @@ def objective(terms: ELBOTerms, beta: float = 1.0, free_bits: float = 0.0) -> Te
 
     β-VAE (Higgins et al., ICLR 2017) weighs the KL; β = 0 is the autoencoder limit. Free bits
     (Kingma et al., NeurIPS 2016) stop penalising a latent dimension's batch-average KL below
-    ``free_bits`` nats, so dimensions are not pushed to collapse early in training.
+    ``free_bits`` nats, so dimensions are not pushed to collapse early in training (with a prior
+    whose KL is not per dimension, the threshold applies to the whole KL).
     """
     kl_per_dim = terms.kl.mean(0)
     if free_bits > 0:
@@ -48,7 +53,8 @@ def objective(terms: ELBOTerms, beta: float = 1.0, free_bits: float = 0.0) -> Te
 
 
 class VAE(nn.Module):
-    """A variational autoencoder. Build it with :func:`create` or :func:`VAE.from_config`.
+    """A variational autoencoder: architecture, likelihood and prior. Build it with :func:`create`
+    or :func:`VAE.from_config`.
 
     Images go in and come out as float tensors ``(B, C, H, W)`` in [0, 1]. Conditional models
     (``model.conditional``) take the class label ``y`` (int64 ``(B,)``) wherever it matters.
@@ -56,10 +62,12 @@ class VAE(nn.Module):
     no KL term, for the AE-versus-VAE comparison.
     """
 
-    def __init__(self, architecture: Architecture, likelihood: Likelihood, config: dict[str, Any]):
+    def __init__(self, architecture: Architecture, likelihood: Likelihood, config: dict[str, Any],
+                 prior: Prior | None = None):
         super().__init__()
         self.architecture = architecture
         self.likelihood = likelihood
+        self.prior = prior if prior is not None else StandardNormal(config["latent_dim"])
         self.config = config
 
     # -- construction -------------------------------------------------------------------------
@@ -74,7 +82,10 @@ class VAE(nn.Module):
         architecture = architecture_cls(tuple(config["input_shape"]), config["latent_dim"],
                                         likelihood.params_per_channel, config["num_classes"],
                                         **config["architecture_options"])
-        return cls(architecture, likelihood, config)
+        # Files written before priors were plugins have no prior entry: theirs was N(0, I).
+        prior_cls = registry.get("prior", config.setdefault("prior", DEFAULT_PRIOR))
+        prior = prior_cls(config["latent_dim"], **config.setdefault("prior_options", {}))
+        return cls(architecture, likelihood, config, prior)
 
     @property
     def latent_dim(self) -> int:
@@ -135,8 +146,9 @@ class VAE(nn.Module):
 
     def sample(self, n: int, y: Tensor | None = None, temperature: float = 1.0,
                generator: torch.Generator | None = None, sample_pixels: bool = False) -> Tensor:
-        """n images decoded from z ~ N(0, temperature² I)."""
-        z = temperature * torch.randn(n, self.latent_dim, generator=generator, device=self.device)
+        """n images decoded from z ~ p(z), scaled by ``temperature`` about the origin
+        (for the standard normal prior: z ~ N(0, temperature² I))."""
+        z = temperature * self.prior.sample(n, generator)
         return self.decode(z, y, sample=sample_pixels, generator=generator)
 
     def reconstruct(self, x: Tensor, y: Tensor | None = None) -> Tensor:
@@ -146,14 +158,19 @@ class VAE(nn.Module):
     def elbo(self, x: Tensor, y: Tensor | None = None, generator: torch.Generator | None = None) -> ELBOTerms:
         """ELBO terms for images in [0, 1], with one reparameterised sample z ~ q(z|x).
 
-        ELBO = E_q[log p(x|z)] − KL(q(z|x) ‖ N(0, I))  (Kingma & Welling, ICLR 2014, eq. 10).
+        ELBO = E_q[log p(x|z)] − KL(q(z|x) ‖ p(z))  (Kingma & Welling, ICLR 2014, eq. 10 and 7): the
+        KL in closed form when the prior has one, else log q(z|x) − log p(z) at the sampled z.
         """
         target = self.likelihood.target(x, generator)
         posterior = self.encode(x, y)
         if self.autoencoder:
             z, kl = posterior.mean, torch.zeros_like(posterior.mean)
         else:
-            z, kl = posterior.rsample(generator), posterior.kl()
+            z = posterior.rsample(generator)
+            if self.prior.analytic_kl:
+                kl = self.prior.kl(posterior)
+            else:
+                kl = (posterior.log_prob(z) - self.prior.log_prob(z)).unsqueeze(-1)
         reconstruction = self.likelihood.log_prob(target, self.decode_params(z, y))
         return ELBOTerms(reconstruction, kl)
 
@@ -162,7 +179,8 @@ def create(architecture: str = "conv", likelihood: str = "bernoulli", *,
            input_shape: tuple[int, int, int] = (1, 28, 28), latent_dim: int = 16, num_classes: int = 0,
            encoder_scale: str = "exp", autoencoder: bool = False,
            architecture_options: dict[str, Any] | None = None,
-           likelihood_options: dict[str, Any] | None = None, **extra: Any) -> VAE:
+           likelihood_options: dict[str, Any] | None = None, prior: str = DEFAULT_PRIOR,
+           prior_options: dict[str, Any] | None = None, **extra: Any) -> VAE:
     """A new, untrained model from registry names and options.
 
     Options left out (or ``None``) take the plugin's own defaults; the config records the values
@@ -182,6 +200,8 @@ def create(architecture: str = "conv", likelihood: str = "bernoulli", *,
         "architecture_options": registry.resolve_options("architecture", architecture, architecture_options or {}),
         "likelihood": likelihood,
         "likelihood_options": registry.resolve_options("likelihood", likelihood, likelihood_options or {}),
+        "prior": prior,
+        "prior_options": registry.resolve_options("prior", prior, prior_options or {}),
         "input_shape": [int(s) for s in input_shape],
         "latent_dim": int(latent_dim),
         "num_classes": int(num_classes),

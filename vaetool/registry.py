@@ -18,6 +18,7 @@ from vaetool.errors import VaetoolError
 GROUPS = {
     "architecture": "vaetool.architectures",
     "likelihood": "vaetool.likelihoods",
+    "prior": "vaetool.priors",
     "dataset": "vaetool.datasets",
 }
 

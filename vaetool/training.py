@@ -45,6 +45,8 @@ class TrainConfig:
     architecture_options: dict[str, Any] = field(default_factory=dict)
     likelihood_options: dict[str, Any] = field(default_factory=dict)
     dataset_options: dict[str, Any] = field(default_factory=dict)
+    prior: str = "standard-normal"
+    prior_options: dict[str, Any] = field(default_factory=dict)
     latent_dim: int = 16
     encoder_scale: str = "exp"
     autoencoder: bool = False
@@ -167,6 +169,7 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
                    input_shape=dataset.image_shape, latent_dim=config.latent_dim, num_classes=dataset.num_classes,
                    encoder_scale=config.encoder_scale, autoencoder=config.autoencoder,
                    architecture_options=config.architecture_options, likelihood_options=config.likelihood_options,
+                   prior=config.prior, prior_options=config.prior_options,
                    dataset=config.dataset, dataset_options=dataset_options, class_names=list(dataset.class_names),
                    training=config.training_settings()).to(device)
     root = data_root(data_dir)

@@ -28,7 +28,7 @@ def sample(
     zoom: options.Zoom = None,
     fps: options.Fps = 12.0,
 ) -> None:
-    """Decode samples from the prior z ~ N(0, I) into a grid (or a GIF that walks between them).
+    """Decode samples from the prior p(z) into a grid (or a GIF that walks between them).
 
     A conditional model draws the class given by --label, or one row per class without it.
 
@@ -56,11 +56,11 @@ def sample(
         y = labels_for(vae, label, len(z))
     elif vae.conditional and label is None:  # one row per class, the same z in every row
         per_class = max(1, n // vae.num_classes)
-        z = torch.randn(per_class, vae.latent_dim, generator=rng, device=vae.device).repeat(vae.num_classes, 1)
+        z = vae.prior.sample(per_class, rng).repeat(vae.num_classes, 1)
         y = torch.arange(vae.num_classes, device=vae.device).repeat_interleave(per_class)
         nrow = per_class
     else:
-        z = torch.randn(n, vae.latent_dim, generator=rng, device=vae.device)
+        z = vae.prior.sample(n, rng)
         y = labels_for(vae, label, n)
     z = z * temperature if not manifold else z
     with torch.no_grad():

@@ -36,6 +36,8 @@ def train(
     binarize: Annotated[Optional[Binarize], typer.Option(help="Bernoulli data: grey levels (none), fresh samples each batch (dynamic) or thresholded (static). [default: none]", rich_help_panel=MODEL)] = None,
     arch_opt: Annotated[Optional[list[str]], typer.Option(help="Any architecture option as KEY=VALUE (repeatable).", rich_help_panel=MODEL)] = None,
     likelihood_opt: Annotated[Optional[list[str]], typer.Option(help="Any likelihood option as KEY=VALUE (repeatable).", rich_help_panel=MODEL)] = None,
+    prior: Annotated[Optional[str], typer.Option(help="Prior p(z): standard-normal or a plugin's. [default: standard-normal]", rich_help_panel=MODEL)] = None,
+    prior_opt: Annotated[Optional[list[str]], typer.Option(help="Any prior option as KEY=VALUE (repeatable).", rich_help_panel=MODEL)] = None,
     beta: Annotated[Optional[str], typer.Option("--beta", "-b", help="Weight of the KL term (β-VAE); 0 is the autoencoder limit. A list (0,0.1,1,4) trains one run per value: a β sweep. [default: 1]", rich_help_panel=OBJECTIVE)] = None,
     autoencoder: Annotated[bool, typer.Option("--autoencoder", help="Train a deterministic autoencoder: z is the encoder mean, no noise, no KL.", rich_help_panel=OBJECTIVE)] = False,
     warmup: Annotated[Optional[float], typer.Option(help="Epochs over which β rises linearly from 0 (KL warm-up). [default: 0]", rich_help_panel=OBJECTIVE)] = None,
@@ -68,7 +70,8 @@ def train(
     if resume:
         changed = {"--arch": arch, "--likelihood": likelihood, "--latent-dim": latent_dim, "--encoder-scale": encoder_scale,
                    "--hidden": hidden, "--channels": channels, "--sigma": sigma, "--binarize": binarize,
-                   "--arch-opt": arch_opt, "--likelihood-opt": likelihood_opt, "--beta": beta,
+                   "--arch-opt": arch_opt, "--likelihood-opt": likelihood_opt, "--prior": prior, "--prior-opt": prior_opt,
+                   "--beta": beta,
                    "--autoencoder": autoencoder or None, "--warmup": warmup, "--free-bits": free_bits, "--data": data,
                    "--data-opt": data_opt, "--batch-size": batch_size, "--lr": lr, "--seed": seed}
         given = [flag for flag, value in changed.items() if value]
@@ -91,6 +94,8 @@ def train(
         config = _config(training, arch, likelihood, dataset, dataset_options, arch_opt, hidden, channels, likelihood_opt,
                          sigma, binarize, data_opt, autoencoder, latent_dim, encoder_scale, value, warmup, free_bits,
                          epochs, batch_size, lr, seed)
+        config.prior = prior or config.prior
+        config.prior_options = key_values(prior_opt, "--prior-opt")
         default_name = f"{config.architecture}-{Path(dataset_options['path']).name if dataset == 'folder' else dataset}"
         default_name += "-ae" if autoencoder else (f"-beta{value:g}" if value is not None else "")
         if name and len(betas) > 1:

@@ -57,6 +57,8 @@ def traverse(
         else:
             start = torch.zeros(vae.latent_dim, device=vae.device)
         kl = vae.config.get("test_kl_per_dim")
+        if kl is not None and len(kl) != vae.latent_dim:  # a prior without a per-dimension KL
+            kl = None
         if kl is None and image is not None:
             kl = latents.kl_per_dimension(vae, x, y).tolist()
         if dims is not None:

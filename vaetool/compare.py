@@ -42,7 +42,8 @@ class Entry:
         """A short description: architecture, likelihood, β or AE."""
         c = self.config
         kind = "AE" if c["autoencoder"] else f"β={c.get('training', {}).get('beta', 1):g}"
-        return f"{c['architecture']}/{c['likelihood']}, {c['latent_dim']}-D, {kind}"
+        conditional = ", conditional: log p(x|y)" if getattr(self.model, "conditional", False) else ""
+        return f"{c['architecture']}/{c['likelihood']}, {c['latent_dim']}-D, {kind}{conditional}"
 
 
 def load_entries(paths: list[Path], device) -> list[Entry]:
@@ -141,13 +142,25 @@ def columns(entries: list[Entry]) -> list[tuple[str, str, str, str | None]]:
     return [col for col in COLUMNS if any(col[0] in e.numbers for e in entries)]
 
 
+# A conditional model bounds log p(x|y), not log p(x): it is not ranked against the others on these.
+LIKELIHOOD_KEYS = {"elbo", "rec", "iw_ll", "bits_per_dim"}
+
+
 def best(entries: list[Entry], key: str, direction: str | None) -> set[str]:
     """Names of the entries with the best value in a column (none when fewer than two have one)."""
-    values = {e.name: e.numbers[key] for e in entries if e.numbers.get(key) is not None}
+    values = {e.name: e.numbers[key] for e in entries if e.numbers.get(key) is not None
+              and not (key in LIKELIHOOD_KEYS and getattr(e.model, "conditional", False))}
     if direction is None or len(values) < 2:
         return set()
     target = (max if direction == "max" else min)(values.values())
     return {name for name, v in values.items() if math.isclose(v, target, rel_tol=1e-9, abs_tol=1e-12)}
+
+
+def _all_but_beta(config: dict[str, Any]) -> str:
+    keys = ("architecture", "architecture_options", "likelihood", "likelihood_options", "prior", "prior_options",
+            "latent_dim", "encoder_scale")
+    training = {k: v for k, v in config.get("training", {}).items() if k not in ("beta", "steps_per_epoch")}
+    return json.dumps([[config.get(k) for k in keys], training], sort_keys=True)
 
 
 def verdicts(entries: list[Entry]) -> list[str]:
@@ -158,7 +171,8 @@ def verdicts(entries: list[Entry]) -> list[str]:
     vaes = [e for e in entries if not e.config["autoencoder"]]
 
     linear = [e for e in vaes if e.config["architecture"] == "linear"]
-    deep = [e for e in vaes if e.config["architecture"] != "linear"]
+    deep = [e for e in vaes if e.config["architecture"] != "linear"
+            and not getattr(e.model, "conditional", False)]
     for lin in linear:
         rivals = [d for d in deep if d.config["latent_dim"] == lin.config["latent_dim"]
                   and d.config["likelihood"] == lin.config["likelihood"]]
@@ -174,10 +188,9 @@ def verdicts(entries: list[Entry]) -> list[str]:
                         f"{lin.numbers['ppca_ll'] - lin.numbers['iw_ll']:.1f} nats below the pPCA optimum "
                         f"{lin.numbers['ppca_ll']:.1f} for this latent size.")
 
-    groups: dict[tuple, list[Entry]] = {}
-    for e in vaes:
-        key = (e.config["architecture"], e.config["likelihood"], e.config["latent_dim"])
-        groups.setdefault(key, []).append(e)
+    groups: dict[str, list[Entry]] = {}
+    for e in vaes:  # models that differ in β and nothing else
+        groups.setdefault(_all_but_beta(e.config), []).append(e)
     for group in groups.values():
         betas = sorted({e.numbers["beta"] for e in group})
         if len(betas) < 2:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 import tempfile
 from pathlib import Path
 
@@ -47,10 +48,21 @@ def _figures(entries: list[Entry], pictures: dict, folder: Path) -> dict[str, Pa
     return files
 
 
+def _finite(value):
+    """JSON has no Infinity or NaN: they become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 def _json(entries: list[Entry], verdicts: list[str], settings: dict) -> str:
-    return json.dumps({"settings": settings, "verdicts": verdicts,
+    return json.dumps(_finite({"settings": settings, "verdicts": verdicts,
                        "models": [{"name": e.name, "path": str(e.path), "description": e.label,
-                                   "config": e.config, **e.numbers} for e in entries]}, indent=1)
+                                   "config": e.config, **e.numbers} for e in entries]}), indent=1, allow_nan=False)
 
 
 def write(path: Path, entries: list[Entry], verdicts: list[str], pictures: dict, settings: dict) -> None:
@@ -70,7 +82,7 @@ def write(path: Path, entries: list[Entry], verdicts: list[str], pictures: dict,
                  "| --- | --- | " + " | ".join("---" for _ in cols) + " |"]
         for e in entries:
             cells = [(f"**{_cell(e, k, f)}**" if e.name in winners[k] else _cell(e, k, f)) for k, _, f, _ in cols]
-            lines.append(f"| {e.name} | {e.label} | " + " | ".join(cells) + " |")
+            lines.append(f"| {e.name} | {e.label.replace('|', chr(92) + '|')} | " + " | ".join(cells) + " |")
         lines += ["", "All values in nats per image on the same test images; bold: best in its column.", ""]
         lines += [f"- {v}" for v in verdicts] + [""]
         for key, caption in FIGURES:

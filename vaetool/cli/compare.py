@@ -43,6 +43,8 @@ def compare(
 
     if output is not None:
         report.check_format(output)
+    if limit is not None and limit < 1:
+        raise VaetoolError(f"--limit must be at least 1, not {limit}.")
     if iw_samples < 0:
         raise VaetoolError(f"--iw-samples must be 0 or more, not {iw_samples}.")
     console = Console()
@@ -51,7 +53,7 @@ def compare(
     dataset, _ = build_dataset(config["dataset"], config.get("dataset_options", {}))
     root = data_root(data_dir)
     test = dataset.load("test", root)
-    count = len(test) if limit is None else max(1, min(limit, len(test)))
+    count = len(test) if limit is None else min(limit, len(test))
     test_images = test.images[:count].float() / 255
     test_labels = test.labels[:count] if test.labels is not None else None
     needs_train = any(e.config["architecture"] == "linear" and e.config["likelihood"] == "gaussian" for e in entries)

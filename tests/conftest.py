@@ -83,3 +83,32 @@ def mnist_root() -> Path:
     if missing:
         pytest.skip(f"VAETOOL_DATA={root} lacks MNIST/raw/{missing[0]}; the real-MNIST tests need it")
     return root
+
+
+# -- the command line ---------------------------------------------------------------------------
+
+def invoke(*args, columns: int = 600):
+    """Run ``vaetool ARGS`` in-process; a wide terminal so rich neither wraps nor shortens what it prints."""
+    from typer.testing import CliRunner
+
+    from vaetool.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": str(columns)})
+
+
+def ok(result):
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result
+
+
+def assert_clean_error(result, *fragments):
+    """A non-zero exit with exactly one line, "Error: ...", on stderr, and no traceback."""
+    assert result.exit_code not in (0, None), result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    error = result.stderr.strip()
+    assert error.startswith("Error: "), result.output
+    assert "\n" not in error, error
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in error, error
+    return error

@@ -11,6 +11,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import vaetool
+from conftest import assert_clean_error, invoke
 from vaetool.cli import app
 
 TINY_SHAPES = ["--data", "shapes", "--data-opt", "size=16", "--data-opt", "n_train=128", "--data-opt", "n_test=32"]
@@ -25,21 +26,10 @@ def in_tmp(tmp_path, monkeypatch):
     monkeypatch.delenv("VAETOOL_RUNS", raising=False)
 
 
-def invoke(*args):
-    return CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
 
 
-def assert_clean_error(result, *fragments):
-    """A non-zero exit with exactly one line, "Error: ...", on stderr, and no traceback."""
-    assert result.exit_code not in (0, None), result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    error = result.stderr.strip()
-    assert error.startswith("Error: "), result.output
-    assert "\n" not in error, error
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in error, error
-    return error
+
+
 
 
 def make_images(folder, n, seed=0, size=16):

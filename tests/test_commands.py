@@ -11,11 +11,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageSequence
-from typer.testing import CliRunner
 
 import vaetool
+from conftest import assert_clean_error, invoke, ok
 from vaetool import images, latentfile, latents
-from vaetool.cli import app
 
 FORMATS = [".npy", ".csv", ".json", ".safetensors"]
 PAD = 2  # images.grid's default padding
@@ -29,26 +28,13 @@ def in_tmp(tmp_path, monkeypatch):
     monkeypatch.delenv("VAETOOL_RUNS", raising=False)
 
 
-def invoke(*args):
-    return CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
 
 
-def ok(result):
-    assert result.exit_code == 0, (result.output, result.exception)
-    return result
 
 
-def assert_clean_error(result, *fragments):
-    """A non-zero exit with exactly one line, "Error: ...", on stderr, and no traceback."""
-    assert result.exit_code not in (0, None), result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    error = result.stderr.strip()
-    assert error.startswith("Error: "), result.output
-    assert "\n" not in error, error
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in error, error
-    return error
+
+
+
 
 
 # -- models and images -----------------------------------------------------------------------------
@@ -258,7 +244,7 @@ def test_encode_plot_draws_a_2d_latent_as_it_is(tmp_path):
 
 
 def test_encode_a_dataset_split_records_its_labels(tmp_path, vae, tiny_dataset):
-    from conftest import TinySquares
+    from conftest import TinySquares, assert_clean_error, invoke, ok
 
     result = ok(invoke("encode", "--data", tiny_dataset, "--split", "test", "--limit", "20", "-o", "z.npy",
                        "--data-dir", tmp_path / "data", "--plot", "p.png", *use(tmp_path)))

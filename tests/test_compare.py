@@ -16,12 +16,10 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
-from typer.testing import CliRunner
 
 import vaetool
-from conftest import TINY_DATASET, TinySquares
+from conftest import TINY_DATASET, TinySquares, assert_clean_error, invoke, ok
 from vaetool import compare, images, metrics, registry
-from vaetool.cli import app
 from vaetool.errors import VaetoolError
 from vaetool.training import TrainConfig, train
 
@@ -84,27 +82,13 @@ def isolated(tmp_path, monkeypatch, cache):
     monkeypatch.setenv("VAETOOL_CACHE", str(cache))
 
 
-def invoke(*args):
-    # Wide enough that rich neither wraps a heading nor shortens a model name or a verdict.
-    return CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "600"})
 
 
-def ok(result):
-    assert result.exit_code == 0, (result.output, result.exception)
-    return result
 
 
-def assert_clean_error(result, *fragments):
-    """A non-zero exit with exactly one line, "Error: ...", on stderr, and no traceback."""
-    assert result.exit_code not in (0, None), result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    error = result.stderr.strip()
-    assert error.startswith("Error: "), result.output
-    assert "\n" not in error, error
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in error, error
-    return error
+
+
+
 
 
 def compare_cli(runs, names, *extra):

@@ -14,7 +14,7 @@ train conv-mnist --arch conv
 train mlp-mnist-2d --arch mlp --latent-dim 2
 train mlp-mnist-ae --arch mlp --autoencoder
 train mlp-mnist --arch mlp
-train cvae-mnist --arch cvae --epochs 5
+train cvae-mnist --arch cvae --arch-opt backbone=mlp --latent-dim 16
 
 # The quick start's pictures, as train wrote them.
 cp "$runs/conv-shapes/samples.png" "$out/shapes-samples.png"

@@ -481,3 +481,23 @@ def test_pictures_have_one_row_per_model(runs, names):
                                                     for e in entries]), nrow=8)
     drawn = pictures["reconstructions"][:, -expected.shape[1]:, 0]
     assert (drawn == expected).all()
+
+
+def test_likelihood_columns_are_ranked_only_among_models_with_the_same_likelihood():
+    # A Gaussian density and a Bernoulli mass in nats are not comparable: the Gaussian model, far
+    # "better" in raw numbers, must not be highlighted, while each Bernoulli pair is ranked as usual.
+    a = entry("a", elbo=-100.0)
+    b = entry("b", elbo=-90.0)
+    g = entry("g", likelihood="gaussian", elbo=250.0)
+    assert compare.best([a, b, g], "elbo", "max") == {"b"}
+    assert compare.best([a, g], "elbo", "max") == set()
+    # Columns that are not likelihoods are ranked across every model.
+    assert compare.best([a, b, g], "aggregate_kl", "min") == {"a", "b", "g"}
+
+
+def test_deeper_vs_linear_compares_at_the_same_beta_when_there_is_one():
+    lin = entry("lin", "linear", beta=1.0, iw_ll=-130.0)
+    same = entry("mlp-b1", beta=1.0, iw_ll=-100.0)
+    other = entry("mlp-b05", beta=0.5, iw_ll=-99.0)
+    (sentence,) = said([lin, same, other], "Is deeper better?")
+    assert "mlp-b1" in sentence and "mlp-b05" not in sentence

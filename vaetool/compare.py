@@ -142,18 +142,34 @@ def columns(entries: list[Entry]) -> list[tuple[str, str, str, str | None]]:
     return [col for col in COLUMNS if any(col[0] in e.numbers for e in entries)]
 
 
-# A conditional model bounds log p(x|y), not log p(x): it is not ranked against the others on these.
+# Nats of different likelihoods (a Bernoulli mass, a Gaussian density) are not comparable, and a
+# conditional model bounds log p(x|y), not log p(x): these columns are ranked within such groups.
 LIKELIHOOD_KEYS = {"elbo", "rec", "iw_ll", "bits_per_dim"}
 
 
+def _likelihood_group(entry: Entry) -> str:
+    c = entry.config
+    return json.dumps([c.get("likelihood"), c.get("likelihood_options"), getattr(entry.model, "conditional", False)],
+                      sort_keys=True)
+
+
 def best(entries: list[Entry], key: str, direction: str | None) -> set[str]:
-    """Names of the entries with the best value in a column (none when fewer than two have one)."""
-    values = {e.name: e.numbers[key] for e in entries if e.numbers.get(key) is not None
-              and not (key in LIKELIHOOD_KEYS and getattr(e.model, "conditional", False))}
-    if direction is None or len(values) < 2:
-        return set()
-    target = (max if direction == "max" else min)(values.values())
-    return {name for name, v in values.items() if math.isclose(v, target, rel_tol=1e-9, abs_tol=1e-12)}
+    """Names of the entries with the best value in a column (none in a group of fewer than two).
+
+    Likelihood columns are ranked among models with the same likelihood (and conditioning) only.
+    """
+    groups: dict[str, dict[str, float]] = {}
+    for e in entries:
+        if e.numbers.get(key) is not None:
+            group = _likelihood_group(e) if key in LIKELIHOOD_KEYS else ""
+            groups.setdefault(group, {})[e.name] = e.numbers[key]
+    winners = set()
+    for values in groups.values():
+        if direction is None or len(values) < 2:
+            continue
+        target = (max if direction == "max" else min)(values.values())
+        winners |= {name for name, v in values.items() if math.isclose(v, target, rel_tol=1e-9, abs_tol=1e-12)}
+    return winners
 
 
 def _all_but_beta(config: dict[str, Any]) -> str:
@@ -176,6 +192,8 @@ def verdicts(entries: list[Entry]) -> list[str]:
     for lin in linear:
         rivals = [d for d in deep if d.config["latent_dim"] == lin.config["latent_dim"]
                   and d.config["likelihood"] == lin.config["likelihood"]]
+        same_beta = [d for d in rivals if d.numbers.get("beta") == lin.numbers.get("beta")]
+        rivals = same_beta or rivals  # at the same β when there is one: β changes the score too
         if rivals:
             top = max(rivals, key=lambda e: e.numbers[score_key])
             gap = top.numbers[score_key] - lin.numbers[score_key]

@@ -12,6 +12,7 @@ import torch
 
 from vaetool import registry
 from vaetool.contracts import Dataset, Split
+from vaetool.errors import VaetoolError
 
 # The models here are tiny: one thread is fastest, and on a busy 2-core machine a second OpenMP
 # thread spin-waits for a core and makes small convolutions up to 100× slower.
@@ -51,6 +52,8 @@ class TinySquares(Dataset):
         self.image_shape = (1, 16, 16)
 
     def load(self, split: str, root: Path | None = None) -> Split:
+        if split not in ("train", "test"):
+            raise VaetoolError(f"Unknown split {split!r}; choose train or test.")
         generator = torch.Generator().manual_seed(self.seed + (0 if split == "train" else 1))
         n = self.n_train if split == "train" else self.n_test
         rows = torch.randint(0, 12, (n,), generator=generator)

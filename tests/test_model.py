@@ -12,8 +12,10 @@ from vaetool.distributions import DiagonalGaussian
 from vaetool.errors import VaetoolError
 from vaetool.model import ELBOTerms, objective
 
-ARCHITECTURES = registry.names("architecture")
-LIKELIHOODS = [(name, {}) for name in registry.names("likelihood")] + [
+# vaetool's own plugins; third-party ones are checked by the conformance kit (tests/test_conformance.py),
+# which asks for the contract, not for how fast a model learns.
+ARCHITECTURES = [n for n in registry.names("architecture") if registry.package_of("architecture", n) == "vaetool"]
+LIKELIHOODS = [(n, {}) for n in registry.names("likelihood") if registry.package_of("likelihood", n) == "vaetool"] + [
     ("bernoulli", {"binarize": "dynamic"}),
     ("gaussian", {"sigma": 0.1}),
     ("gaussian", {"per_pixel": True}),

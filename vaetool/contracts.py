@@ -73,7 +73,8 @@ class Likelihood(nn.Module):
     - ``log_prob(x, params)``: log p(x | z) per example, shape ``(B,)``, **summed** over every
       pixel and channel. Never a mean: a mean silently rescales the reconstruction term
       against the KL and is the classic VAE bug.
-    - ``mean(params)`` and ``sample(params, generator)``: images in [0, 1].
+    - ``mean(params)`` and ``sample(params, generator)``: images in [0, 1] (a likelihood may say
+      otherwise for its mean, as the gaussian's identity link does for exact pPCA).
     - ``discrete``: True when ``log_prob`` is a probability mass on 8-bit or binary values,
       so that bits per dimension are a meaningful report.
     """

@@ -13,7 +13,7 @@ import torch
 from PIL import Image, ImageSequence
 
 import vaetool
-from conftest import assert_clean_error, invoke, ok
+from conftest import TinySquares, assert_clean_error, invoke, ok
 from vaetool import images, latentfile, latents
 
 FORMATS = [".npy", ".csv", ".json", ".safetensors"]
@@ -244,8 +244,6 @@ def test_encode_plot_draws_a_2d_latent_as_it_is(tmp_path):
 
 
 def test_encode_a_dataset_split_records_its_labels(tmp_path, vae, tiny_dataset):
-    from conftest import TinySquares, assert_clean_error, invoke, ok
-
     result = ok(invoke("encode", "--data", tiny_dataset, "--split", "test", "--limit", "20", "-o", "z.npy",
                        "--data-dir", tmp_path / "data", "--plot", "p.png", *use(tmp_path)))
     assert "Wrote 20 latents" in result.stdout

@@ -93,6 +93,7 @@ def save(model, path: str | Path) -> None:
 
 def load(path: str | Path, device: str = "cpu"):
     """Load a model saved by :func:`save` (or a run directory holding one), ready for inference."""
+    from vaetool import registry
     from vaetool.model import VAE
 
     path = model_path(path)
@@ -108,7 +109,8 @@ def load(path: str | Path, device: str = "cpu"):
     except VaetoolError as exc:
         packages = config.get("packages", {})
         hint = "".join(f" The model needs the {kind} plugin {config.get(kind)!r} from the package {pkg!r}."
-                       for kind, pkg in packages.items() if pkg != "vaetool")
+                       for kind, pkg in packages.items()
+                       if pkg != "vaetool" and config.get(kind) not in registry.names(kind))
         raise VaetoolError(f"Cannot rebuild the model in {path}: {exc}{hint}") from exc
     except (KeyError, TypeError, ValueError) as exc:
         raise VaetoolError(f"The model config in {path} is damaged ({type(exc).__name__}: {exc}).") from exc

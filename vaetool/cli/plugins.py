@@ -14,8 +14,9 @@ def plugins() -> None:
     from vaetool.errors import VaetoolError
 
     table = Table(title="vaetool plugins", title_justify="left")
-    for column in ("kind", "name", "package", "version", "options"):
-        table.add_column(column, overflow="fold")
+    for column in ("kind", "name", "package", "version"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("options", overflow="fold")
     for kind in registry.GROUPS:
         for info in registry.infos(kind):
             try:

@@ -51,6 +51,9 @@ def sample(
     if manifold:
         if vae.latent_dim != 2:
             raise VaetoolError(f"--manifold needs a model with a 2-D latent; this one has {vae.latent_dim} dimensions.")
+        if vae.config["prior"] != "standard-normal":
+            raise VaetoolError(f"--manifold lays its grid on the standard normal's quantiles; this model's prior is "
+                               f"{vae.config['prior']}.")
         side = max(2, math.isqrt(n))
         z, nrow = latents.manifold(side, device=vae.device), side
         y = labels_for(vae, label, len(z))

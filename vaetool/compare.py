@@ -147,7 +147,7 @@ def columns(entries: list[Entry]) -> list[tuple[str, str, str, str | None]]:
 LIKELIHOOD_KEYS = {"elbo", "rec", "iw_ll", "bits_per_dim"}
 
 
-def _likelihood_group(entry: Entry) -> str:
+def likelihood_group(entry: Entry) -> str:
     c = entry.config
     return json.dumps([c.get("likelihood"), c.get("likelihood_options"), getattr(entry.model, "conditional", False)],
                       sort_keys=True)
@@ -161,7 +161,7 @@ def best(entries: list[Entry], key: str, direction: str | None) -> set[str]:
     groups: dict[str, dict[str, float]] = {}
     for e in entries:
         if e.numbers.get(key) is not None:
-            group = _likelihood_group(e) if key in LIKELIHOOD_KEYS else ""
+            group = likelihood_group(e) if key in LIKELIHOOD_KEYS else ""
             groups.setdefault(group, {})[e.name] = e.numbers[key]
     winners = set()
     for values in groups.values():
@@ -172,7 +172,7 @@ def best(entries: list[Entry], key: str, direction: str | None) -> set[str]:
     return winners
 
 
-def _all_but_beta(config: dict[str, Any]) -> str:
+def same_but_beta(config: dict[str, Any]) -> str:
     keys = ("architecture", "architecture_options", "likelihood", "likelihood_options", "prior", "prior_options",
             "latent_dim", "encoder_scale")
     training = {k: v for k, v in config.get("training", {}).items() if k not in ("beta", "steps_per_epoch")}
@@ -208,7 +208,7 @@ def verdicts(entries: list[Entry]) -> list[str]:
 
     groups: dict[str, list[Entry]] = {}
     for e in vaes:  # models that differ in β and nothing else
-        groups.setdefault(_all_but_beta(e.config), []).append(e)
+        groups.setdefault(same_but_beta(e.config), []).append(e)
     for group in groups.values():
         betas = sorted({e.numbers["beta"] for e in group})
         if len(betas) < 2:

@@ -81,13 +81,18 @@ def latent_scatter(z, labels, path: str | Path, method: str = "auto", class_name
     return used
 
 
-def rate_distortion(points: list[tuple[str, float, float]], path: str | Path) -> None:
+def rate_distortion(points: list[tuple[str, float, float]], path: str | Path,
+                    curves: list[list[str]] | None = None) -> None:
     """KL (rate) against −log p(x|z) (distortion), one labelled point per model (Alemi et al. 2018).
 
-    For a β sweep the points trace the trade-off curve; the diagonal lines are constant ELBO.
+    ``curves`` lists names to join in order (a β sweep: the trade-off curve); the dotted diagonals
+    are constant ELBO.
     """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.8), constrained_layout=True)
+    where = {name: (rate, distortion) for name, rate, distortion in points}
+    for names in curves or []:
+        ax.plot([where[n][0] for n in names], [where[n][1] for n in names], "-", color="grey", linewidth=1, zorder=0)
     for name, rate, distortion in points:
         ax.scatter([rate], [distortion], s=30)
         ax.annotate(name, (rate, distortion), textcoords="offset points", xytext=(5, 4), fontsize=8)

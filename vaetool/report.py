@@ -8,7 +8,7 @@ import math
 import tempfile
 from pathlib import Path
 
-from vaetool.compare import Entry, best, columns
+from vaetool.compare import Entry, best, columns, likelihood_group, same_but_beta
 from vaetool.errors import VaetoolError
 from vaetool.io import atomic_write_text
 
@@ -39,8 +39,21 @@ def _figures(entries: list[Entry], pictures: dict, folder: Path) -> dict[str, Pa
     for name, array in pictures.items():
         files[name] = folder / f"{name}.png"
         images.save_png(array, files[name])
-    files["rate_distortion"] = folder / "rate_distortion.png"
-    plots.rate_distortion([(e.name, e.numbers["kl"], -e.numbers["rec"]) for e in entries], files["rate_distortion"])
+    # Rate and distortion are comparable only within one likelihood, and an autoencoder has no rate:
+    # plot the VAEs of the most common likelihood, a β sweep joined into its trade-off curve.
+    groups: dict[str, list[Entry]] = {}
+    for e in entries:
+        if not e.config["autoencoder"]:
+            groups.setdefault(likelihood_group(e), []).append(e)
+    if groups:
+        shown = max(groups.values(), key=len)
+        curves: dict[str, list[Entry]] = {}
+        for e in shown:
+            curves.setdefault(same_but_beta(e.config), []).append(e)
+        files["rate_distortion"] = folder / "rate_distortion.png"
+        plots.rate_distortion([(e.name, e.numbers["kl"], -e.numbers["rec"]) for e in shown], files["rate_distortion"],
+                              curves=[[e.name for e in sorted(c, key=lambda e: e.numbers["beta"])]
+                                      for c in curves.values() if len(c) > 1])
     histories = {e.name: e.history for e in entries if e.history}
     if histories:
         files["curves"] = folder / "curves.png"

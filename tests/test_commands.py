@@ -807,3 +807,14 @@ def test_a_json_latent_file_written_by_hand(tmp_path, vae):
     with torch.no_grad():
         expected = render(vae.decode(torch.tensor([[1.0, 0, 0, 0], [0, 0, 0, -1.5]])))
     assert np.array_equal(png(tmp_path / "h.png"), expected)
+
+
+def test_encode_of_the_models_own_dataset_uses_the_options_it_was_trained_with(tmp_path):
+    # Trained on 16×16 shapes: the default shapes size (32) would not fit the model.
+    options = {"size": 16, "n_train": 32, "n_test": 16, "seed": 0, "grid": False}
+    model = vaetool.create("mlp", "bernoulli", input_shape=(1, 16, 16), latent_dim=4,
+                           architecture_options={"hidden": [8]}, dataset="shapes", dataset_options=options)
+    vaetool.save(model, tmp_path / "m.safetensors")
+    result = ok(invoke("encode", "--data", "shapes", "--limit", "5", "-o", tmp_path / "z.json",
+                       "--model", tmp_path / "m.safetensors", "--device", "cpu"))
+    assert "Wrote 5 latents" in result.stdout

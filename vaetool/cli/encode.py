@@ -59,7 +59,9 @@ def encode(
     if data:
         from vaetool.datasets import data_root
 
-        dataset, _ = build_dataset(data, {})
+        # The model's own dataset comes with the options it was trained on (size, subset, …).
+        recorded = vae.config.get("dataset_options", {}) if data == vae.config.get("dataset") else {}
+        dataset, _ = build_dataset(data, recorded)
         if tuple(dataset.image_shape) != vae.input_shape:
             raise VaetoolError(f"{data} has {tuple(dataset.image_shape)} images but the model takes {vae.input_shape}.")
         chosen = dataset.load(split, data_root(data_dir))

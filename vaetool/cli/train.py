@@ -1,6 +1,7 @@
 """``vaetool train``: train a VAE and write a run directory."""
 from __future__ import annotations
 
+import dataclasses
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -89,20 +90,32 @@ def train(
         raise VaetoolError("--beta has no effect with --autoencoder, which has no KL term; give one or the other.")
     betas = _betas(beta)
     dataset, dataset_options = _dataset(data or "mnist")
+    base = training.TrainConfig(
+        architecture=arch or "conv",
+        likelihood=likelihood or "bernoulli",
+        dataset=dataset,
+        architecture_options={**key_values(arch_opt, "--arch-opt"),
+                              **_given(hidden=_list(hidden), channels=_list(channels))},
+        likelihood_options={**key_values(likelihood_opt, "--likelihood-opt"),
+                            **_given(sigma=sigma, binarize=binarize.value if binarize else None)},
+        dataset_options={**dataset_options, **key_values(data_opt, "--data-opt")},
+        prior_options=key_values(prior_opt, "--prior-opt"),
+        autoencoder=autoencoder,
+        **_given(prior=prior, latent_dim=latent_dim, encoder_scale=encoder_scale.value if encoder_scale else None,
+                 warmup=warmup, free_bits=free_bits, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed),
+    )
+    data_name = Path(dataset_options["path"]).name if dataset == "folder" else dataset
     plans = []
     for value in betas:  # every run is planned and checked before the first one starts
-        config = _config(training, arch, likelihood, dataset, dataset_options, arch_opt, hidden, channels, likelihood_opt,
-                         sigma, binarize, data_opt, autoencoder, latent_dim, encoder_scale, value, warmup, free_bits,
-                         epochs, batch_size, lr, seed)
-        config.prior = prior or config.prior
-        config.prior_options = key_values(prior_opt, "--prior-opt")
-        default_name = f"{config.architecture}-{Path(dataset_options['path']).name if dataset == 'folder' else dataset}"
-        default_name += "-ae" if autoencoder else (f"-beta{value:g}" if value is not None else "")
+        config = dataclasses.replace(base, **_given(beta=value))
+        config.check()
         if name and len(betas) > 1:
             run_dir = runs.fresh_run_dir(root, f"{name}-beta{value:g}")
+        elif name:
+            run_dir = root / name
         else:
-            run_dir = root / name if name else runs.fresh_run_dir(root, default_name)
-        config.check()
+            suffix = "-ae" if autoencoder else (f"-beta{value:g}" if value is not None else "")
+            run_dir = runs.fresh_run_dir(root, f"{config.architecture}-{data_name}{suffix}")
         plans.append((config, run_dir))
     if len({run_dir for _, run_dir in plans}) < len(plans):
         raise VaetoolError("Each β of a sweep must be different.")
@@ -122,24 +135,6 @@ def _betas(text: str | None) -> list[float | None]:
     if not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
         raise VaetoolError(f"--beta takes a number or a comma-separated list of numbers, not {text!r}.")
     return [float(v) for v in values]
-
-
-def _config(training, arch, likelihood, dataset, dataset_options, arch_opt, hidden, channels, likelihood_opt, sigma,
-            binarize, data_opt, autoencoder, latent_dim, encoder_scale, beta, warmup, free_bits, epochs, batch_size,
-            lr, seed):
-    return training.TrainConfig(
-        architecture=arch or "conv",
-        likelihood=likelihood or "bernoulli",
-        dataset=dataset,
-        architecture_options={**key_values(arch_opt, "--arch-opt"),
-                              **_given(hidden=_list(hidden), channels=_list(channels))},
-        likelihood_options={**key_values(likelihood_opt, "--likelihood-opt"),
-                            **_given(sigma=sigma, binarize=binarize.value if binarize else None)},
-        dataset_options={**dataset_options, **key_values(data_opt, "--data-opt")},
-        autoencoder=autoencoder,
-        **_given(latent_dim=latent_dim, encoder_scale=encoder_scale.value if encoder_scale else None, beta=beta,
-                 warmup=warmup, free_bits=free_bits, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed),
-    )
 
 
 def _given(**options):

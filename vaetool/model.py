@@ -6,6 +6,7 @@ training loop, the CLI and the Python API all call the same code.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ from vaetool.errors import VaetoolError
 from vaetool.priors.standard_normal import StandardNormal
 
 DEFAULT_PRIOR = "standard-normal"
+_LOG_2PI = math.log(2 * math.pi)
 
 
 @dataclass
@@ -32,24 +34,87 @@ class ELBOTerms:
 
     reconstruction: Tensor  # (B,) log p(x|z) for one z ~ q(z|x)
     kl: Tensor  # (B, latent_dim) or (B, 1): KL(q(z|x) ‖ p(z))
+    # What objectives beyond the ELBO need (β-TCVAE): the sampled z (B, latent_dim) and q(z|x).
+    z: Tensor | None = None
+    posterior: DiagonalGaussian | None = None
 
     @property
     def elbo(self) -> Tensor:
         return self.reconstruction - self.kl.sum(-1)
 
 
-def objective(terms: ELBOTerms, beta: float = 1.0, free_bits: float = 0.0) -> Tensor:
+@dataclass
+class KLDecomposition:
+    """The KL term split three ways, per example ``(B,)`` in nats (Chen et al., NeurIPS 2018, eq. 2).
+
+    ``mutual_information + total_correlation + dimension_kl`` is the Monte Carlo KL estimate
+    log q(z|x) − log p(z) at the sampled z, exactly (the three telescope).
+    """
+
+    mutual_information: Tensor  # log q(z|x) − log q(z): index-code MI
+    total_correlation: Tensor  # log q(z) − Σ_j log q(z_j)
+    dimension_kl: Tensor  # Σ_j log q(z_j) − log p(z_j)
+
+
+def kl_decomposition(z: Tensor, posterior: DiagonalGaussian, dataset_size: int) -> KLDecomposition:
+    """Estimate the KL decomposition of a minibatch, for the standard normal prior.
+
+    β-TCVAE (Chen et al., NeurIPS 2018, §4.1 and Appendix C.2) needs the aggregate posterior
+    q(z) = 1/N Σ_n q(z|n) and its marginals q(z_j) at each sampled z_i. Both are estimated by
+    stratified sampling from the batch of M codes drawn from N examples: z_i's own example counts
+    with its true weight 1/N and the other M − 1 examples of the batch, a uniform draw from the
+    other N − 1, with (N − 1) / (N (M − 1)) each. That estimate of q(z_i) is unbiased (the weights
+    sum to 1 and, when the batch is the whole dataset, it is exact), unlike the plain minibatch
+    weighted sampling 1/(NM) whose log is off by a constant for each term.
+    """
+    batch = len(z)
+    if dataset_size < batch:
+        raise ValueError(f"the dataset size ({dataset_size}) cannot be smaller than the batch ({batch})")
+    # log q(z_i,d | x_j,d) for every pair (i, j) and dimension d: (M, M, L).
+    diff = (z[:, None, :] - posterior.mean[None, :, :]) / posterior.std[None, :, :]
+    log_q_pairs = -0.5 * (diff ** 2 + posterior.log_var[None, :, :] + _LOG_2PI)
+    if batch > 1:
+        log_weights = torch.full((batch, batch), math.log((dataset_size - 1) / (dataset_size * (batch - 1))),
+                                 dtype=z.dtype, device=z.device)
+        log_weights.fill_diagonal_(-math.log(dataset_size))
+    else:  # nothing else to average over: q(z) is taken as q(z|x), which leaves the ELBO's KL as dimension-wise KL
+        log_weights = torch.zeros(1, 1, dtype=z.dtype, device=z.device)
+    log_q_z = torch.logsumexp(log_weights + log_q_pairs.sum(-1), dim=1)
+    log_q_marginals = torch.logsumexp(log_weights[:, :, None] + log_q_pairs, dim=1).sum(-1)
+    log_q_z_given_x = log_q_pairs.diagonal(dim1=0, dim2=1).sum(0)  # the same sums as the pairs, so the parts telescope
+    log_p_z = -0.5 * (z ** 2 + _LOG_2PI).sum(-1)
+    return KLDecomposition(log_q_z_given_x - log_q_z, log_q_z - log_q_marginals, log_q_marginals - log_p_z)
+
+
+def objective(terms: ELBOTerms, beta: float = 1.0, free_bits: float = 0.0, *, tc_weight: float | None = None,
+              dataset_size: int | None = None, capacity: float | None = None) -> Tensor:
     """The training loss, a scalar: −E[log p(x|z)] + β · KL, averaged over the batch.
 
     β-VAE (Higgins et al., ICLR 2017) weighs the KL; β = 0 is the autoencoder limit. Free bits
     (Kingma et al., NeurIPS 2016) stop penalising a latent dimension's batch-average KL below
     ``free_bits`` nats, so dimensions are not pushed to collapse early in training (with a prior
     whose KL is not per dimension, the threshold applies to the whole KL).
+
+    ``tc_weight`` B makes it β-TCVAE (Chen et al., NeurIPS 2018, eq. 4 with α = γ = 1):
+    −log p(x|z) + β · (MI + B · TC + dimension-wise KL), the three estimated by
+    :func:`kl_decomposition` over the batch of ``dataset_size`` examples; ``terms`` must carry
+    ``z`` and ``posterior``, and β is 1 or its warm-up ramp. ``capacity`` C makes it the
+    controlled capacity increase (Burgess et al. 2018, eq. 8): −log p(x|z) + β · |KL − C|, β
+    being the paper's γ and KL the batch-average total. Neither takes free bits.
     """
+    reconstruction = terms.reconstruction.mean()
+    if tc_weight is not None:
+        if terms.z is None or terms.posterior is None or dataset_size is None:
+            raise ValueError("the β-TCVAE objective needs terms.z, terms.posterior and the dataset size")
+        parts = kl_decomposition(terms.z, terms.posterior, dataset_size)
+        regulariser = parts.mutual_information + tc_weight * parts.total_correlation + parts.dimension_kl
+        return -reconstruction + beta * regulariser.mean()
     kl_per_dim = terms.kl.mean(0)
+    if capacity is not None:
+        return -reconstruction + beta * (kl_per_dim.sum() - capacity).abs()
     if free_bits > 0:
         kl_per_dim = kl_per_dim.clamp(min=free_bits)
-    return -terms.reconstruction.mean() + beta * kl_per_dim.sum()
+    return -reconstruction + beta * kl_per_dim.sum()
 
 
 class VAE(nn.Module):
@@ -172,7 +237,7 @@ class VAE(nn.Module):
             else:
                 kl = (posterior.log_prob(z) - self.prior.log_prob(z)).unsqueeze(-1)
         reconstruction = self.likelihood.log_prob(target, self.decode_params(z, y))
-        return ELBOTerms(reconstruction, kl)
+        return ELBOTerms(reconstruction, kl, z, posterior)
 
 
 def create(architecture: str = "conv", likelihood: str = "bernoulli", *,

@@ -16,7 +16,7 @@ import math
 import signal
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,9 @@ class TrainConfig:
     beta: float = 1.0
     warmup: float = 0.0  # epochs over which β rises linearly from 0
     free_bits: float = 0.0  # nats per latent dimension
+    tc_weight: float | None = None  # β-TCVAE: the weight of the total correlation; None = off
+    capacity: float | None = None  # controlled capacity increase: the final capacity in nats; None = off
+    capacity_epochs: float | None = None  # epochs over which the capacity rises from 0 (None: all of them)
     epochs: int = 10
     batch_size: int = 128
     lr: float = 1e-3
@@ -67,10 +70,42 @@ class TrainConfig:
                 raise VaetoolError(f"{name.replace('_', '-')} must be zero or more, not {getattr(self, name)}.")
         if not self.lr > 0:
             raise VaetoolError(f"The learning rate must be positive, not {self.lr}.")
+        self._check_objective()
+
+    def _check_objective(self) -> None:
+        for name in ("tc_weight", "capacity"):
+            value = getattr(self, name)
+            if value is not None and not value >= 0:
+                raise VaetoolError(f"{name.replace('_', '-')} must be zero or more, not {value}.")
+        if self.capacity_epochs is not None:
+            if self.capacity is None:
+                raise VaetoolError("capacity-epochs needs a capacity to raise; give --capacity too.")
+            if not self.capacity_epochs > 0:
+                raise VaetoolError(f"capacity-epochs must be positive, not {self.capacity_epochs}.")
+        chosen = "tc-weight" if self.tc_weight is not None else "capacity" if self.capacity is not None else None
+        if chosen is None:
+            return
+        if self.tc_weight is not None and self.capacity is not None:
+            raise VaetoolError("tc-weight and capacity are two different objectives; choose one.")
+        if self.autoencoder:
+            raise VaetoolError(f"{chosen} has no effect on an autoencoder, which has no KL term; give one or the other.")
+        if self.free_bits > 0:
+            raise VaetoolError(f"{chosen} cannot be combined with free-bits; choose one.")
+        if self.tc_weight is not None and self.beta != 1:
+            raise VaetoolError(f"tc-weight weighs the total correlation and the other KL terms keep weight 1, "
+                               f"so beta must stay 1 (not {self.beta:g}) with it.")
+        if self.tc_weight is not None and self.prior != "standard-normal":
+            raise VaetoolError(f"tc-weight needs the standard-normal prior, whose marginals it estimates; "
+                               f"not {self.prior}.")
 
     def training_settings(self) -> dict[str, Any]:
         keys = ("beta", "warmup", "free_bits", "epochs", "batch_size", "lr", "seed")
-        return {k: getattr(self, k) for k in keys}
+        settings = {k: getattr(self, k) for k in keys}
+        # Recorded only when set, so runs without them compare as before.
+        for key in ("tc_weight", "capacity", "capacity_epochs"):
+            if getattr(self, key) is not None:
+                settings[key] = getattr(self, key)
+        return settings
 
     @classmethod
     def from_model_config(cls, config: dict[str, Any]) -> TrainConfig:
@@ -162,6 +197,9 @@ def resume(run_dir: str | Path, *, epochs: int | None = None, device: str = "aut
 
 
 def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progress: Progress) -> RunResult:
+    if config.capacity is not None and config.capacity_epochs is None:
+        # Fixed now and recorded, so resuming with a new --epochs keeps the same schedule.
+        config = replace(config, capacity_epochs=float(config.epochs))
     torch.manual_seed(config.seed)
     dataset, dataset_options = build_dataset(config.dataset, config.dataset_options)
     # The model is built before the data is read, so a mistake in its options is reported at once.
@@ -217,7 +255,7 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
                 y = labels[batch] if labels is not None else None
                 beta = _beta_at(config, epoch + step / steps)
                 terms = model.elbo(x, y)
-                loss = objective(terms, beta, config.free_bits)
+                loss = objective(terms, beta, config.free_bits, **_objective_options(config, epoch + step / steps, n))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -238,6 +276,7 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
             test = evaluate(model, test_split, seed=config.seed)
             line = {"epoch": epoch + 1, "train_loss": loss_sum / count, "train_elbo": (rec_sum - kl_sum) / count,
                     "train_rec": rec_sum / count, "train_kl": kl_sum / count, "beta": _beta_at(config, epoch + 1),
+                    **({"capacity": _capacity_at(config, epoch + 1)} if config.capacity is not None else {}),
                     **{f"test_{k}": v for k, v in test.items()},
                     "train_seconds": train_seconds, "seconds": time.perf_counter() - started}
             metrics.append(line)
@@ -266,6 +305,20 @@ def _beta_at(config: TrainConfig, epochs_done: float) -> float:
     if config.warmup <= 0:
         return config.beta
     return config.beta * min(1.0, epochs_done / config.warmup)
+
+
+def _capacity_at(config: TrainConfig, epochs_done: float) -> float:
+    """C after ``epochs_done`` epochs: linear from 0 to ``capacity`` over ``capacity_epochs`` (Burgess et al. 2018)."""
+    return config.capacity * min(1.0, epochs_done / config.capacity_epochs)
+
+
+def _objective_options(config: TrainConfig, epochs_done: float, dataset_size: int) -> dict[str, Any]:
+    # Only the objectives in use are passed, so the plain β-VAE call is unchanged.
+    if config.tc_weight is not None:
+        return {"tc_weight": config.tc_weight, "dataset_size": dataset_size}
+    if config.capacity is not None:
+        return {"capacity": _capacity_at(config, epochs_done)}
+    return {}
 
 
 def _labels_on(split: Split, model: VAE, device) -> torch.Tensor | None:

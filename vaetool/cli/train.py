@@ -43,6 +43,9 @@ def train(
     autoencoder: Annotated[bool, typer.Option("--autoencoder", help="Train a deterministic autoencoder: z is the encoder mean, no noise, no KL.", rich_help_panel=OBJECTIVE)] = False,
     warmup: Annotated[Optional[float], typer.Option(help="Epochs over which β rises linearly from 0 (KL warm-up). [default: 0]", rich_help_panel=OBJECTIVE)] = None,
     free_bits: Annotated[Optional[float], typer.Option(help="Free bits: nats of KL per latent dimension that are not penalised. [default: 0]", rich_help_panel=OBJECTIVE)] = None,
+    tc_weight: Annotated[Optional[float], typer.Option(help="β-TCVAE: weight of the total correlation, the other KL terms keeping weight 1 (e.g. 6). [default: off]", rich_help_panel=OBJECTIVE)] = None,
+    capacity: Annotated[Optional[float], typer.Option(help="Controlled capacity increase: the KL target C in nats, reached by the end of --capacity-epochs; --beta is the weight γ of |KL − C| (e.g. 1000). [default: off]", rich_help_panel=OBJECTIVE)] = None,
+    capacity_epochs: Annotated[Optional[float], typer.Option(help="Epochs over which the KL target rises linearly from 0 to --capacity. [default: all epochs]", rich_help_panel=OBJECTIVE)] = None,
     data: Annotated[Optional[str], typer.Option("--data", "-d", help="Dataset: mnist, fashion-mnist, kmnist, cifar10, shapes, a plugin's, or a folder of images. [default: mnist]", rich_help_panel=DATA)] = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="Where datasets are stored. [default: $VAETOOL_DATA, else the user cache]", rich_help_panel=DATA)] = None,
     data_opt: Annotated[Optional[list[str]], typer.Option(help="Any dataset option as KEY=VALUE (repeatable), e.g. size=64.", rich_help_panel=DATA)] = None,
@@ -73,9 +76,10 @@ def train(
                    "--hidden": hidden, "--channels": channels, "--sigma": sigma, "--binarize": binarize,
                    "--arch-opt": arch_opt, "--likelihood-opt": likelihood_opt, "--prior": prior, "--prior-opt": prior_opt,
                    "--beta": beta,
-                   "--autoencoder": autoencoder or None, "--warmup": warmup, "--free-bits": free_bits, "--data": data,
+                   "--autoencoder": autoencoder or None, "--warmup": warmup, "--free-bits": free_bits,
+                   "--tc-weight": tc_weight, "--capacity": capacity, "--capacity-epochs": capacity_epochs, "--data": data,
                    "--data-opt": data_opt, "--batch-size": batch_size, "--lr": lr, "--seed": seed}
-        given = [flag for flag, value in changed.items() if value]
+        given = [flag for flag, value in changed.items() if value is not None and value is not False and value != []]
         if given:
             raise VaetoolError(f"{', '.join(given)} cannot change when resuming; start a new run instead.")
         run_dir = root / name if name else runs.latest_run(root)
@@ -102,7 +106,8 @@ def train(
         prior_options=key_values(prior_opt, "--prior-opt"),
         autoencoder=autoencoder,
         **_given(prior=prior, latent_dim=latent_dim, encoder_scale=encoder_scale.value if encoder_scale else None,
-                 warmup=warmup, free_bits=free_bits, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed),
+                 warmup=warmup, free_bits=free_bits, tc_weight=tc_weight, capacity=capacity,
+                 capacity_epochs=capacity_epochs, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed),
     )
     data_name = Path(dataset_options["path"]).name if dataset == "folder" else dataset
     plans = []
@@ -115,6 +120,7 @@ def train(
             run_dir = root / name
         else:
             suffix = "-ae" if autoencoder else (f"-beta{value:g}" if value is not None else "")
+            suffix += f"-tc{tc_weight:g}" if tc_weight is not None else f"-cap{capacity:g}" if capacity is not None else ""
             run_dir = runs.fresh_run_dir(root, f"{config.architecture}-{data_name}{suffix}")
         plans.append((config, run_dir))
     if len({run_dir for _, run_dir in plans}) < len(plans):
@@ -178,7 +184,11 @@ class _RichProgress:
 
     def begin(self, info: dict) -> None:
         c = info["config"]
-        objective = "deterministic autoencoder" if c["autoencoder"] else f"β = {c['training']['beta']:g}"
+        t = c["training"]
+        objective = ("deterministic autoencoder" if c["autoencoder"]
+                     else f"β-TCVAE, TC weight {t['tc_weight']:g}" if t.get("tc_weight") is not None
+                     else f"capacity 0 → {t['capacity']:g} nats over {t['capacity_epochs']:g} epochs, γ = {t['beta']:g}"
+                     if t.get("capacity") is not None else f"β = {t['beta']:g}")
         shape = "×".join(map(str, c["input_shape"]))
         resumed = f", resuming at epoch {info['start_epoch'] + 1}" if info["start_epoch"] or info["start_step"] else ""
         self.console.print(

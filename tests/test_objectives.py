@@ -1,0 +1,241 @@
+"""β-TCVAE and the controlled capacity increase: the estimator, the losses, training, resume and the CLI."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import vaetool
+from conftest import TINY_DATASET, TinySquares, assert_clean_error, invoke, ok, state_dicts_equal
+from vaetool import registry, training
+from vaetool.distributions import DiagonalGaussian
+from vaetool.errors import VaetoolError
+from vaetool.model import ELBOTerms, kl_decomposition, objective
+from test_training import config, metrics_of, weights, without_time  # the same tiny run settings
+
+
+@pytest.fixture(scope="module", autouse=True)
+def tiny_squares():
+    registry.register("dataset", TINY_DATASET, TinySquares)
+    yield
+    registry.unregister("dataset", TINY_DATASET)
+
+
+def posterior(mean, std):
+    return DiagonalGaussian(mean, torch.full_like(mean, 2 * math.log(std)))
+
+
+# -- the KL decomposition estimator ---------------------------------------------------------------
+
+def test_total_correlation_is_near_zero_for_independent_codes():
+    # Codes whose means are drawn independently per dimension: q(z) is a product, the true TC is 0.
+    generator = torch.Generator().manual_seed(0)
+    q = posterior(torch.randn(2000, 3, generator=generator), 0.5)
+    z = q.rsample(generator)
+    tc = kl_decomposition(z, q, dataset_size=2000).total_correlation.mean().item()
+    assert abs(tc) < 0.05
+
+
+def test_total_correlation_is_large_for_duplicated_codes():
+    # Dimension 1 copies dimension 0 (means equal, σ small): z_0 and z_1 share about
+    # −½ log(1 − ρ²) ≈ 2.6 nats, which is the TC; the estimate must see it.
+    generator = torch.Generator().manual_seed(0)
+    mean = torch.randn(2000, 3, generator=generator)
+    mean[:, 1] = mean[:, 0]
+    q = posterior(mean, 0.05)
+    z = q.rsample(generator)
+    tc = kl_decomposition(z, q, dataset_size=2000).total_correlation.mean().item()
+    assert 2.0 < tc < 3.5
+
+
+def test_the_three_parts_sum_to_the_monte_carlo_kl():
+    generator = torch.Generator().manual_seed(1)
+    q = DiagonalGaussian(torch.randn(64, 5, generator=generator), torch.randn(64, 5, generator=generator))
+    z = q.rsample(generator)
+    parts = kl_decomposition(z, q, dataset_size=1000)
+    total = parts.mutual_information + parts.total_correlation + parts.dimension_kl
+    monte_carlo_kl = q.log_prob(z) - (-0.5 * (z ** 2 + math.log(2 * math.pi)).sum(-1))
+    torch.testing.assert_close(total, monte_carlo_kl, rtol=1e-5, atol=1e-4)
+
+
+def test_a_batch_that_is_the_whole_dataset_gives_the_exact_aggregate_posterior():
+    generator = torch.Generator().manual_seed(2)
+    q = posterior(torch.randn(8, 2, generator=generator), 0.7)
+    z = q.rsample(generator)
+    parts = kl_decomposition(z, q, dataset_size=8)
+    # q(z_i) = 1/N Σ_n q(z_i|n), computed directly.
+    log_q_z = torch.stack([torch.logsumexp(DiagonalGaussian(q.mean, q.log_var).log_prob(zi.expand(8, 2)), 0)
+                           for zi in z]) - math.log(8)
+    torch.testing.assert_close(parts.mutual_information, q.log_prob(z) - log_q_z)
+
+
+def test_a_batch_of_one_is_finite():
+    q = posterior(torch.zeros(1, 3), 0.5)
+    parts = kl_decomposition(q.mean + 0.1, q, dataset_size=100)
+    assert all(torch.isfinite(t).all() for t in (parts.mutual_information, parts.total_correlation, parts.dimension_kl))
+
+
+# -- the losses -----------------------------------------------------------------------------------
+
+def random_terms(batch=32, latent=4, seed=3):
+    generator = torch.Generator().manual_seed(seed)
+    q = DiagonalGaussian(torch.randn(batch, latent, generator=generator), torch.randn(batch, latent, generator=generator))
+    z = q.rsample(generator)
+    return ELBOTerms(-100 + torch.randn(batch, generator=generator), q.kl(), z, q)
+
+
+def test_tc_weight_one_is_the_elbo_with_the_estimated_kl():
+    terms = random_terms()
+    parts = kl_decomposition(terms.z, terms.posterior, 500)
+    expected = -terms.reconstruction.mean() + (parts.mutual_information + parts.total_correlation
+                                               + parts.dimension_kl).mean()
+    torch.testing.assert_close(objective(terms, tc_weight=1.0, dataset_size=500), expected)
+
+
+def test_tc_weight_weighs_only_the_total_correlation():
+    terms = random_terms()
+    parts = kl_decomposition(terms.z, terms.posterior, 500)
+    difference = objective(terms, tc_weight=6.0, dataset_size=500) - objective(terms, tc_weight=1.0, dataset_size=500)
+    torch.testing.assert_close(difference, 5 * parts.total_correlation.mean())
+
+
+def test_tc_needs_the_sampled_codes():
+    terms = random_terms()
+    with pytest.raises(ValueError):
+        objective(ELBOTerms(terms.reconstruction, terms.kl), tc_weight=1.0, dataset_size=500)
+
+
+def test_vae_elbo_fills_z_and_the_posterior_and_leaves_the_rest_alone():
+    model = vaetool.create("mlp", input_shape=(1, 16, 16), latent_dim=4, architecture_options={"hidden": [32]})
+    x = torch.rand(5, 1, 16, 16)
+    terms = model.elbo(x, generator=torch.Generator().manual_seed(0))
+    assert terms.z.shape == (5, 4) and terms.posterior.mean.shape == (5, 4)
+    assert terms.kl.shape == (5, 4) and terms.elbo.shape == (5,)
+    torch.testing.assert_close(terms.kl, terms.posterior.kl())
+
+
+@pytest.mark.parametrize("capacity", [0.0, 2.0, 30.0])
+def test_capacity_loss_is_gamma_times_the_distance_to_the_capacity(capacity):
+    terms = random_terms()
+    kl = terms.kl.sum(-1).mean()
+    expected = -terms.reconstruction.mean() + 1000.0 * (kl - capacity).abs()
+    torch.testing.assert_close(objective(terms, 1000.0, capacity=capacity), expected)
+
+
+def test_capacity_rises_linearly_then_stays():
+    cfg = config(capacity=20.0, capacity_epochs=4.0)
+    assert [training._capacity_at(cfg, t) for t in (0, 2, 4, 6)] == pytest.approx([0.0, 10.0, 20.0, 20.0])
+
+
+# -- training ---------------------------------------------------------------------------------------
+
+def recording_objective(monkeypatch):
+    real, seen = training.objective, []
+
+    def recording(terms, beta=1.0, free_bits=0.0, **options):
+        seen.append(options)
+        return real(terms, beta, free_bits, **options)
+
+    monkeypatch.setattr(training, "objective", recording)
+    return seen
+
+
+def test_capacity_training_records_a_rising_capacity(tmp_path, monkeypatch):
+    seen = recording_objective(monkeypatch)
+    result = training.train(config(capacity=8.0, capacity_epochs=2.0, beta=10.0, epochs=3), tmp_path / "run",
+                            device="cpu")
+    # 4 steps an epoch: C rises by 1 nat a step, to 8 after two epochs, and stays there.
+    assert [o["capacity"] for o in seen] == pytest.approx([min(8.0, step) for step in range(12)])
+    assert [m["capacity"] for m in result.metrics] == pytest.approx([4.0, 8.0, 8.0])
+    assert all(math.isfinite(m["train_loss"]) and math.isfinite(m["test_elbo"]) for m in result.metrics)
+    settings = vaetool.load(tmp_path / "run").config["training"]
+    assert (settings["capacity"], settings["capacity_epochs"], settings["beta"]) == (8.0, 2.0, 10.0)
+
+
+def test_capacity_epochs_default_to_all_epochs_and_survive_a_longer_resume(tmp_path):
+    run_dir = tmp_path / "run"
+    training.train(config(capacity=4.0, epochs=2), run_dir, device="cpu")
+    assert vaetool.load(run_dir).config["training"]["capacity_epochs"] == 2.0
+    result = training.resume(run_dir, epochs=3, device="cpu")
+    assert [m["capacity"] for m in result.metrics] == pytest.approx([2.0, 4.0, 4.0])
+
+
+def test_tc_training_passes_the_dataset_size_and_reports_the_plain_elbo(tmp_path, monkeypatch):
+    seen = recording_objective(monkeypatch)
+    result = training.train(config(tc_weight=6.0, epochs=1), tmp_path / "run", device="cpu")
+    assert seen == [{"tc_weight": 6.0, "dataset_size": 256}] * 4
+    line = result.metrics[0]
+    assert math.isfinite(line["train_loss"]) and math.isfinite(line["test_elbo"])
+    # The test ELBO is the plain β = 1 bound of the saved model, whatever the objective.
+    split = TinySquares(n_train=256, n_test=64).load("test")
+    assert training.evaluate(vaetool.load(tmp_path / "run"), split)["elbo"] == pytest.approx(line["test_elbo"], rel=1e-5)
+    assert vaetool.load(tmp_path / "run").config["training"]["tc_weight"] == 6.0
+
+
+def test_plain_runs_record_and_pass_nothing_new(tmp_path, monkeypatch):
+    seen = recording_objective(monkeypatch)
+    result = training.train(config(epochs=1), tmp_path / "run", device="cpu")
+    assert seen == [{}] * 4 and "capacity" not in result.metrics[0]
+    assert not {"tc_weight", "capacity", "capacity_epochs"} & set(vaetool.load(tmp_path / "run").config["training"])
+
+
+@pytest.mark.parametrize("options", [{"tc_weight": 6.0}, {"capacity": 5.0, "capacity_epochs": 1.5, "beta": 20.0}],
+                         ids=["tc", "capacity"])
+def test_resume_continues_exactly(tmp_path, options):
+    reference = tmp_path / "straight"
+    training.train(config(**options), reference, device="cpu")
+    run_dir = tmp_path / "run"
+    training.train(config(**options, epochs=1), run_dir, device="cpu")
+    result = training.resume(run_dir, epochs=2, device="cpu")
+    assert result.status == "finished" and result.epoch == 2
+    assert state_dicts_equal(weights(run_dir / "model.safetensors"), weights(reference / "model.safetensors"))
+    assert state_dicts_equal(weights(run_dir / "checkpoint.safetensors"), weights(reference / "checkpoint.safetensors"))
+    assert [without_time(m) for m in metrics_of(run_dir)] == [without_time(m) for m in metrics_of(reference)]
+
+
+@pytest.mark.parametrize("overrides, fragment", [
+    ({"tc_weight": -1.0}, "tc-weight"),
+    ({"tc_weight": float("nan")}, "tc-weight"),
+    ({"capacity": -2.0}, "capacity"),
+    ({"capacity": 5.0, "capacity_epochs": 0.0}, "capacity-epochs"),
+    ({"capacity_epochs": 3.0}, "--capacity"),
+    ({"tc_weight": 6.0, "beta": 4.0}, "beta"),
+    ({"tc_weight": 6.0, "capacity": 5.0}, "choose one"),
+    ({"tc_weight": 6.0, "free_bits": 0.5}, "free-bits"),
+    ({"capacity": 5.0, "autoencoder": True}, "autoencoder"),
+    ({"tc_weight": 6.0, "prior": "some-other-prior"}, "standard-normal"),
+], ids=lambda v: v if isinstance(v, str) else "-".join(v))
+def test_bad_objective_settings_are_clear_errors(tmp_path, overrides, fragment):
+    with pytest.raises(VaetoolError, match=fragment):
+        training.train(config(**overrides), tmp_path / "run", device="cpu")
+    assert not (tmp_path / "run").exists()
+
+
+# -- the command line -----------------------------------------------------------------------------
+
+TINY = ["--data", TINY_DATASET, "--arch", "mlp", "--hidden", "32", "--latent-dim", "4", "--epochs", "1",
+        "--batch-size", "64", "--device", "cpu"]
+
+
+def test_cli_flags_reach_the_config(tmp_path):
+    ok(invoke("train", *TINY, "--tc-weight", "6", "--runs-dir", tmp_path, "--name", "tc"))
+    assert vaetool.load(tmp_path / "tc").config["training"]["tc_weight"] == 6.0
+    ok(invoke("train", *TINY, "--capacity", "25", "--capacity-epochs", "3", "--beta", "100",
+              "--runs-dir", tmp_path, "--name", "cap"))
+    settings = vaetool.load(tmp_path / "cap").config["training"]
+    assert (settings["capacity"], settings["capacity_epochs"], settings["beta"]) == (25.0, 3.0, 100.0)
+
+
+@pytest.mark.parametrize("flags, fragment", [
+    (["--tc-weight", "-1"], "tc-weight"),
+    (["--capacity", "-5"], "capacity"),
+    (["--tc-weight", "6", "--beta", "4"], "beta"),
+    (["--tc-weight", "6", "--prior", "some-other-prior"], "standard-normal"),
+], ids=["negative-tc", "negative-capacity", "tc-with-beta", "tc-with-prior"])
+def test_cli_bad_values_are_one_clear_error(tmp_path, flags, fragment):
+    assert_clean_error(invoke("train", *TINY, *flags, "--runs-dir", tmp_path), fragment)
+
+
+@pytest.mark.parametrize("flag", ["--tc-weight", "--capacity", "--capacity-epochs"])
+def test_resume_refuses_new_objective_settings(tmp_path, flag):
+    assert_clean_error(invoke("train", "--resume", flag, "0", "--runs-dir", tmp_path), flag)

@@ -231,7 +231,8 @@ def test_the_json_report_has_every_model_with_its_numbers_and_config(runs, json_
         assert ("iw_ll" in m) == (name != "mlp-ae")
         assert ("label_accuracy" in m) == (name == "cvae")
     assert json_report["settings"] | {"classifier_accuracy": None} == {
-        "dataset": "tiny-squares", "test_images": LIMIT, "iw_samples": K, "seed": 3, "classifier_accuracy": None}
+        "dataset": "tiny-squares", "test_images": LIMIT, "iw_samples": K, "seed": 3, "classifier_accuracy": None,
+        "disentanglement_scale": None}  # tiny-squares has no ground-truth factors
     assert 0 <= json_report["settings"]["classifier_accuracy"] <= 1
     assert json_report["verdicts"] == verdict_lines(json_report["stdout"])
 

@@ -77,7 +77,7 @@ def _check_comparable(entries: list[Entry]) -> None:
 
 def evaluate(entries: list[Entry], test_images: torch.Tensor, test_labels: torch.Tensor | None, *,
              iw_samples: int = 100, seed: int = 0, train_images: torch.Tensor | None = None,
-             classifier=None, sample_count: int = 1000,
+             classifier=None, sample_count: int = 1000, disentanglement_scale: float | None = None,
              progress: Callable[[str, int, int], None] | None = None) -> None:
     """Fill each entry's ``numbers`` (all in nats per image, on the same test images)."""
     from vaetool import classifier as quality
@@ -115,9 +115,25 @@ def evaluate(entries: list[Entry], test_images: torch.Tensor, test_labels: torch
             n.update({"fid": q["fid"], "confidence": q["confidence"], "entropy": q["entropy"]})
             if "label_accuracy" in q:
                 n["label_accuracy"] = q["label_accuracy"]
+        if disentanglement_scale:
+            n.update(_disentanglement(model, disentanglement_scale, seed))
         if (c["architecture"] == "linear" and c["likelihood"] == "gaussian" and train_images is not None
                 and c["likelihood_options"].get("link") == "identity" and not c["likelihood_options"].get("per_pixel")):
             n["ppca_ll"] = metrics.ppca_log_likelihood(train_images, test_images, c["latent_dim"])
+
+
+def _disentanglement(model, scale: float, seed: int) -> dict[str, float]:
+    """The five disentanglement metrics, when the model's dataset has a ground-truth generator."""
+    from vaetool import disentanglement
+
+    ground_truth = disentanglement.ground_truth_for(model.config)
+    if ground_truth is None or model.conditional:
+        return {}
+    scores = disentanglement.all_metrics(ground_truth, disentanglement.representation(model), seed=seed, scale=scale)
+    return {"beta_vae": scores["beta_vae"]["eval_accuracy"], "factor_vae": scores["factor_vae"]["eval_accuracy"],
+            "mig": scores["mig"]["mig"], "dci_d": scores["dci"]["disentanglement"],
+            "dci_c": scores["dci"]["completeness"], "dci_i": scores["dci"]["informativeness_test"],
+            "sap": scores["sap"]["sap"]}
 
 
 # Columns: key, heading, format, which direction is better (None: not ranked).
@@ -134,6 +150,13 @@ COLUMNS = [
     ("confidence", "conf.", "{:.3f}", "max"),
     ("label_accuracy", "label acc.", "{:.3f}", "max"),
     ("ppca_ll", "pPCA log p(x)", "{:.2f}", None),
+    ("beta_vae", "β-VAE", "{:.3f}", "max"),
+    ("factor_vae", "FactorVAE", "{:.3f}", "max"),
+    ("mig", "MIG", "{:.3f}", "max"),
+    ("dci_d", "DCI D", "{:.3f}", "max"),
+    ("dci_c", "DCI C", "{:.3f}", "max"),
+    ("dci_i", "DCI I", "{:.3f}", "max"),
+    ("sap", "SAP", "{:.3f}", "max"),
 ]
 
 

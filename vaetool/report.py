@@ -131,4 +131,7 @@ def _settings_line(settings: dict) -> str:
         text += f", importance-weighted log p(x) with K = {settings['iw_samples']}"
     if settings.get("classifier_accuracy") is not None:
         text += f", FD and confidence from a classifier with {settings['classifier_accuracy']:.1%} test accuracy"
+    if settings.get("disentanglement_scale"):
+        text += (f", disentanglement metrics on disentanglement_lib's sample counts × {settings['disentanglement_scale']:g}"
+                 " (posterior means)")
     return text + "."

@@ -28,11 +28,15 @@ def traverse(
     runs_dir: options.RunsDir = None,
     device: options.Device = "auto",
     zoom: options.Zoom = None,
+    factors: Annotated[bool, typer.Option("--factors/--no-factors", help="Label each row with the ground-truth factor its dimension captures best (datasets with factors, e.g. shapes).",
+                                          rich_help_panel=options.OUTPUT_PANEL)] = True,
 ) -> None:
     """Traverse latent dimensions one at a time around a start point (Higgins et al. 2017).
 
     Rows are ordered by each dimension's average KL on the test data (recorded at training): the
-    informative dimensions first; dimensions with KL ≈ 0 are unused and change nothing.
+    informative dimensions first; dimensions with KL ≈ 0 are unused and change nothing. When the
+    model's dataset has ground-truth factors (shapes), each row also names the factor its dimension
+    captures best, with the mutual information normalised by the factor's entropy (1: all of it).
 
       vaetool traverse -o traverse.png
       vaetool traverse digit.png --dims 0,1,2 --range 2 -o traverse.gif
@@ -75,7 +79,8 @@ def traverse(
         flat = grid_z.reshape(-1, vae.latent_dim)
         pictures = vae.decode(flat, y.expand(len(flat)) if y is not None else None)
     pictures = pictures.reshape(len(chosen), steps, *pictures.shape[1:])
-    names = [f"z{d}" + (f"  KL {kl[d]:.2f}" if kl else "") for d in chosen]
+    captured = _captured_factors(vae) if factors else None
+    names = [f"z{d}" + (f"  KL {kl[d]:.2f}" if kl else "") + (f"  {captured[d]}" if captured else "") for d in chosen]
     if output.suffix.lower() == ".png":
         array = images.grid(pictures.flatten(0, 1), nrow=steps, zoom=zoom)
         images.save_png(images.with_row_labels(array, names, rows=len(chosen)), output)
@@ -85,3 +90,27 @@ def traverse(
         images.save_gif(frames, output, fps)
     typer.echo(f"Wrote {output}: dimensions {', '.join(map(str, chosen))} from "
                f"{'the image' if image is not None else 'z = 0'}, ±{span:g} in {steps} steps")
+
+
+def _captured_factors(vae) -> list[str] | None:
+    """For each latent dimension, "factor score": the factor it shares most information with on the
+    model's test data. None when the dataset has no factors or cannot be loaded here."""
+    from vaetool import disentanglement
+    from vaetool.datasets import data_root
+    from vaetool.training import build_dataset
+
+    if vae.conditional or "dataset" not in vae.config:
+        return None
+    try:
+        dataset, _ = build_dataset(vae.config["dataset"], vae.config.get("dataset_options", {}))
+        if not dataset.factor_names:
+            return None
+        split = dataset.load("test", data_root(None))
+    except VaetoolError:
+        return None
+    if split.factors is None:
+        return None
+    n = min(len(split), 5000)
+    codes = disentanglement.representation(vae)(split.images[:n].float() / 255)
+    best, score = disentanglement.factor_of_each_dimension(codes, split.factors[:n].numpy())
+    return [f"{dataset.factor_names[b]} {s:.2f}" for b, s in zip(best, score)]

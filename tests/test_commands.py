@@ -818,3 +818,20 @@ def test_encode_of_the_models_own_dataset_uses_the_options_it_was_trained_with(t
     result = ok(invoke("encode", "--data", "shapes", "--limit", "5", "-o", tmp_path / "z.json",
                        "--model", tmp_path / "m.safetensors", "--device", "cpu"))
     assert "Wrote 5 latents" in result.stdout
+
+
+def _shapes_model(tmp_path):
+    options = {"size": 16, "n_train": 32, "n_test": 64, "seed": 0, "grid": False}
+    model = vaetool.create("mlp", "bernoulli", input_shape=(1, 16, 16), latent_dim=3,
+                           architecture_options={"hidden": [8]}, dataset="shapes", dataset_options=options)
+    vaetool.save(model, tmp_path / "shapes.safetensors")
+    return tmp_path / "shapes.safetensors"
+
+
+def test_traverse_names_the_factor_each_dimension_captures(tmp_path):
+    path = _shapes_model(tmp_path)
+    result = ok(invoke("traverse", "-o", tmp_path / "t.png", "--model", path, "--device", "cpu"))
+    names = ("shape", "scale", "orientation", "pos_x", "pos_y")
+    assert sum(f"({name})" in result.stdout for name in names) >= 1, result.stdout
+    plain = ok(invoke("traverse", "-o", tmp_path / "t.png", "--model", path, "--device", "cpu", "--no-factors"))
+    assert not any(f"({name})" in plain.stdout for name in names)

@@ -502,3 +502,20 @@ def test_deeper_vs_linear_compares_at_the_same_beta_when_there_is_one():
     other = entry("mlp-b05", beta=0.5, iw_ll=-99.0)
     (sentence,) = said([lin, same, other], "Is deeper better?")
     assert "mlp-b1" in sentence and "mlp-b05" not in sentence
+
+
+def test_compare_scores_disentanglement_for_a_dataset_with_ground_truth(tmp_path, monkeypatch):
+    monkeypatch.setenv("VAETOOL_CACHE", str(tmp_path / "cache"))
+    options = {"size": 16, "n_train": 32, "n_test": 64, "seed": 0, "grid": False}
+    model = vaetool.create("mlp", "bernoulli", input_shape=(1, 16, 16), latent_dim=3,
+                           architecture_options={"hidden": [8]}, dataset="shapes", dataset_options=options)
+    vaetool.save(model, tmp_path / "m.safetensors")
+    args = ("compare", tmp_path / "m.safetensors", "--iw-samples", "2", "--no-sample-quality", "--device", "cpu",
+            "--disentanglement-scale", "0.002", "-o", tmp_path / "r.json")
+    report = json.loads((ok(invoke(*args)) and (tmp_path / "r.json")).read_text())
+    scores = report["models"][0]
+    for key in ("beta_vae", "factor_vae", "mig", "dci_d", "dci_c", "dci_i", "sap"):
+        assert 0.0 <= scores[key] <= 1.0, key
+    assert report["settings"]["disentanglement_scale"] == 0.002
+    ok(invoke(*args[:-2], "--no-disentanglement", "-o", tmp_path / "r2.json"))
+    assert "mig" not in json.loads((tmp_path / "r2.json").read_text())["models"][0]

@@ -222,3 +222,19 @@ def test_representation_is_the_posterior_mean():
         expected = model.encode(images).mean.double().numpy()
     assert codes.shape == (5, 3)
     np.testing.assert_allclose(codes, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_dsprites_ground_truth_reads_the_grid_without_unpickling(tmp_path):
+    # The real file's layout at 2×2 pixels: 737,280 images in the published factor order, and a
+    # pickled metadata entry that must never be loaded (np.load(allow_pickle=False) would refuse it).
+    n = 737280
+    imgs = np.zeros((n, 2, 2), dtype=np.uint8)
+    imgs[:, 0, 0] = np.arange(n) % 2
+    imgs[:, 1, 1] = (np.arange(n) // 32) % 2  # flips with pos_x, the second-fastest factor
+    metadata = np.array({"latents_sizes": np.array([1, 3, 6, 40, 32, 32])}, dtype=object)
+    np.savez(tmp_path / "dsprites.npz", imgs=imgs, metadata=metadata)
+    truth = dis.GridGroundTruth.from_dsprites(tmp_path / "dsprites.npz")
+    assert tuple(truth.factor_sizes) == (3, 6, 40, 32, 32)
+    indices = truth.sample_factors(50, np.random.default_rng(0))
+    flat = np.ravel_multi_index(indices.T, (3, 6, 40, 32, 32))
+    assert np.array_equal(truth.images(indices)[:, 0].numpy(), imgs[flat].astype(np.float32))

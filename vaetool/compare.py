@@ -77,7 +77,7 @@ def _check_comparable(entries: list[Entry]) -> None:
 
 def evaluate(entries: list[Entry], test_images: torch.Tensor, test_labels: torch.Tensor | None, *,
              iw_samples: int = 100, seed: int = 0, train_images: torch.Tensor | None = None,
-             classifier=None, sample_count: int = 1000, disentanglement_scale: float | None = None,
+             classifier=None, sample_count: int = 1000, disentanglement_scale: float | None = None, data_dir=None,
              progress: Callable[[str, int, int], None] | None = None) -> None:
     """Fill each entry's ``numbers`` (all in nats per image, on the same test images)."""
     from vaetool import classifier as quality
@@ -116,17 +116,17 @@ def evaluate(entries: list[Entry], test_images: torch.Tensor, test_labels: torch
             if "label_accuracy" in q:
                 n["label_accuracy"] = q["label_accuracy"]
         if disentanglement_scale:
-            n.update(_disentanglement(model, disentanglement_scale, seed))
+            n.update(_disentanglement(model, disentanglement_scale, seed, data_dir))
         if (c["architecture"] == "linear" and c["likelihood"] == "gaussian" and train_images is not None
                 and c["likelihood_options"].get("link") == "identity" and not c["likelihood_options"].get("per_pixel")):
             n["ppca_ll"] = metrics.ppca_log_likelihood(train_images, test_images, c["latent_dim"])
 
 
-def _disentanglement(model, scale: float, seed: int) -> dict[str, float]:
+def _disentanglement(model, scale: float, seed: int, data_dir=None) -> dict[str, float]:
     """The five disentanglement metrics, when the model's dataset has a ground-truth generator."""
     from vaetool import disentanglement
 
-    ground_truth = disentanglement.ground_truth_for(model.config)
+    ground_truth = disentanglement.ground_truth_for(model.config, data_dir)
     if ground_truth is None or model.conditional:
         return {}
     scores = disentanglement.all_metrics(ground_truth, disentanglement.representation(model), seed=seed, scale=scale)

@@ -40,6 +40,11 @@ _IMAGES_PER_CALL = 4096
 
 # -- ground truth ---------------------------------------------------------------------------------
 
+# dSprites' factors after its constant colour: shape, scale, orientation, position x and y.
+DSPRITES_FACTOR_SIZES = (3, 6, 40, 32, 32)
+DSPRITES_FACTOR_NAMES = ("shape", "scale", "orientation", "pos_x", "pos_y")
+
+
 class GroundTruth:
     """A dataset generated from independent discrete factors, which metrics sample from.
 
@@ -108,16 +113,12 @@ class GridGroundTruth(GroundTruth):
         """The original dSprites file (``dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz``).
 
         Its constant colour factor (one value) is dropped, which leaves the image order
-        unchanged; its pixels are 0 or 1.
+        unchanged; its pixels are 0 or 1. The factor grid is dSprites' published one, so the file's
+        pickled ``metadata`` entry is never read (loading a pickle could run code).
         """
-        with np.load(path, allow_pickle=True, encoding="latin1") as data:
+        with np.load(path, allow_pickle=False) as data:
             images = data["imgs"]
-            metadata = data["metadata"][()]
-        sizes = [int(s) for s in metadata["latents_sizes"]]
-        names = [n.decode() if isinstance(n, bytes) else str(n) for n in metadata["latents_names"]]
-        keep = [i for i, s in enumerate(sizes) if s > 1]
-        names = [{"posX": "pos_x", "posY": "pos_y"}.get(names[i], names[i]) for i in keep]
-        return cls(images, [sizes[i] for i in keep], names, max_value=1.0)
+        return cls(images, list(DSPRITES_FACTOR_SIZES), list(DSPRITES_FACTOR_NAMES), max_value=1.0)
 
     def images(self, indices: np.ndarray) -> Tensor:
         flat = np.ravel_multi_index(tuple(np.asarray(indices).T), self.factor_sizes)
@@ -125,11 +126,16 @@ class GridGroundTruth(GroundTruth):
         return images.unsqueeze(1) if images.dim() == 3 else images
 
 
-def ground_truth_for(config: dict[str, Any]) -> GroundTruth | None:
+def ground_truth_for(config: dict[str, Any], root=None) -> GroundTruth | None:
     """The ground truth of the dataset a model was trained on (its config), or ``None`` when that
-    dataset has no factors this module can draw."""
+    dataset has no factors this module can draw. ``root`` is the data root (for dSprites' file)."""
     if config.get("dataset") == "shapes":
         return ShapesGroundTruth(size=int((config.get("dataset_options") or {}).get("size", 32)))
+    if config.get("dataset") == "dsprites":
+        from vaetool.datasets import data_root
+        from vaetool.datasets.dsprites import DSprites
+
+        return GridGroundTruth.from_dsprites(DSprites.find(data_root(root)))
     return None
 
 
@@ -185,9 +191,17 @@ def _discretize(codes: np.ndarray, bins: int) -> np.ndarray:
     return out
 
 
+def _as_labels(factors: np.ndarray) -> np.ndarray:
+    # Factors given as values (shapes) or indices (dSprites) become integer labels per column.
+    factors = np.asarray(factors)
+    return np.stack([np.unique(factors[:, j], return_inverse=True)[1].reshape(-1)
+                     for j in range(factors.shape[1])], 1)
+
+
 def _entropy(factors: np.ndarray) -> np.ndarray:
     from sklearn.metrics import mutual_info_score
 
+    factors = _as_labels(factors)
     return np.array([mutual_info_score(factors[:, j], factors[:, j]) for j in range(factors.shape[1])])
 
 
@@ -197,7 +211,7 @@ def mutual_information_matrix(codes: np.ndarray, factors: np.ndarray, bins: int 
     ``(n, F)``."""
     from sklearn.metrics import mutual_info_score
 
-    codes, factors = np.asarray(codes), np.asarray(factors)
+    codes, factors = np.asarray(codes), _as_labels(factors)
     discrete = _discretize(codes, bins)
     return np.array([[mutual_info_score(factors[:, j], discrete[:, i]) for j in range(factors.shape[1])]
                      for i in range(codes.shape[1])]).reshape(codes.shape[1], factors.shape[1])

@@ -83,7 +83,7 @@ def compare(
 
         comparison.evaluate(entries, test_images, test_labels, iw_samples=iw_samples, seed=seed,
                             train_images=train_images, classifier=classifier, progress=progress,
-                            disentanglement_scale=disentanglement_scale if disentanglement else None)
+                            disentanglement_scale=disentanglement_scale if disentanglement else None, data_dir=data_dir)
     verdicts = comparison.verdicts(entries)
 
     cols = comparison.columns(entries)

@@ -88,7 +88,8 @@ def traverse(
         order = list(range(steps)) + (list(range(steps - 2, 0, -1)) if bounce else [])
         frames = [images.grid(pictures[:, i], nrow=min(len(chosen), 5), zoom=zoom) for i in order]
         images.save_gif(frames, output, fps)
-    typer.echo(f"Wrote {output}: dimensions {', '.join(map(str, chosen))} from "
+    shown = [f"{d} ({captured[d].split()[0]})" if captured else str(d) for d in chosen]
+    typer.echo(f"Wrote {output}: dimensions {', '.join(shown)} from "
                f"{'the image' if image is not None else 'z = 0'}, ±{span:g} in {steps} steps")
 
 

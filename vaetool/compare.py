@@ -41,7 +41,10 @@ class Entry:
     def label(self) -> str:
         """A short description: architecture, likelihood, β or AE."""
         c = self.config
-        kind = "AE" if c["autoencoder"] else f"β={c.get('training', {}).get('beta', 1):g}"
+        t = c.get("training", {})
+        kind = ("AE" if c["autoencoder"] else f"β-TCVAE, TC weight {t['tc_weight']:g}" if t.get("tc_weight") is not None
+                else f"capacity {t['capacity']:g}, γ={t.get('beta', 1):g}" if t.get("capacity") is not None
+                else f"β={t.get('beta', 1):g}")
         conditional = ", conditional: log p(x|y)" if getattr(self.model, "conditional", False) else ""
         return f"{c['architecture']}/{c['likelihood']}, {c['latent_dim']}-D, {kind}{conditional}"
 

@@ -142,14 +142,14 @@ def ground_truth_for(config: dict[str, Any], root=None) -> GroundTruth | None:
 def representation(model, batch_size: int = 256) -> Represent:
     """The code of a VAE for the metrics: images ``(n, C, H, W)`` → posterior means, float64
     numpy ``(n, L)``, computed in eval mode, without gradients, ``batch_size`` at a time."""
-    from vaetool.metrics import _posterior_moments
+    from vaetool.metrics import posterior_moments
 
     if model.conditional:
         raise VaetoolError("Disentanglement metrics need an unconditional model; this one takes a class label.")
 
     def represent(images: Tensor) -> np.ndarray:
         with torch.no_grad():
-            means, _ = _posterior_moments(model, torch.as_tensor(images), None, batch_size)
+            means, _ = posterior_moments(model, torch.as_tensor(images), None, batch_size)
         return means.numpy()
 
     return represent

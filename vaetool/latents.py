@@ -82,25 +82,16 @@ def manifold(n: int, low: float = 0.05, high: float = 0.95, device=None) -> Tens
     return torch.stack([z1.reshape(-1), z2.reshape(-1)], -1)
 
 
-@torch.no_grad()
 def kl_per_dimension(model, images: Tensor, labels: Tensor | None = None, batch_size: int = 500) -> Tensor:
     """Average KL(q(z|x) ‖ N(0, I)) of each latent dimension over ``images`` (float in [0, 1]): ``(L,)``.
 
     Dimensions the model does not use have KL ≈ 0; the informative ones carry the most. An
     autoencoder has no KL, so for it this is the variance of each code dimension over the images.
     """
-    total = torch.zeros(model.latent_dim, device=model.device, dtype=torch.float64)
-    squares = torch.zeros_like(total)
-    for start in range(0, len(images), batch_size):
-        x = images[start:start + batch_size].to(model.device)
-        y = labels[start:start + batch_size].to(model.device) if labels is not None and model.conditional else None
-        posterior = model.encode(x, y)
-        if model.autoencoder or not model.prior.analytic_kl:  # no KL per dimension: use the codes' variance
-            total += posterior.mean.double().sum(0)
-            squares += (posterior.mean.double() ** 2).sum(0)
-        else:
-            total += posterior.kl().double().sum(0)
-    mean = total / len(images)
-    if model.autoencoder or not model.prior.analytic_kl:
-        return (squares / len(images) - mean ** 2).clamp(min=0).float()
-    return mean.float()
+    from vaetool.metrics import posterior_moments
+
+    means, log_vars = posterior_moments(model, images, labels, batch_size)
+    if model.autoencoder or not model.prior.analytic_kl:  # no KL per dimension: use the codes' variance
+        return means.var(0, unbiased=False).float()
+    # KL(N(μ, σ²) ‖ N(0, 1)) = ½(μ² + σ² − 1 − log σ²), as DiagonalGaussian.kl
+    return (0.5 * (means ** 2 + log_vars.exp() - 1 - log_vars)).mean(0).float()

@@ -61,15 +61,18 @@ def _batches(model, images: Tensor, labels: Tensor | None, batch_size: int) -> I
         yield x, y
 
 
-def _posterior_moments(model, images: Tensor, labels: Tensor | None, batch_size: int) -> tuple[Tensor, Tensor]:
-    """Means and variances of q(z|x) of every image, float64 ``(N, L)`` on the CPU (0 variance for an AE)."""
-    means, variances, wide = [], [], _wide(model.device)
+@torch.no_grad()
+def posterior_moments(model, images: Tensor, labels: Tensor | None = None,
+                      batch_size: int = 500) -> tuple[Tensor, Tensor]:
+    """Mean and log-variance of q(z|x) for every image (uint8, or float in [0, 1]), batched in eval
+    mode: float64 ``(N, L)`` each, on the CPU. An autoencoder's log-variance is −inf."""
+    means, log_vars, wide = [], [], _wide(model.device)
     with _evaluating(model):
         for x, y in _batches(model, images, labels, batch_size):
             posterior = model.encode(x, y)
             means.append(posterior.mean.to(wide))
-            variances.append(torch.exp(posterior.log_var).to(wide))
-    return torch.cat(means).cpu().double(), torch.cat(variances).cpu().double()
+            log_vars.append(posterior.log_var.to(wide))
+    return torch.cat(means).cpu().double(), torch.cat(log_vars).cpu().double()
 
 
 def _log_standard_normal(z: Tensor) -> Tensor:
@@ -217,7 +220,7 @@ def active_units(model, images: Tensor, labels: Tensor | None = None, threshold:
     Salakhutdinov, ICLR 2016, section 5.2, with 0.01): a dimension whose posterior mean does not
     move with x tells the decoder nothing. Variances are over ``images``, normalised by N.
     """
-    means, _ = _posterior_moments(model, images, labels, batch_size)
+    means, _ = posterior_moments(model, images, labels, batch_size)
     activity = means.var(0, unbiased=False).cpu()
     return int((activity > threshold).sum()), activity
 
@@ -233,7 +236,8 @@ def aggregate_posterior_kl(model, images: Tensor, labels: Tensor | None = None, 
     the codes match the prior and large when the regularisation failed (β = 0, an autoencoder):
     then samples from N(0, I) land where the decoder never saw a code. Infinite when Σ is singular.
     """
-    means, variances = _posterior_moments(model, images, labels, batch_size)
+    means, log_vars = posterior_moments(model, images, labels, batch_size)
+    variances = torch.exp(log_vars)
     centre = means.mean(0)
     deviations = means - centre
     sigma = deviations.T @ deviations / len(means) + torch.diag(variances.mean(0))

@@ -44,9 +44,8 @@ def encode(
       vaetool encode --data mnist --split test -o latents.npy --plot latents.png --method tsne
     """
     import numpy as np
-    import torch
 
-    from vaetool import images, latentfile, plots
+    from vaetool import images, latentfile, metrics, plots
     from vaetool.training import build_dataset
 
     if output is not None:
@@ -75,14 +74,8 @@ def encode(
     condition = y if vae.conditional else None
     if vae.conditional and condition is None:
         raise VaetoolError(f"This model is conditional: give --label, a class from 0 to {vae.num_classes - 1}.")
-    with torch.no_grad():
-        means, log_vars = [], []
-        for start in range(0, len(x), 1000):
-            cond = condition[start:start + 1000].to(vae.device) if condition is not None else None
-            q = vae.encode(x[start:start + 1000].to(vae.device), cond)
-            means.append(q.mean.cpu())
-            log_vars.append(q.log_var.cpu())
-    mean, log_var = torch.cat(means).numpy(), torch.cat(log_vars).numpy()
+    means, log_vars = metrics.posterior_moments(vae, x, condition)
+    mean, log_var = means.float().numpy(), log_vars.float().numpy()
     if vae.autoencoder:
         log_var = np.full_like(mean, np.nan)  # a deterministic encoder has no variance
     labels = y.cpu().numpy() if y is not None else None

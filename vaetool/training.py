@@ -239,8 +239,9 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
             started = time.perf_counter()
             epoch_shuffle_state = shuffle.get_state()  # replaying it rebuilds this epoch's order on resume
             order = torch.randperm(n, generator=shuffle).to(device)
-            # Running sums of (loss, reconstruction, KL, examples), kept on the device.
-            totals = torch.tensor(sums, device=device) if sums is not None else torch.zeros(4, device=device)
+            # Running sums of (loss, reconstruction, KL), kept on the device; the number of examples
+            # they cover follows from the step, so nothing else crosses from the host each step.
+            totals = torch.tensor(sums, device=device) if sums is not None else torch.zeros(3, device=device)
             sums = None
             progress.epoch_start(epoch, config.epochs, steps, first_step)
             model.train()
@@ -261,10 +262,11 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
                 optimizer.step()
                 with torch.no_grad():
                     totals += torch.stack([loss.detach() * len(x), terms.reconstruction.detach().sum(),
-                                           terms.kl.detach().sum(), x.new_tensor(len(x))])
+                                           terms.kl.detach().sum()])
                 if time.monotonic() - last_refresh > REFRESH_SECONDS or step == steps - 1:
                     last_refresh = time.monotonic()
-                    loss_sum, rec_sum, kl_sum, count = totals.tolist()  # the one host sync per refresh
+                    loss_sum, rec_sum, kl_sum = totals.tolist()  # the one host sync per refresh
+                    count = min((step + 1) * config.batch_size, n)
                     if not math.isfinite(loss_sum):
                         _diverged(run_dir, epoch, step, metrics)
                     progress.update(step + 1, {"loss": loss_sum / count, "rec": rec_sum / count,
@@ -272,10 +274,10 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
             train_seconds = time.perf_counter() - started
             if not all(bool(p.isfinite().all()) for p in model.parameters()):
                 _diverged(run_dir, epoch, steps - 1, metrics)
-            loss_sum, rec_sum, kl_sum, count = totals.tolist()
+            loss_sum, rec_sum, kl_sum = totals.tolist()
             test = evaluate(model, test_split, seed=config.seed)
-            line = {"epoch": epoch + 1, "train_loss": loss_sum / count, "train_elbo": (rec_sum - kl_sum) / count,
-                    "train_rec": rec_sum / count, "train_kl": kl_sum / count, "beta": _beta_at(config, epoch + 1),
+            line = {"epoch": epoch + 1, "train_loss": loss_sum / n, "train_elbo": (rec_sum - kl_sum) / n,
+                    "train_rec": rec_sum / n, "train_kl": kl_sum / n, "beta": _beta_at(config, epoch + 1),
                     **({"capacity": _capacity_at(config, epoch + 1)} if config.capacity is not None else {}),
                     **{f"test_{k}": v for k, v in test.items()},
                     "train_seconds": train_seconds, "seconds": time.perf_counter() - started}

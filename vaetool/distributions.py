@@ -34,9 +34,16 @@ class DiagonalGaussian:
             return cls(mean, 2 * torch.log(std))
         raise ValueError(f"unknown encoder scale {scale!r}; choose from {', '.join(SCALES)}")
 
-    def rsample(self, generator: torch.Generator | None = None, temperature: float = 1.0) -> Tensor:
-        """z = mean + std · ε, differentiable in mean and std (the reparameterisation trick)."""
-        eps = torch.randn(self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype)
+    def rsample(self, generator: torch.Generator | None = None, temperature: float = 1.0,
+                noise: Tensor | None = None) -> Tensor:
+        """z = mean + std · ε, differentiable in mean and std (the reparameterisation trick).
+
+        ε is drawn here unless ``noise`` gives it: distributed training draws the ε of the whole
+        global batch on every process and hands each its rows, so N processes see the noise one
+        process would.
+        """
+        eps = noise if noise is not None else torch.randn(self.mean.shape, generator=generator,
+                                                          device=self.mean.device, dtype=self.mean.dtype)
         return self.mean + temperature * self.std * eps
 
     def mode(self) -> Tensor:

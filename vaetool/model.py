@@ -195,13 +195,17 @@ class VAE(nn.Module):
     def encode(self, x: Tensor, y: Tensor | None = None) -> DiagonalGaussian:
         """q(z|x) for images in [0, 1]. For an autoencoder the variance is zero."""
         mean, raw_scale = self.architecture.encode(x, self._label(y, len(x)))
+        # Under mixed precision the network computes in bf16/fp16; the distribution, and so the
+        # KL and the sample z, stay in the input's precision.
+        mean, raw_scale = mean.to(x.dtype), raw_scale.to(x.dtype)
         if self.autoencoder:
             return DiagonalGaussian(mean, torch.full_like(mean, -float("inf")))
         return DiagonalGaussian.from_encoder(mean, raw_scale, self.config["encoder_scale"])
 
     def decode_params(self, z: Tensor, y: Tensor | None = None) -> Tensor:
-        """The likelihood's parameters for latents z."""
-        return self.architecture.decode(z, self._label(y, len(z)))
+        """The likelihood's parameters for latents z (in z's precision, also under mixed precision,
+        so that log p(x|z), a sum over every pixel, is never summed in bf16 or fp16)."""
+        return self.architecture.decode(z, self._label(y, len(z))).to(z.dtype)
 
     def decode(self, z: Tensor, y: Tensor | None = None, sample: bool = False,
                generator: torch.Generator | None = None) -> Tensor:
@@ -220,24 +224,30 @@ class VAE(nn.Module):
         """Decode the posterior mean of each image."""
         return self.decode(self.encode(x, y).mean, y)
 
-    def elbo(self, x: Tensor, y: Tensor | None = None, generator: torch.Generator | None = None) -> ELBOTerms:
+    def elbo(self, x: Tensor, y: Tensor | None = None, generator: torch.Generator | None = None,
+             noise: Tensor | None = None) -> ELBOTerms:
         """ELBO terms for images in [0, 1], with one reparameterised sample z ~ q(z|x).
 
         ELBO = E_q[log p(x|z)] − KL(q(z|x) ‖ p(z))  (Kingma & Welling, ICLR 2014, eq. 10 and 7): the
         KL in closed form when the prior has one, else log q(z|x) − log p(z) at the sampled z.
+        ``noise``, when given, is the ε of that sample, ``(B, latent_dim)``.
         """
         target = self.likelihood.target(x, generator)
         posterior = self.encode(x, y)
         if self.autoencoder:
             z, kl = posterior.mean, torch.zeros_like(posterior.mean)
         else:
-            z = posterior.rsample(generator)
+            z = posterior.rsample(generator, noise=noise)
             if self.prior.analytic_kl:
                 kl = self.prior.kl(posterior)
             else:
                 kl = (posterior.log_prob(z) - self.prior.log_prob(z)).unsqueeze(-1)
         reconstruction = self.likelihood.log_prob(target, self.decode_params(z, y))
         return ELBOTerms(reconstruction, kl, z, posterior)
+
+    def forward(self, x: Tensor, y: Tensor | None = None, noise: Tensor | None = None) -> ELBOTerms:
+        """The ELBO terms: what training calls, through DistributedDataParallel when there are several processes."""
+        return self.elbo(x, y, noise=noise)
 
 
 def create(architecture: str = "conv", likelihood: str = "bernoulli", *,

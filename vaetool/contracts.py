@@ -128,15 +128,21 @@ class Prior(nn.Module):
 
 @dataclass
 class Split:
-    """One split of a dataset, held whole in memory.
+    """One split of a dataset.
 
     ``images`` is uint8 ``(N, C, H, W)``; ``labels`` int64 ``(N,)`` when the dataset is
     labelled; ``factors`` float ``(N, F)`` when it has ground-truth generative factors.
+
+    ``images`` may be memory-mapped from a ``.npy`` file of exactly those images (uint8,
+    ``(N, C, H, W)``, C order); ``file`` then names it, and the trainer streams batches from it
+    through worker processes when it is too large to hold on the device. A dataset larger than
+    memory should decode once into such a file (see :mod:`vaetool.datasets.cache`).
     """
 
     images: Tensor
     labels: Tensor | None = None
     factors: Tensor | None = None
+    file: Path | None = None
 
     def __len__(self) -> int:
         return len(self.images)

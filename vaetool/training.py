@@ -1,9 +1,16 @@
 """Training: one loop, read top to bottom, with checkpoints that resume exactly.
 
 The whole dataset lives on the training device as one uint8 tensor; an epoch is a random
-permutation sliced into batches, so no per-image Python runs inside it. Losses are summed on the
-device and read back only when the progress display refreshes, so a GPU is never made to wait
-for the host on every step.
+permutation sliced into batches, so no per-image Python runs inside it. A dataset too large for
+that (an image folder decoded to a uint8 cache on disk) streams instead: worker processes read
+each batch's rows from the memory-mapped cache while the device computes. Losses are summed on
+the device and read back only when the progress display refreshes, so a GPU is never made to
+wait for the host on every step.
+
+Speed options that do not change what is trained: ``precision`` (bf16 or fp16 autocast for the
+networks; the likelihood and KL stay in fp32), ``compile`` (``torch.compile`` of the networks),
+``channels_last`` (memory layout for convolutions). Several processes under ``torchrun`` train
+one model data-parallel; see :mod:`vaetool.distributed`.
 
 A run directory holds ``model.safetensors`` (the latest weights and config), ``checkpoint.safetensors``
 (model, optimizer, RNG states and position in the epoch: what ``--resume`` needs, without pickle),
@@ -22,7 +29,7 @@ from typing import Any
 
 import torch
 
-from vaetool import devices, metrics, registry
+from vaetool import distributed, metrics, registry
 from vaetool.contracts import Split
 from vaetool.datasets import data_root
 from vaetool.errors import VaetoolError
@@ -33,6 +40,10 @@ from vaetool.runs import CHECKPOINT_FILE, METRICS_FILE
 
 EVAL_BATCH = 500
 REFRESH_SECONDS = 0.25
+REFRESHES_PER_EPOCH = 20  # with several processes the refresh must fall on the same steps in all
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+# A memory-mapped training split larger than this share of the device's memory is streamed.
+RESIDENT_SHARE = 0.25
 
 
 @dataclass
@@ -60,8 +71,11 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 1e-3
     seed: int = 0
+    precision: str = "fp32"  # the networks' arithmetic: fp32, or bf16/fp16 autocast
 
     def check(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise VaetoolError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}.")
         for name, low in (("latent_dim", 1), ("epochs", 1), ("batch_size", 1)):
             if getattr(self, name) < low:
                 raise VaetoolError(f"{name.replace('_', '-')} must be at least {low}, not {getattr(self, name)}.")
@@ -105,12 +119,29 @@ class TrainConfig:
         for key in ("tc_weight", "capacity", "capacity_epochs"):
             if getattr(self, key) is not None:
                 settings[key] = getattr(self, key)
+        if self.precision != "fp32":
+            settings["precision"] = self.precision
         return settings
 
     @classmethod
     def from_model_config(cls, config: dict[str, Any]) -> TrainConfig:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in {**config, **config["training"]}.items() if k in names})
+
+
+@dataclass
+class RunOptions:
+    """How to run rather than what to train: free to differ between a run and its resumption.
+
+    ``stream``: None streams the training data from its disk cache when it is larger than
+    ``RESIDENT_SHARE`` of the device's memory; True always, False never. ``workers``: processes
+    reading streamed batches (None: up to 4, one per spare CPU core).
+    """
+
+    compile: bool = False
+    channels_last: bool = False
+    stream: bool | None = None
+    workers: int | None = None
 
 
 class Progress:
@@ -169,22 +200,24 @@ def build_dataset(name: str, options: dict[str, Any]):
 
 
 def train(config: TrainConfig, run_dir: str | Path, *, device: str = "auto", data_dir: str | Path | None = None,
-          progress: Progress | None = None) -> RunResult:
+          progress: Progress | None = None, options: RunOptions | None = None) -> RunResult:
     """Train a new model into ``run_dir`` (which must not hold a run yet)."""
     config.check()
     run_dir = Path(run_dir)
     if (run_dir / CHECKPOINT_FILE).exists() or (run_dir / MODEL_FILE).exists():
         raise VaetoolError(f"{run_dir} already holds a run; resume it with --resume or choose another --name.")
-    return _run(config, run_dir, None, devices.resolve(device), data_dir, progress or Progress())
+    group, device = distributed.setup(device)
+    return _run(config, run_dir, None, device, data_dir, progress or Progress(), options or RunOptions(), group)
 
 
 def resume(run_dir: str | Path, *, epochs: int | None = None, device: str = "auto",
-           data_dir: str | Path | None = None, progress: Progress | None = None) -> RunResult:
+           data_dir: str | Path | None = None, progress: Progress | None = None,
+           options: RunOptions | None = None) -> RunResult:
     """Continue the run in ``run_dir`` from its checkpoint, optionally to a new total of ``epochs``."""
     run_dir = Path(run_dir)
     if not (run_dir / CHECKPOINT_FILE).exists():
         raise VaetoolError(f"There is no checkpoint to resume in {run_dir}.")
-    device = devices.resolve(device)
+    group, device = distributed.setup(device)
     tensors, header = read_tensors(run_dir / CHECKPOINT_FILE)
     config = TrainConfig.from_model_config(header["config"])
     if epochs is not None:
@@ -193,13 +226,17 @@ def resume(run_dir: str | Path, *, epochs: int | None = None, device: str = "aut
     if header["progress"]["epoch"] >= config.epochs:
         raise VaetoolError(f"The run in {run_dir} has already trained {header['progress']['epoch']} epochs; "
                            "pass a larger --epochs to train further.")
-    return _run(config, run_dir, (tensors, header), device, data_dir, progress or Progress())
+    return _run(config, run_dir, (tensors, header), device, data_dir, progress or Progress(), options or RunOptions(),
+                group)
 
 
-def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progress: Progress) -> RunResult:
+def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progress: Progress,
+         options: RunOptions, group: distributed.Group) -> RunResult:
     if config.capacity is not None and config.capacity_epochs is None:
         # Fixed now and recorded, so resuming with a new --epochs keeps the same schedule.
         config = replace(config, capacity_epochs=float(config.epochs))
+    if not group.main:
+        progress = Progress()  # rank 0 reports for all
     torch.manual_seed(config.seed)
     dataset, dataset_options = build_dataset(config.dataset, config.dataset_options)
     # The model is built before the data is read, so a mistake in its options is reported at once.
@@ -219,53 +256,87 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
     model.config["background"] = images_background(train_split.images[:1000])
     if model.conditional:
         _check_labels(train_split, test_split, dataset.num_classes)
+    if options.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     optimizer = adam(model, config.lr)
+    autocast_dtype = PRECISIONS[config.precision]
+    # fp16's narrow range needs the loss scaled so small gradients do not flush to zero; bf16 does not.
+    scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
     shuffle = torch.Generator().manual_seed(config.seed)
     epoch, first_step, sums, metrics = 0, 0, None, []
     if checkpoint is not None:
-        epoch, first_step, sums, metrics = _restore(checkpoint, model, optimizer, shuffle, device, run_dir)
-
-    images, labels = train_split.images.to(device), _labels_on(train_split, model, device)
-    n = len(images)
+        epoch, first_step, sums, metrics = _restore(checkpoint, model, optimizer, scaler, shuffle, device, run_dir)
+    if not group.main:
+        sums = None  # the saved sums are global: one process carries them on
+    data = _data_source(train_split, model, device, options, group)
+    n = len(train_split)
     steps = math.ceil(n / config.batch_size)
     model.config["training"]["epochs"] = config.epochs
     model.config["training"]["steps_per_epoch"] = steps
+    network = _network(model, device, options, group)
 
     progress.begin({"config": model.config, "device": str(device), "run_dir": run_dir, "train_size": n,
                     "test_size": len(test_split), "parameters": sum(p.numel() for p in model.parameters()),
-                    "start_epoch": epoch, "start_step": first_step})
+                    "start_epoch": epoch, "start_step": first_step, "processes": group.world,
+                    "streamed": data.streamed})
+    refresh_every = max(1, steps // REFRESHES_PER_EPOCH)
     with _StopOnInterrupt() as interrupt:
         while epoch < config.epochs:
             started = time.perf_counter()
             epoch_shuffle_state = shuffle.get_state()  # replaying it rebuilds this epoch's order on resume
-            order = torch.randperm(n, generator=shuffle).to(device)
+            order = torch.randperm(n, generator=shuffle)
             # Running sums of (loss, reconstruction, KL), kept on the device; the number of examples
             # they cover follows from the step, so nothing else crosses from the host each step.
             totals = torch.tensor(sums, device=device) if sums is not None else torch.zeros(3, device=device)
-            sums = None
+            sums, stop = None, False
             progress.epoch_start(epoch, config.epochs, steps, first_step)
             model.train()
             last_refresh = time.monotonic()
+            batches = data.epoch(order, config.batch_size, first_step, steps)
             for step in range(first_step, steps):
-                if interrupt.requested:
-                    _save_checkpoint(run_dir, model, optimizer, shuffle, epoch_shuffle_state, epoch, step, totals, metrics)
-                    save(model, run_dir / MODEL_FILE)
+                if stop or (interrupt.requested and not group.active):
+                    totals = group.sum(totals)  # every process is here: under torchrun they stop together
+                    if group.main:
+                        _save_checkpoint(run_dir, model, optimizer, scaler, shuffle, epoch_shuffle_state, epoch, step,
+                                         totals, metrics)
+                        save(model, run_dir / MODEL_FILE)
                     return RunResult(run_dir, "interrupted", metrics, epoch, step)
-                batch = order[step * config.batch_size:(step + 1) * config.batch_size]
-                x = images[batch].float().div_(255)
-                y = labels[batch] if labels is not None else None
+                x, y, global_batch = next(batches)
+                x = x.to(device, non_blocking=True).float().div_(255)
+                if options.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                y = y.to(device, non_blocking=True) if y is not None else None
+                noise = None
+                if group.active and not model.autoencoder:
+                    # The ε one process would draw for the global batch; this process's rows of it.
+                    noise = group.shard(torch.randn(global_batch, config.latent_dim, device=device))
                 beta = _beta_at(config, epoch + step / steps)
-                terms = model.elbo(x, y)
+                with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                    terms = network(x, y, noise)
                 loss = objective(terms, beta, config.free_bits, **_objective_options(config, epoch + step / steps, n))
+                # Each process's mean is weighted by its share of the global batch, so the gradient
+                # DistributedDataParallel averages is that of the global batch's mean loss.
+                share = len(x) * group.world / global_batch
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                scaler.scale(loss * share if group.active else loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
                 with torch.no_grad():
                     totals += torch.stack([loss.detach() * len(x), terms.reconstruction.detach().sum(),
                                            terms.kl.detach().sum()])
-                if time.monotonic() - last_refresh > REFRESH_SECONDS or step == steps - 1:
+                last = step == steps - 1
+                if group.active:
+                    refresh = last or (step + 1) % refresh_every == 0
+                else:
+                    refresh = last or time.monotonic() - last_refresh > REFRESH_SECONDS
+                if refresh:
                     last_refresh = time.monotonic()
-                    loss_sum, rec_sum, kl_sum = totals.tolist()  # the one host sync per refresh
+                    # The one host sync per refresh; with several processes also the one exchange,
+                    # carrying whether any of them was asked to stop.
+                    flag = torch.tensor([float(interrupt.requested)], device=device)
+                    *reduced, stops = group.sum(torch.cat([totals, flag])).tolist()
+                    loss_sum, rec_sum, kl_sum = reduced
+                    stop = stops > 0
                     count = min((step + 1) * config.batch_size, n)
                     if not math.isfinite(loss_sum):
                         _diverged(run_dir, epoch, step, metrics)
@@ -274,23 +345,74 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
             train_seconds = time.perf_counter() - started
             if not all(bool(p.isfinite().all()) for p in model.parameters()):
                 _diverged(run_dir, epoch, steps - 1, metrics)
-            loss_sum, rec_sum, kl_sum = totals.tolist()
-            test = evaluate(model, test_split, seed=config.seed)
+            loss_sum, rec_sum, kl_sum = group.sum(totals).tolist()
             line = {"epoch": epoch + 1, "train_loss": loss_sum / n, "train_elbo": (rec_sum - kl_sum) / n,
                     "train_rec": rec_sum / n, "train_kl": kl_sum / n, "beta": _beta_at(config, epoch + 1),
-                    **({"capacity": _capacity_at(config, epoch + 1)} if config.capacity is not None else {}),
-                    **{f"test_{k}": v for k, v in test.items()},
-                    "train_seconds": train_seconds, "seconds": time.perf_counter() - started}
-            metrics.append(line)
-            # Which dimensions carry information: traverse shows the informative ones first.
-            if not model.autoencoder:  # an autoencoder's KL is zero by construction, which ranks nothing
-                model.config["test_kl_per_dim"] = test["kl_per_dim"]
+                    **({"capacity": _capacity_at(config, epoch + 1)} if config.capacity is not None else {})}
             epoch, first_step = epoch + 1, 0
-            _save_checkpoint(run_dir, model, optimizer, shuffle, shuffle.get_state(), epoch, 0, None, metrics)
-            save(model, run_dir / MODEL_FILE)
-            _write_pictures(run_dir, model, test_split, metrics, config.seed)
-            progress.epoch_end(line)
+            if group.main:  # the others wait at the barrier below
+                test = evaluate(model, test_split, seed=config.seed)
+                line.update({f"test_{k}": v for k, v in test.items()})
+                line.update({"train_seconds": train_seconds, "seconds": time.perf_counter() - started})
+                metrics.append(line)
+                # Which dimensions carry information: traverse shows the informative ones first.
+                if not model.autoencoder:  # an autoencoder's KL is zero by construction, which ranks nothing
+                    model.config["test_kl_per_dim"] = test["kl_per_dim"]
+                _save_checkpoint(run_dir, model, optimizer, scaler, shuffle, shuffle.get_state(), epoch, 0, None,
+                                 metrics)
+                save(model, run_dir / MODEL_FILE)
+                _write_pictures(run_dir, model, test_split, metrics, config.seed)
+                progress.epoch_end(line)
+            else:
+                metrics.append(line)
+            group.barrier()
     return RunResult(run_dir, "finished", metrics, epoch, 0)
+
+
+class _Resident:
+    """The training split as one uint8 tensor on the device; a batch is one gather."""
+
+    streamed = False
+
+    def __init__(self, split: Split, labelled: bool, device, group: distributed.Group):
+        self.images = split.images.to(device)
+        self.labels = split.labels.to(device) if labelled else None
+        self.group = group
+
+    def epoch(self, order: torch.Tensor, batch_size: int, first_step: int, steps: int):
+        order = order.to(self.images.device)
+        for step in range(first_step, steps):
+            rows = order[step * batch_size:(step + 1) * batch_size]
+            mine = self.group.shard(rows)
+            yield self.images[mine], self.labels[mine] if self.labels is not None else None, len(rows)
+
+
+def _data_source(split: Split, model: VAE, device, options: RunOptions, group: distributed.Group):
+    from vaetool import streaming
+
+    stream = options.stream
+    if stream is None:
+        stream = split.file is not None and split.images.nbytes > RESIDENT_SHARE * streaming.memory_of(device)
+    if not stream:
+        return _Resident(split, model.conditional, device, group)
+    if split.file is None:
+        raise VaetoolError("This dataset is held in memory, so there is nothing to stream; --stream applies to "
+                           "datasets decoded to a cache on disk, such as a folder of images.")
+    return streaming.Batches(split, model.conditional, device, group, options.workers)
+
+
+def _network(model: VAE, device, options: RunOptions, group: distributed.Group):
+    """What each step calls for the ELBO terms: the model, compiled and/or wrapped for several processes."""
+    if options.compile:
+        # The networks only: tensors in, tensors out, the part worth fusing. The model's own
+        # methods (and its state_dict) are untouched, so what is saved is the plain module.
+        model.architecture.encode = torch.compile(model.architecture.encode)
+        model.architecture.decode = torch.compile(model.architecture.decode)
+    if not group.active:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
 def adam(model: torch.nn.Module, lr: float) -> torch.optim.Adam:
@@ -323,10 +445,6 @@ def _objective_options(config: TrainConfig, epochs_done: float, dataset_size: in
     return {}
 
 
-def _labels_on(split: Split, model: VAE, device) -> torch.Tensor | None:
-    return split.labels.to(device) if model.conditional else None
-
-
 def _check_labels(train_split: Split, test_split: Split, num_classes: int) -> None:
     for split in (train_split, test_split):
         if split.labels is None or split.labels.min() < 0 or split.labels.max() >= num_classes:
@@ -350,7 +468,7 @@ def evaluate(model: VAE, split: Split, seed: int = 0, batch_size: int = EVAL_BAT
 
 # -- checkpoints: safetensors, never pickle ----------------------------------------------------
 
-def _save_checkpoint(run_dir: Path, model: VAE, optimizer, shuffle, shuffle_state, epoch: int, step: int,
+def _save_checkpoint(run_dir: Path, model: VAE, optimizer, scaler, shuffle, shuffle_state, epoch: int, step: int,
                      totals, metrics: list) -> None:
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     state = optimizer.state_dict()
@@ -368,11 +486,13 @@ def _save_checkpoint(run_dir: Path, model: VAE, optimizer, shuffle, shuffle_stat
     header = {"schema": 1, "config": model.config,
               "progress": {"epoch": epoch, "step": step, "sums": totals.tolist() if totals is not None else None},
               "optimizer": {"param_groups": state["param_groups"], "scalars": scalars}}
+    if scaler.is_enabled():
+        header["grad_scaler"] = scaler.state_dict()
     save_tensors(run_dir / CHECKPOINT_FILE, tensors, header)
     atomic_write_text(run_dir / METRICS_FILE, "".join(json.dumps(m) + "\n" for m in metrics))
 
 
-def _restore(checkpoint, model: VAE, optimizer, shuffle, device, run_dir: Path):
+def _restore(checkpoint, model: VAE, optimizer, scaler, shuffle, device, run_dir: Path):
     tensors, header = checkpoint
     model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
     state: dict[int, dict[str, Any]] = defaultdict(dict)
@@ -384,6 +504,8 @@ def _restore(checkpoint, model: VAE, optimizer, shuffle, device, run_dir: Path):
         index, name = key.split(".", 1)
         state[int(index)][name] = value
     optimizer.load_state_dict({"state": dict(state), "param_groups": header["optimizer"]["param_groups"]})
+    if scaler.is_enabled() and "grad_scaler" in header:
+        scaler.load_state_dict(header["grad_scaler"])
     torch.set_rng_state(tensors["rng.cpu"])
     if "rng.cuda" in tensors and device.type == "cuda":
         torch.cuda.set_rng_state(tensors["rng.cuda"], device)

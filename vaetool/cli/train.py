@@ -11,12 +11,18 @@ import typer
 from vaetool.cli.common import handle_errors, key_values, literal
 from vaetool.errors import VaetoolError
 
-MODEL, OBJECTIVE, DATA, OPTIM, RUN = "Model", "Objective", "Data", "Optimisation", "Run"
+MODEL, OBJECTIVE, DATA, OPTIM, RUN, SPEED = "Model", "Objective", "Data", "Optimisation", "Run", "Speed"
 
 
 class Scale(str, Enum):
     exp = "exp"
     softplus = "softplus"
+
+
+class Precision(str, Enum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
 
 
 class Binarize(str, Enum):
@@ -57,6 +63,13 @@ def train(
     name: Annotated[Optional[str], typer.Option(help="Run name: the run goes to RUNS_DIR/NAME. [default: from the settings]", rich_help_panel=RUN)] = None,
     runs_dir: Annotated[Optional[Path], typer.Option(help="Where runs are written. [default: $VAETOOL_RUNS, else ./runs]", rich_help_panel=RUN)] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run named by --name (else the latest run) from its checkpoint.", rich_help_panel=RUN)] = False,
+    precision: Annotated[Optional[Precision], typer.Option(help="The networks' arithmetic: fp32, or bf16/fp16 mixed precision (autocast; the likelihood and KL stay fp32). [default: fp32]", rich_help_panel=SPEED)] = None,
+    compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the encoder and decoder: slower start, faster steps on a GPU.", rich_help_panel=SPEED)] = False,
+    channels_last: Annotated[bool, typer.Option("--channels-last", help="Channels-last memory layout for convolutions (faster on recent GPUs).", rich_help_panel=SPEED)] = False,
+    stream: Annotated[Optional[bool], typer.Option("--stream/--no-stream", help="Stream training batches from the dataset's disk cache through worker processes instead of holding it on the device. [default: when it exceeds a quarter of the device's memory]", rich_help_panel=SPEED)] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Worker processes reading streamed batches. [default: up to 4]", rich_help_panel=SPEED)] = None,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch's arithmetic (1 is often fastest for small models on a busy machine). [default: torch's choice]", rich_help_panel=SPEED)] = None,
+    nproc: Annotated[Optional[int], typer.Option(help="Train data-parallel in N processes on this machine (one per GPU, or CPU processes): runs torchrun --standalone --nproc-per-node N.", rich_help_panel=SPEED)] = None,
 ) -> None:
     """Train a VAE and write a run directory: model, metrics, reconstructions, samples and curves.
 
@@ -67,9 +80,21 @@ def train(
       vaetool train --arch linear --likelihood gaussian --sigma 0.1 --latent-dim 16
       vaetool train --arch cvae                            [dim]# conditional on the digit[/dim]
       vaetool train --arch mlp --beta 0,0.1,1,4,10         [dim]# a β sweep: one run per value[/dim]
+      vaetool train --arch conv --precision bf16 --compile [dim]# faster on a GPU[/dim]
+      vaetool train --nproc 4                              [dim]# data-parallel on 4 GPUs[/dim]
     """
-    from vaetool import runs, training
+    if nproc is not None:
+        _launch(nproc)
+    for flag, value in (("--workers", workers), ("--threads", threads)):
+        if value is not None and value < (0 if flag == "--workers" else 1):
+            raise VaetoolError(f"{flag} must be at least {0 if flag == '--workers' else 1}, not {value}.")
+    import torch
 
+    from vaetool import distributed, runs, training
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    options = training.RunOptions(compile=compile_, channels_last=channels_last, stream=stream, workers=workers)
     root = runs.runs_root(runs_dir)
     if resume:
         changed = {"--arch": arch, "--likelihood": likelihood, "--latent-dim": latent_dim, "--encoder-scale": encoder_scale,
@@ -78,7 +103,8 @@ def train(
                    "--beta": beta,
                    "--autoencoder": autoencoder or None, "--warmup": warmup, "--free-bits": free_bits,
                    "--tc-weight": tc_weight, "--capacity": capacity, "--capacity-epochs": capacity_epochs, "--data": data,
-                   "--data-opt": data_opt, "--batch-size": batch_size, "--lr": lr, "--seed": seed}
+                   "--data-opt": data_opt, "--batch-size": batch_size, "--lr": lr, "--seed": seed,
+                   "--precision": precision}
         given = [flag for flag, value in changed.items() if value is not None and value is not False and value != []]
         if given:
             raise VaetoolError(f"{', '.join(given)} cannot change when resuming; start a new run instead.")
@@ -86,7 +112,8 @@ def train(
         if run_dir is None:
             raise VaetoolError(f"There is no run in {root}/ to resume.")
         reporter = _RichProgress(run_dir)
-        result = training.resume(run_dir, epochs=epochs, device=device, data_dir=data_dir, progress=reporter)
+        result = training.resume(run_dir, epochs=epochs, device=device, data_dir=data_dir, progress=reporter,
+                                 options=options)
         reporter.finish(result)
         return
 
@@ -107,7 +134,8 @@ def train(
         autoencoder=autoencoder,
         **_given(prior=prior, latent_dim=latent_dim, encoder_scale=encoder_scale.value if encoder_scale else None,
                  warmup=warmup, free_bits=free_bits, tc_weight=tc_weight, capacity=capacity,
-                 capacity_epochs=capacity_epochs, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed),
+                 capacity_epochs=capacity_epochs, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                 precision=precision.value if precision else None),
     )
     data_name = Path(dataset_options["path"]).name if dataset == "folder" else dataset
     plans = []
@@ -127,10 +155,34 @@ def train(
         raise VaetoolError("Each β of a sweep must be different.")
     for config, run_dir in plans:
         reporter = _RichProgress(run_dir)
-        reporter.finish(training.train(config, run_dir, device=device, data_dir=data_dir, progress=reporter))
-    if len(plans) > 1:
+        reporter.finish(training.train(config, run_dir, device=device, data_dir=data_dir, progress=reporter,
+                                       options=options))
+    if len(plans) > 1 and distributed.is_main():
         typer.echo(f"Trained {len(plans)} runs. Compare them with:\n"
                    f"  vaetool compare {' '.join(str(run_dir) for _, run_dir in plans)}")
+
+
+def _launch(nproc: int) -> None:
+    """Run this same command under torchrun in ``nproc`` processes, and exit with its status."""
+    import os
+    import subprocess
+    import sys
+
+    if nproc < 1:
+        raise VaetoolError(f"--nproc must be at least 1, not {nproc}.")
+    if os.environ.get("WORLD_SIZE"):
+        raise VaetoolError("--nproc starts torchrun itself; under torchrun, leave it out.")
+    args, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            args.append(arg)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+               "-m", "vaetool", *args]
+    raise typer.Exit(subprocess.call(command))
 
 
 def _betas(text: str | None) -> list[float | None]:
@@ -177,8 +229,10 @@ class _RichProgress:
     def __init__(self, run_dir: Path):
         from rich.console import Console
 
+        from vaetool import distributed
+
         self.run_dir = run_dir
-        self.console = Console()
+        self.console = Console(quiet=not distributed.is_main())  # under torchrun, rank 0 speaks for all
         self.bar = None
         self.task = None
 
@@ -190,12 +244,15 @@ class _RichProgress:
                      else f"capacity 0 → {t['capacity']:g} nats over {t['capacity_epochs']:g} epochs, γ = {t['beta']:g}"
                      if t.get("capacity") is not None else f"β = {t['beta']:g}")
         shape = "×".join(map(str, c["input_shape"]))
+        how = (f", {info['processes']} processes" if info["processes"] > 1 else "") \
+            + (", streamed from disk" if info["streamed"] else "") \
+            + (f", {t['precision']}" if t.get("precision") else "")
         resumed = f", resuming at epoch {info['start_epoch'] + 1}" if info["start_epoch"] or info["start_step"] else ""
         self.console.print(
             f"[bold]{c['architecture']}[/bold] VAE, [bold]{c['likelihood']}[/bold] likelihood, {c['latent_dim']}-D latent, "
             f"{objective}, {info['parameters']:,} parameters\n"
             f"data [bold]{c['dataset']}[/bold] ({info['train_size']:,} train / {info['test_size']:,} test, {shape}) "
-            f"on {info['device']} → {info['run_dir']}{resumed}", highlight=False)
+            f"on {info['device']}{how} → {info['run_dir']}{resumed}", highlight=False)
 
     def epoch_start(self, epoch: int, epochs: int, steps: int, first_step: int) -> None:
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
@@ -229,6 +286,8 @@ class _RichProgress:
 
         if self.bar is not None:
             self.bar.stop()
+        if self.console.quiet and result.status == "finished":  # not rank 0: nothing to tell
+            return
         if result.status == "interrupted":
             self.console.print(f"Interrupted at epoch {result.epoch + 1}, step {result.step}; saved to {result.run_dir}. "
                                f"Continue with: vaetool train --resume --name {result.run_dir.name}"

@@ -18,6 +18,14 @@ from vaetool.errors import VaetoolError
 # thread spin-waits for a core and makes small convolutions up to 100× slower.
 torch.set_num_threads(1)
 
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    """Decoded-image caches and cached classifiers go to a folder of the test's own."""
+    monkeypatch.setenv("VAETOOL_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
 # Options that make each built-in architecture tiny; a third-party architecture gets its defaults.
 TINY_ARCHITECTURE_OPTIONS = {
     "linear": {},

@@ -9,17 +9,22 @@ import sys
 from pathlib import Path
 
 
-def default_root() -> Path:
-    """``$VAETOOL_DATA``, else the platform's per-user cache folder for vaetool."""
-    if os.environ.get("VAETOOL_DATA"):
-        return Path(os.environ["VAETOOL_DATA"]).expanduser()
+def user_cache() -> Path:
+    """The platform's per-user cache folder for vaetool."""
     if sys.platform == "darwin":
         cache = Path.home() / "Library" / "Caches"
     elif os.name == "nt":
         cache = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local"))
     else:
         cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return cache / "vaetool" / "data"
+    return cache / "vaetool"
+
+
+def default_root() -> Path:
+    """``$VAETOOL_DATA``, else ``data`` in the per-user cache folder."""
+    if os.environ.get("VAETOOL_DATA"):
+        return Path(os.environ["VAETOOL_DATA"]).expanduser()
+    return user_cache() / "data"
 
 
 def data_root(explicit: str | Path | None = None) -> Path:

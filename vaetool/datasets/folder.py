@@ -5,15 +5,18 @@ import math
 from functools import cached_property
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from vaetool.contracts import Dataset, Split
+from vaetool.datasets import cache
 from vaetool.errors import VaetoolError
-from vaetool.images import IMAGE_SUFFIXES, open_image, to_tensor
+from vaetool.images import IMAGE_SUFFIXES, open_image
 
 
 class ImageFolder(Dataset):
-    """Every image below ``path``, decoded once into memory.
+    """Every image below ``path``, decoded once into a uint8 cache on disk and memory-mapped from it
+    (see :mod:`vaetool.datasets.cache`), so a folder larger than memory trains by streaming.
 
     Images are converted to ``channels`` (default: grey if the first image is grey, else RGB) and
     resized to ``size``×``size`` (default: the first image's size). When the images sit in two or
@@ -44,20 +47,25 @@ class ImageFolder(Dataset):
         self.class_names = tuple(folders) if labelled else ()
         self.num_classes = len(self.class_names)
 
+    def _splits(self) -> dict[str, list[int]]:
+        order = torch.randperm(len(self.files), generator=torch.Generator().manual_seed(self.seed))
+        n_test = max(1, math.ceil(self.test_fraction * len(self.files)))
+        return {"train": order[n_test:].tolist(), "test": order[:n_test].tolist()}
+
     @cached_property
-    def _everything(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        images = torch.stack([to_tensor(open_image(p), self.image_shape) for p in self.files])
-        if not self.num_classes:
-            return images, None
-        index = {name: i for i, name in enumerate(self.class_names)}
-        labels = torch.tensor([index[p.parent.relative_to(self.path).as_posix()] for p in self.files])
-        return images, labels
+    def _cached(self) -> tuple[dict[str, list[int]], dict[str, Path]]:
+        splits = self._splits()
+        return splits, cache.load_or_build(self.path, self.files, self.image_shape, splits)
 
     def load(self, split: str, root: Path | None = None) -> Split:
         if split not in ("train", "test"):
             raise VaetoolError(f"Unknown split {split!r}; choose train or test.")
-        images, labels = self._everything
-        order = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.seed))
-        n_test = max(1, math.ceil(self.test_fraction * len(images)))
-        chosen = order[:n_test] if split == "test" else order[n_test:]
-        return Split(images[chosen], labels[chosen] if labels is not None else None)
+        splits, files = self._cached
+        # Copy-on-write: a writable view for torch, and the file itself never changes.
+        images = torch.from_numpy(np.load(files[split], mmap_mode="c"))
+        labels = None
+        if self.num_classes:
+            index = {name: i for i, name in enumerate(self.class_names)}
+            labels = torch.tensor([index[self.files[i].parent.relative_to(self.path).as_posix()]
+                                   for i in splits[split]])
+        return Split(images, labels, file=files[split])

@@ -81,6 +81,9 @@ class Batches:
 
     def epoch(self, order: torch.Tensor, batch_size: int, first_step: int, steps: int):
         batches = _EpochBatches(self.file, self.labels, order, batch_size, first_step, steps, self.group.shard)
+        # A generator of its own: the DataLoader draws its workers' seeds from it, and drawing them
+        # from the global one would shift the training noise away from the resident path's.
         loader = DataLoader(batches, batch_size=None, shuffle=False, num_workers=self.workers,
-                            pin_memory=self.pin, prefetch_factor=PREFETCH if self.workers else None)
+                            pin_memory=self.pin, prefetch_factor=PREFETCH if self.workers else None,
+                            generator=torch.Generator())
         yield from loader

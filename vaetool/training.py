@@ -138,7 +138,7 @@ class RunOptions:
     reading streamed batches (None: up to 4, one per spare CPU core).
     """
 
-    compile: bool = False
+    compile: bool | str = False  # True: torch.compile with its default backend; a string names the backend
     channels_last: bool = False
     stream: bool | None = None
     workers: int | None = None
@@ -406,8 +406,9 @@ def _network(model: VAE, device, options: RunOptions, group: distributed.Group):
     if options.compile:
         # The networks only: tensors in, tensors out, the part worth fusing. The model's own
         # methods (and its state_dict) are untouched, so what is saved is the plain module.
-        model.architecture.encode = torch.compile(model.architecture.encode)
-        model.architecture.decode = torch.compile(model.architecture.decode)
+        backend = options.compile if isinstance(options.compile, str) else "inductor"
+        model.architecture.encode = torch.compile(model.architecture.encode, backend=backend)
+        model.architecture.decode = torch.compile(model.architecture.decode, backend=backend)
     if not group.active:
         return model
     from torch.nn.parallel import DistributedDataParallel

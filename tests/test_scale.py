@@ -1,0 +1,286 @@
+"""Speed and scale options: each must train the same model as the plain path, or as nearly as its
+arithmetic allows — mixed precision, compilation, channels-last, streaming from a disk cache,
+and data-parallel training in several processes."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors import safe_open
+
+import vaetool
+from conftest import TINY_DATASET, TinySquares, assert_clean_error, invoke, state_dicts_equal
+from vaetool import registry, training
+from vaetool.datasets import cache
+from vaetool.datasets.folder import ImageFolder
+from vaetool.errors import VaetoolError
+from vaetool.training import RunOptions, TrainConfig
+
+
+@pytest.fixture(scope="module", autouse=True)
+def tiny_squares():
+    registry.register("dataset", TINY_DATASET, TinySquares)
+    yield
+    registry.unregister("dataset", TINY_DATASET)
+
+
+def config(**overrides) -> TrainConfig:
+    settings = dict(architecture="mlp", architecture_options={"hidden": [32]}, likelihood="bernoulli",
+                    dataset=TINY_DATASET, dataset_options={"n_train": 256, "n_test": 64}, latent_dim=4,
+                    epochs=2, batch_size=64, lr=3e-3, seed=0)
+    return TrainConfig(**{**settings, **overrides})
+
+
+def weights(path):
+    with safe_open(str(path), framework="pt") as f:
+        return {k: f.get_tensor(k) for k in f.keys()}
+
+
+def header(path):
+    with safe_open(str(path), framework="pt") as f:
+        return json.loads(f.metadata()["vaetool"])
+
+
+def metrics_of(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def max_difference(a: dict, b: dict) -> float:
+    assert a.keys() == b.keys()
+    return max((a[k].double() - b[k].double()).abs().max().item() for k in a)
+
+
+@pytest.fixture(scope="module")
+def plain_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("plain") / "run"
+    training.train(config(), run_dir, device="cpu")
+    return run_dir
+
+
+# -- mixed precision --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_under_autocast_the_likelihood_and_kl_stay_in_fp32(dtype):
+    model = vaetool.create("conv", "bernoulli", input_shape=(1, 16, 16), latent_dim=4,
+                           architecture_options={"channels": [8, 16]})
+    x = torch.rand(8, 1, 16, 16)
+    with torch.autocast("cpu", dtype=dtype):
+        assert model.architecture.decode(torch.zeros(2, 4), None).dtype == dtype  # the network does run low
+        terms = model.elbo(x)
+    assert terms.reconstruction.dtype == terms.kl.dtype == terms.z.dtype == torch.float32
+    # The same sums as fp32 arithmetic, up to the networks' rounding: not an fp16 sum over 256 pixels.
+    plain = model.elbo(x, generator=torch.Generator().manual_seed(0))
+    with torch.autocast("cpu", dtype=dtype):
+        low = model.elbo(x, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(low.reconstruction, plain.reconstruction, rtol=0.02)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_trains_close_to_fp32_and_is_recorded(plain_run, tmp_path, precision):
+    run_dir = tmp_path / "run"
+    training.train(config(precision=precision), run_dir, device="cpu")
+    plain, low = metrics_of(plain_run)[-1], metrics_of(run_dir)[-1]
+    assert low["test_elbo"] > metrics_of(run_dir)[0]["test_elbo"] - 1  # it learns
+    assert abs(low["test_elbo"] - plain["test_elbo"]) < 0.05 * abs(plain["test_elbo"])
+    assert vaetool.load(run_dir).config["training"]["precision"] == precision
+    assert "precision" not in vaetool.load(plain_run).config["training"]  # fp32 runs read as before
+    assert all(v.dtype == torch.float32 for v in weights(run_dir / "model.safetensors").values())
+
+
+def test_fp16_resume_restores_the_loss_scale(tmp_path):
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    training.train(config(precision="fp16"), straight, device="cpu")
+    training.train(config(precision="fp16", epochs=1), split, device="cpu")
+    assert header(split / "checkpoint.safetensors")["grad_scaler"]["scale"] > 0
+    training.resume(split, epochs=2, device="cpu")
+    assert state_dicts_equal(weights(split / "model.safetensors"), weights(straight / "model.safetensors"))
+
+
+def test_an_unknown_precision_is_a_clear_error(tmp_path):
+    with pytest.raises(VaetoolError, match="precision must be one of fp32, bf16, fp16"):
+        training.train(config(precision="fp8"), tmp_path / "run", device="cpu")
+
+
+# -- compilation and memory layout ------------------------------------------------------------------
+
+def test_compiled_networks_train_the_same_model(plain_run, tmp_path):
+    # aot_eager traces the networks and their backward through dynamo and AOT autograd as the default
+    # inductor backend does, without generating C++ (which takes half a minute on a CPU).
+    run_dir = tmp_path / "run"
+    training.train(config(), run_dir, device="cpu", options=RunOptions(compile="aot_eager"))
+    assert max_difference(weights(run_dir / "model.safetensors"), weights(plain_run / "model.safetensors")) < 1e-5
+    assert vaetool.load(run_dir).config == vaetool.load(plain_run).config  # what is saved is the plain module
+
+
+def test_channels_last_trains_the_same_conv_model(tmp_path):
+    conv = dict(architecture="conv", architecture_options={"channels": [8, 16]}, epochs=1)
+    plain, last = tmp_path / "plain", tmp_path / "last"
+    training.train(config(**conv), plain, device="cpu")
+    training.train(config(**conv), last, device="cpu", options=RunOptions(channels_last=True))
+    assert max_difference(weights(last / "model.safetensors"), weights(plain / "model.safetensors")) < 1e-5
+    # Saved contiguous, so it loads and runs like any model.
+    assert vaetool.load(last).sample(2).shape == (2, 1, 16, 16)
+
+
+# -- image folders: a decoded cache, and streaming from it ------------------------------------------
+
+def make_folder(root, n=40, size=12):
+    generator = np.random.default_rng(0)
+    for i in range(n):
+        kind = "a" if i % 2 else "b"
+        (root / kind).mkdir(parents=True, exist_ok=True)
+        pixels = (generator.random((size, size)) * 255).astype(np.uint8)
+        Image.fromarray(pixels, "L").save(root / kind / f"{i:03d}.png")
+    return root
+
+
+def test_a_folder_is_decoded_once_into_a_cache_that_matches_the_images(tmp_path, monkeypatch):
+    folder = make_folder(tmp_path / "images")
+    dataset = ImageFolder(str(folder))
+    train, test = dataset.load("train"), dataset.load("test")
+    assert train.file.parent == test.file.parent and train.file.parent.parent == cache.cache_root()
+    assert len(train) + len(test) == 40 and train.images.dtype == torch.uint8
+    # Row by row the cached images are the files, in the split's order, with their labels.
+    splits = dataset._splits()
+    for row, index in enumerate(splits["test"]):
+        path = dataset.files[index]
+        assert torch.equal(test.images[row, 0], torch.from_numpy(np.array(Image.open(path))))
+        assert dataset.class_names[test.labels[row]] == path.parent.name
+
+    def no_decoding(*args):
+        raise AssertionError("the cache was decoded again")
+
+    monkeypatch.setattr(cache, "_decode", no_decoding)
+    again = ImageFolder(str(folder)).load("train")
+    assert torch.equal(again.images, train.images)
+
+
+def test_a_changed_folder_gets_a_fresh_cache(tmp_path):
+    folder = make_folder(tmp_path / "images")
+    before = ImageFolder(str(folder), seed=1).load("test")
+    changed = ImageFolder(str(folder), seed=1).files[0]
+    Image.fromarray(np.zeros((12, 12), np.uint8), "L").save(changed)
+    os.utime(changed, ns=(0, 10**9))  # a different time even on a coarse file system
+    after = ImageFolder(str(folder), seed=1).load("test")
+    assert after.file != before.file
+    assert before.file.is_file()  # the old cache is left alone
+
+
+def test_an_unwritable_cache_is_a_clear_error(tmp_path, monkeypatch):
+    folder = make_folder(tmp_path / "images", n=4)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("VAETOOL_CACHE", str(blocker))
+    with pytest.raises(VaetoolError, match="set VAETOOL_CACHE to a writable folder"):
+        ImageFolder(str(folder)).load("train")
+
+
+def test_the_cache_is_built_by_parallel_workers_identically(tmp_path, monkeypatch):
+    folder = make_folder(tmp_path / "images", n=30)
+    files = ImageFolder(str(folder)).files
+    splits = {"all": list(range(len(files)))}
+    monkeypatch.setattr(cache, "CHUNK", 4)
+    cache.build(tmp_path / "serial", files, (1, 12, 12), splits, workers=1)
+    monkeypatch.setattr(cache, "PARALLEL_FROM", 0)
+    cache.build(tmp_path / "parallel", files, (1, 12, 12), splits, workers=2)
+    assert np.array_equal(np.load(tmp_path / "serial" / "all.npy"), np.load(tmp_path / "parallel" / "all.npy"))
+    assert not list(tmp_path.glob("*.partial-*"))
+
+
+def test_streaming_through_workers_trains_the_same_model_as_resident_data(tmp_path):
+    folder = make_folder(tmp_path / "images", n=60)
+    folder_config = config(architecture="cvae", architecture_options={"channels": [8, 16]}, dataset="folder",
+                           dataset_options={"path": str(folder)}, batch_size=16)
+    resident, streamed = tmp_path / "resident", tmp_path / "streamed"
+    training.train(folder_config, resident, device="cpu", options=RunOptions(stream=False))
+    training.train(folder_config, streamed, device="cpu", options=RunOptions(stream=True, workers=2))
+    assert state_dicts_equal(weights(streamed / "model.safetensors"), weights(resident / "model.safetensors"))
+
+
+def test_a_large_cached_split_streams_by_default(tmp_path, monkeypatch):
+    folder = make_folder(tmp_path / "images", n=20)
+    seen = []
+    monkeypatch.setattr(training.Progress, "begin", lambda self, info: seen.append(info["streamed"]))
+    folder_config = config(dataset="folder", dataset_options={"path": str(folder)}, epochs=1)
+    training.train(folder_config, tmp_path / "small", device="cpu")
+    monkeypatch.setattr(training, "RESIDENT_SHARE", 0.0)  # any size counts as large
+    training.train(folder_config, tmp_path / "large", device="cpu", options=RunOptions(workers=0))
+    assert seen == [False, True]
+
+
+def test_streaming_a_dataset_held_in_memory_is_a_clear_error(tmp_path):
+    with pytest.raises(VaetoolError, match="nothing to stream"):
+        training.train(config(), tmp_path / "run", device="cpu", options=RunOptions(stream=True))
+    assert not (tmp_path / "run").exists()
+
+
+# -- several processes ------------------------------------------------------------------------------
+
+def vaetool_cli(*args, cwd):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "vaetool", *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+SHAPES = dict(architecture="mlp", architecture_options={"hidden": [32]}, dataset="shapes",
+              dataset_options={"n_train": 300, "n_test": 50, "size": 16}, latent_dim=4, batch_size=64,
+              lr=3e-3, seed=3)
+SHAPES_FLAGS = ["--arch", "mlp", "--hidden", "32", "--data", "shapes", "--data-opt", "n_train=300",
+                "--data-opt", "n_test=50", "--data-opt", "size=16", "--latent-dim", "4", "--batch-size", "64",
+                "--lr", "3e-3", "--seed", "3", "--device", "cpu"]
+
+
+def test_two_processes_train_the_model_one_process_trains_and_resume(tmp_path):
+    """Two gloo processes under torchrun, each with half of every batch of 64, match one process
+    with batches of 64 — through a resume in two processes as well. 300 examples make the last
+    batch uneven (44, split 22/22), and 64 per batch split 32/32."""
+    one = tmp_path / "one"
+    training.train(TrainConfig(**SHAPES, epochs=2), one, device="cpu")
+
+    runs = tmp_path / "runs"
+    first = vaetool_cli("train", *SHAPES_FLAGS, "--epochs", "1", "--runs-dir", runs, "--name", "two", "--nproc", "2",
+                        cwd=tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "2 processes" in first.stdout
+    assert first.stdout.count("epoch   1") == 1  # rank 0 alone reports
+    second = vaetool_cli("train", "--resume", "--epochs", "2", "--runs-dir", runs, "--name", "two", "--nproc", "2",
+                         cwd=tmp_path)
+    assert second.returncode == 0, second.stdout + second.stderr
+
+    two = runs / "two"
+    assert max_difference(weights(two / "model.safetensors"), weights(one / "model.safetensors")) < 1e-5
+    a, b = metrics_of(one), metrics_of(two)
+    assert [m["epoch"] for m in b] == [1, 2]
+    for key in ("train_elbo", "train_kl", "test_elbo"):
+        assert [m[key] for m in b] == pytest.approx([m[key] for m in a], rel=1e-5)
+    assert sorted(p.name for p in two.iterdir() if p.suffix == ".safetensors") == \
+        ["checkpoint.safetensors", "model.safetensors"]
+
+
+def test_nproc_is_refused_inside_torchrun(monkeypatch, tmp_path):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert_clean_error(invoke("train", "--data", "shapes", "--nproc", "2", "--runs-dir", tmp_path),
+                       "--nproc starts torchrun itself")
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--nproc", "0"], "--nproc must be at least 1"),
+    (["--workers", "-1"], "--workers must be at least 0"),
+    (["--threads", "0"], "--threads must be at least 1"),
+    (["--precision", "fp8"], "fp8"),
+])
+def test_bad_speed_options_are_clear_errors(tmp_path, flags, message):
+    result = invoke("train", "--data", "shapes", "--runs-dir", tmp_path, *flags)
+    assert result.exit_code != 0 and message in result.output
+    assert not list(tmp_path.iterdir())
+
+
+def test_precision_cannot_change_on_resume(tmp_path):
+    assert_clean_error(invoke("train", "--resume", "--precision", "bf16", "--runs-dir", tmp_path),
+                       "--precision cannot change when resuming")

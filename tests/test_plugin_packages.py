@@ -178,7 +178,7 @@ def bad_site(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def listing_with_bad_plugins(plugin_site, bad_site) -> subprocess.CompletedProcess:
-    return run_vaetool(["plugins"], [plugin_site, bad_site])
+    return run_vaetool(["plugins", "--check"], [plugin_site, bad_site])
 
 
 # -- discovery ------------------------------------------------------------------------------------

@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import textwrap
 
 import pytest
+from conftest import invoke, ok
+from test_plugin_packages import _rows
 
-from vaetool import registry
+from vaetool import __version__, registry
 from vaetool.contracts import PLUGIN_API_VERSION, Architecture, Dataset, Likelihood
 from vaetool.errors import VaetoolError
 
@@ -205,3 +208,126 @@ def test_load_all_skips_an_incompatible_plugin(capsys, monkeypatch):
         registry.unregister("architecture", "odd")
     assert "odd" not in loaded and BUILT_INS["architecture"] <= set(loaded)
     assert "'odd'" in capsys.readouterr().err
+
+
+# -- options read from source, without importing the plugin ---------------------------------------
+
+INSTALLED = [(kind, name) for kind in registry.GROUPS for name in registry.names(kind)]
+
+
+@pytest.mark.parametrize("kind, name", INSTALLED, ids=[f"{kind}-{name}" for kind, name in INSTALLED])
+def test_options_read_from_source_match_the_imported_signature(kind, name):
+    assert registry.static_options(kind, name) == registry.options_of(registry.get(kind, name))
+
+
+def test_static_options_of_an_unknown_name_is_a_clear_error():
+    with pytest.raises(VaetoolError, match="'no-such-plugin'"):
+        registry.static_options("architecture", "no-such-plugin")
+
+
+def test_static_options_of_an_in_process_plugin(toy):
+    assert registry.static_options("architecture", toy) == registry.options_of(Toy)
+
+
+SOURCE_PACKAGE = {
+    "__init__.py": "raise RuntimeError('reading options must not execute the package')\n",
+    "base.py": """
+        import math
+
+        class Base:
+            def __init__(self, input_shape, latent_dim, *, width: int = 3, scale=math.pi, names=("a", "b")):
+                pass
+
+        class NoInit:
+            pass
+    """,
+    "everything.py": "from .base import *\n",
+    "unparsable.py": "class Thing(:\n",
+    "plugin.py": """
+        from dataclasses import dataclass
+
+        from . import base
+        from .everything import Base as Renamed
+
+        class Local(base.Base):
+            pass
+
+        class Direct(Local):
+            pass
+
+        class ViaImport(Renamed):
+            pass
+
+        class Plain(base.NoInit):
+            pass
+
+        class Own(Direct):
+            def __init__(self, input_shape, latent_dim, only, /, depth=2, **rest):
+                pass
+
+        @dataclass
+        class Decorated:
+            size: int = 1
+
+        class TwoBases(Local, Plain):
+            pass
+
+        class Chicken(Egg):
+            pass
+
+        class Egg(Chicken):
+            pass
+    """,
+}
+
+
+@pytest.fixture
+def source_package(tmp_path, monkeypatch):
+    """A package whose options can only be read: importing it raises."""
+    package = tmp_path / "source_only_plugins"
+    package.mkdir()
+    for name, text in SOURCE_PACKAGE.items():
+        (package / name).write_text(textwrap.dedent(text).lstrip(), encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry._parsed.cache_clear()
+    yield package.name
+    registry._parsed.cache_clear()
+
+
+def test_source_options_follow_base_classes_through_imports(source_package):
+    base = {"width": 3, "scale": "math.pi", "names": ("a", "b")}
+    for cls in ("Local", "Direct", "ViaImport"):
+        assert registry.source_options(f"{source_package}.plugin:{cls}") == base
+    assert repr(registry.source_options(f"{source_package}.plugin:Direct")["scale"]) == "math.pi"  # shown as code
+    assert registry.source_options(f"{source_package}.plugin:Plain") == {}
+    assert registry.source_options(f"{source_package}.plugin:Own") == {"depth": 2}
+    assert source_package not in sys.modules
+
+
+@pytest.mark.parametrize("target", ["{package}.plugin:Decorated", "{package}.plugin:TwoBases", "{package}.plugin:Egg",
+                                    "{package}.plugin:Missing", "{package}.missing:Thing", "{package}.unparsable:Thing",
+                                    "no_such_package.module:Thing"])
+def test_source_options_that_reading_cannot_settle_are_none(source_package, target):
+    assert registry.source_options(target.format(package=source_package)) is None
+
+
+# -- the listing ----------------------------------------------------------------------------------
+
+def _shown(options: dict) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in options.items()) or "—"
+
+
+@pytest.mark.parametrize("check", [False, True], ids=["from-source", "check"])
+def test_vaetool_plugins_lists_the_built_ins_with_their_options(check):
+    rows = _rows(ok(invoke("plugins", *(["--check"] if check else []))).stdout)
+    for kind, built_ins in BUILT_INS.items():
+        for name in built_ins:
+            assert rows[kind, name] == ["vaetool", __version__, _shown(registry.options_of(registry.get(kind, name)))]
+    assert rows["architecture", "mlp"][2] == "hidden=(512, 256)"
+
+
+def test_only_vaetool_plugins_check_reports_a_broken_plugin(broken_architecture):
+    listed = _rows(ok(invoke("plugins")).stdout)["architecture", "broken"]
+    assert listed[2] == "(run `vaetool plugins --check` to see)"
+    checked = _rows(ok(invoke("plugins", "--check")).stdout)["architecture", "broken"]
+    assert checked[2].startswith("unusable:") and "ImportError" in checked[2]

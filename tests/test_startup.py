@@ -1,0 +1,58 @@
+"""``vaetool --help``, ``vaetool plugins`` and every command's ``--help`` import neither torch nor any plugin.
+
+Importing torch alone takes seconds on a cold start; a command line that pays it only to print its
+help feels broken. Each case runs in a fresh interpreter, so nothing imported by another test hides
+an import here.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from vaetool import registry
+
+COMMANDS = ["train", "encode", "decode", "sample", "interpolate", "traverse", "compare", "plugins"]
+CASES = [["--help"], ["plugins"], *([command, "--help"] for command in COMMANDS)]
+
+RUN = """
+import json, sys
+
+from vaetool.cli import app
+
+try:
+    app(sys.argv[1:], prog_name="vaetool")
+except SystemExit as exit:
+    code = exit.code
+print(json.dumps({"exit": code, "modules": sorted(sys.modules)}))
+"""
+
+
+def _plugin_modules() -> set[str]:
+    """Each installed plugin's module, and its top-level package unless that is vaetool itself."""
+    modules = set()
+    for kind in registry.GROUPS:
+        for info in registry.infos(kind):
+            module = info.target.partition(":")[0].strip()
+            modules |= {module} | ({module.split(".")[0]} - {"vaetool"})
+    return modules
+
+
+@pytest.mark.parametrize("args", CASES, ids=[" ".join(case) for case in CASES])
+def test_answers_without_importing_torch_or_any_plugin(args):
+    env = dict(os.environ, COLUMNS="200")
+    done = subprocess.run([sys.executable, "-c", RUN, *args], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    *printed, last = done.stdout.strip().splitlines()
+    result = json.loads(last)
+    assert result["exit"] in (0, None), done.stdout + done.stderr
+    expected = "Usage: vaetool" if args[-1] == "--help" else "vaetool plugins"
+    assert expected in "\n".join(printed)
+
+    heavy = {"torch"} | _plugin_modules()
+    assert "vaetool.architectures.conv" in heavy  # the plugins were found, so their absence means something
+    imported = [m for m in result["modules"] if any(m == h or m.startswith(f"{h}.") for h in heavy)]
+    assert imported == []

@@ -6,7 +6,11 @@ batch 128 — for the same number of epochs on the same machine, alternating so 
 neighbour slows both alike. Reported: the median seconds per training epoch of each (evaluation
 excluded on both sides), the median of the per-round ratios, and both test ELBOs after training.
 
-    python benchmarks/train_speed.py --data ../shared/data --rounds 3 --epochs 2
+Each round also trains the variants given by ``--variant NAME=FLAGS`` (default: the same MLP with
+``--precision bf16``, and the default conv architecture, whose epoch time is the other number
+users ask for), so every ratio comes from the same rounds.
+
+    python benchmarks/train_speed.py --data ../shared/data --rounds 5 --epochs 2
 
 The reference is ../shared/bench/reference_vae.py (DataLoader + ToTensor). Prints a table and,
 last, one JSON line with every number.
@@ -33,10 +37,14 @@ def run_reference(reference: Path, data: Path, epochs: int) -> dict:
     return {"sec_per_epoch": result["sec_per_epoch_median"], "test_elbo": -result["test_loss_nats"]}
 
 
-def run_vaetool(data: Path, epochs: int, device: str) -> dict:
+SAME_MODEL = ["--arch", "mlp", "--hidden", "400", "--latent-dim", "20"]
+DEFAULT_VARIANTS = ["mlp-bf16=--arch mlp --hidden 400 --latent-dim 20 --precision bf16", "conv=--arch conv"]
+
+
+def run_vaetool(data: Path, epochs: int, device: str, model_flags: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as runs:
-        subprocess.run([sys.executable, "-m", "vaetool", "train", "--arch", "mlp", "--hidden", "400",
-                        "--latent-dim", "20", "--likelihood", "bernoulli", "--data", "mnist", "--data-dir", str(data),
+        subprocess.run([sys.executable, "-m", "vaetool", "train", *model_flags, "--likelihood", "bernoulli",
+                        "--data", "mnist", "--data-dir", str(data),
                         "--batch-size", "128", "--lr", "1e-3", "--epochs", str(epochs), "--device", device,
                         "--runs-dir", runs, "--name", "bench"], check=True, capture_output=True, text=True)
         lines = [json.loads(line) for line in (Path(runs) / "bench" / "metrics.jsonl").read_text().splitlines()]
@@ -52,18 +60,26 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--variant", action="append", metavar="NAME=FLAGS",
+                        help="also train vaetool with these flags each round (repeatable; 'none' for no variant)")
     args = parser.parse_args()
+    variants = dict(v.split("=", 1) for v in (args.variant or DEFAULT_VARIANTS) if v != "none")
 
     rounds = []
     for i in range(args.rounds):
         reference = run_reference(args.reference, args.data, args.epochs)
-        ours = run_vaetool(args.data, args.epochs, args.device)
+        ours = run_vaetool(args.data, args.epochs, args.device, SAME_MODEL)
         ratio = reference["sec_per_epoch"] / ours["sec_per_epoch"]
-        rounds.append({"reference": reference, "vaetool": ours, "ratio": ratio})
+        extra = {name: run_vaetool(args.data, args.epochs, args.device, flags.split())
+                 for name, flags in variants.items()}
+        for result in extra.values():
+            result["ratio"] = reference["sec_per_epoch"] / result["sec_per_epoch"]
+        rounds.append({"reference": reference, "vaetool": ours, "ratio": ratio, "variants": extra})
         print(f"round {i + 1}: reference {reference['sec_per_epoch']:.2f} s/epoch, "
               f"vaetool {ours['sec_per_epoch']:.2f} s/epoch ({ours['sec_per_epoch_with_eval']:.2f} with test ELBO), "
-              f"ratio {ratio:.2f}×; test ELBO reference {reference['test_elbo']:.2f}, vaetool {ours['test_elbo']:.2f}",
-              flush=True)
+              f"ratio {ratio:.2f}×; test ELBO reference {reference['test_elbo']:.2f}, vaetool {ours['test_elbo']:.2f}"
+              + "".join(f"; {name} {r['sec_per_epoch']:.2f} s/epoch ({r['ratio']:.2f}×, test ELBO {r['test_elbo']:.2f})"
+                        for name, r in extra.items()), flush=True)
 
     def median(path):
         values = [r for r in rounds]
@@ -80,9 +96,17 @@ def main() -> None:
         "speedup_median": median(["ratio"]),
         "reference_test_elbo": median(["reference", "test_elbo"]),
         "vaetool_test_elbo": median(["vaetool", "test_elbo"]),
+        "variants": {name: {"flags": flags,
+                            "sec_per_epoch": median(["variants", name, "sec_per_epoch"]),
+                            "speedup_median": median(["variants", name, "ratio"]),
+                            "test_elbo": median(["variants", name, "test_elbo"])}
+                     for name, flags in variants.items()},
     }
     print(f"median over {args.rounds} rounds: reference {summary['reference_sec_per_epoch']:.2f} s/epoch, "
           f"vaetool {summary['vaetool_sec_per_epoch']:.2f} s/epoch, speed-up {summary['speedup_median']:.2f}×")
+    for name, v in summary["variants"].items():
+        print(f"  {name} ({v['flags']}): {v['sec_per_epoch']:.2f} s/epoch, {v['speedup_median']:.2f}× the reference, "
+              f"test ELBO {v['test_elbo']:.2f}")
     print(json.dumps(summary))
 
 

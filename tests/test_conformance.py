@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -411,6 +412,16 @@ class FactorsWithoutNames(Tiles):
         return Split(data.images, data.labels, torch.zeros(len(data.images), 2))
 
 
+class FileOfOtherImages(Tiles):
+    """Names a cache file to stream from that holds other images than the split."""
+
+    def load(self, split, root=None):
+        data = super().load(split, root)
+        path = Path(os.environ["VAETOOL_CACHE"]) / f"{split}.npy"  # a folder of this test's own
+        np.save(path, np.zeros(tuple(data.images.shape), np.uint8))
+        return Split(data.images, data.labels, file=path)
+
+
 class TooFewClassNames(Tiles):
     class_names = ("even",)
 
@@ -453,6 +464,7 @@ BROKEN = [  # (kind, plugin, what the message must say, more arguments for the c
     ("dataset", AnySplitWillDo, "an unknown split is a VaetoolError", NO_TRAINING),
     ("dataset", FactorsWithoutNames, "has factors but factor_names is empty", NO_TRAINING),
     ("dataset", TooFewClassNames, "as many class_names", NO_TRAINING),
+    ("dataset", FileOfOtherImages, "does not hold the 'train' images", NO_TRAINING),
     ("dataset", TiledFromTheFuture, "api_version", NO_TRAINING),
 ]
 

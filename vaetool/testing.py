@@ -710,6 +710,7 @@ def check_dataset(name_or_cls: str | type, *, options: Mapping[str, Any] | None 
     - ``load(split, root)`` returns a :class:`~vaetool.contracts.Split` of uint8 images
       ``(N, *image_shape)`` with N > 0; int64 labels ``(N,)`` in [0, num_classes) exactly when
       num_classes > 0; float factors ``(N, len(factor_names))`` exactly when there are factor names;
+      a ``file``, when named, maps to exactly those images;
     - a second instance built from the same options loads identical data (the model file records
       the options, so they must describe the data fully);
     - an unknown split is a :class:`~vaetool.errors.VaetoolError`;
@@ -800,6 +801,18 @@ def _check_split(subject: _Subject, dataset: Dataset, split: str, data: Split) -
             _expect(torch.is_tensor(factors), f"the {split!r} split has no factors")
             _expect(factors.is_floating_point() and factors.shape == expected,
                     f"the {split!r} factors are {factors.dtype} {tuple(factors.shape)}, not float {expected}")
+    if data.file is not None:
+        with subject.rule("a split's file, when named, is a uint8 .npy file of exactly its images, to stream from"):
+            import numpy as np
+
+            try:
+                cached = np.load(data.file, mmap_mode="r")
+            except (OSError, ValueError) as exc:
+                raise _Broken(f"the {split!r} split names {data.file}, which numpy cannot map ({exc})") from exc
+            _expect(cached.dtype == np.uint8 and tuple(cached.shape) == tuple(images.shape),
+                    f"{data.file} holds {cached.dtype} {tuple(cached.shape)}, not uint8 {tuple(images.shape)}")
+            _expect(torch.equal(torch.from_numpy(np.array(cached[:64])), images[:64]),
+                    f"{data.file} does not hold the {split!r} images")
 
 
 def _check_training_run(subject: _Subject, name: str, cls: type, options: dict, root: Path,

@@ -284,3 +284,13 @@ def test_bad_speed_options_are_clear_errors(tmp_path, flags, message):
 def test_precision_cannot_change_on_resume(tmp_path):
     assert_clean_error(invoke("train", "--resume", "--precision", "bf16", "--runs-dir", tmp_path),
                        "--precision cannot change when resuming")
+
+
+def test_train_streams_a_folder_from_the_command_line(tmp_path):
+    folder = make_folder(tmp_path / "images", n=40)
+    runs = tmp_path / "runs"
+    result = invoke("train", "--data", folder, "--arch", "mlp", "--hidden", "16", "--latent-dim", "2", "--epochs", "1",
+                    "--stream", "--workers", "1", "--threads", "1", "--runs-dir", runs, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert "streamed from disk" in result.output
+    assert (runs / "mlp-images" / "model.safetensors").is_file()

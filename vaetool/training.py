@@ -170,14 +170,20 @@ class Diverged(VaetoolError):
 
 
 class _StopOnInterrupt:
-    """The first Ctrl-C asks the loop to stop at the next step boundary; a second one aborts."""
+    """The first Ctrl-C asks the loop to stop at the next step boundary; a second one aborts.
 
-    def __init__(self):
+    Under torchrun a Ctrl-C reaches each process twice, from the terminal and forwarded by
+    torchrun, so there a repeat only asks again (``abort_on_repeat=False``): the processes stop
+    together at their next exchange, well within the time torchrun gives them.
+    """
+
+    def __init__(self, abort_on_repeat: bool = True):
         self.requested = False
+        self.abort_on_repeat = abort_on_repeat
         self._previous = None
 
     def _handle(self, signum, frame):
-        if self.requested:
+        if self.requested and self.abort_on_repeat:
             raise KeyboardInterrupt
         self.requested = True
 
@@ -280,7 +286,7 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
                     "start_epoch": epoch, "start_step": first_step, "processes": group.world,
                     "streamed": data.streamed})
     refresh_every = max(1, steps // REFRESHES_PER_EPOCH)
-    with _StopOnInterrupt() as interrupt:
+    with _StopOnInterrupt(abort_on_repeat=not group.active) as interrupt:
         while epoch < config.epochs:
             started = time.perf_counter()
             epoch_shuffle_state = shuffle.get_state()  # replaying it rebuilds this epoch's order on resume

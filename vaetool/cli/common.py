@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from typing import Any
 
 import typer
@@ -11,7 +12,8 @@ from vaetool.errors import VaetoolError
 
 
 def fail(message: str, code: int = 2):
-    typer.echo(f"Error: {message}", err=True)
+    rank = os.environ.get("RANK", "0")  # under torchrun every process reports; rank 0 as if alone
+    typer.echo(f"Error: {message}" if rank == "0" else f"Error (process {rank}): {message}", err=True)
     raise typer.Exit(code)
 
 

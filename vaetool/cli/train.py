@@ -182,7 +182,16 @@ def _launch(nproc: int) -> None:
             args.append(arg)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
                "-m", "vaetool", *args]
-    raise typer.Exit(subprocess.call(command))
+    import signal
+
+    # Ctrl-C reaches torchrun and the training processes from the terminal; they stop and save,
+    # and this process only waits for them.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        code = subprocess.call(command)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    raise typer.Exit(code)
 
 
 def _betas(text: str | None) -> list[float | None]:

@@ -15,40 +15,19 @@ from PIL import Image
 from safetensors import safe_open
 
 import vaetool
-from conftest import TINY_DATASET, TinySquares, assert_clean_error, invoke, state_dicts_equal
-from vaetool import registry, training
+from conftest import assert_clean_error, invoke, state_dicts_equal
+# The tiny-squares runs of the training tests (tiny_squares registers the dataset for this module too).
+from test_training import config, metrics_of, tiny_squares, weights  # noqa: F401
+from vaetool import training
 from vaetool.datasets import cache
 from vaetool.datasets.folder import ImageFolder
 from vaetool.errors import VaetoolError
 from vaetool.training import RunOptions, TrainConfig
 
 
-@pytest.fixture(scope="module", autouse=True)
-def tiny_squares():
-    registry.register("dataset", TINY_DATASET, TinySquares)
-    yield
-    registry.unregister("dataset", TINY_DATASET)
-
-
-def config(**overrides) -> TrainConfig:
-    settings = dict(architecture="mlp", architecture_options={"hidden": [32]}, likelihood="bernoulli",
-                    dataset=TINY_DATASET, dataset_options={"n_train": 256, "n_test": 64}, latent_dim=4,
-                    epochs=2, batch_size=64, lr=3e-3, seed=0)
-    return TrainConfig(**{**settings, **overrides})
-
-
-def weights(path):
-    with safe_open(str(path), framework="pt") as f:
-        return {k: f.get_tensor(k) for k in f.keys()}
-
-
 def header(path):
     with safe_open(str(path), framework="pt") as f:
         return json.loads(f.metadata()["vaetool"])
-
-
-def metrics_of(run_dir):
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
 def max_difference(a: dict, b: dict) -> float:

@@ -11,7 +11,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import vaetool
-from conftest import assert_clean_error, invoke
+from conftest import assert_clean_error, invoke, ok
 from vaetool.cli import app
 
 TINY_SHAPES = ["--data", "shapes", "--data-opt", "size=16", "--data-opt", "n_train=128", "--data-opt", "n_test=32"]
@@ -276,3 +276,17 @@ def test_a_named_sweep_suffixes_each_run_with_its_beta(tmp_path):
 def test_a_bad_beta_list_is_refused_before_training(tmp_path, value):
     assert_clean_error(invoke("train", *TINY_SHAPES, *TINY_MODEL, "--beta", value, "--runs-dir", tmp_path / "runs"), "β" if value == "1,1" else "--beta")
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("command, shown", [
+    ("train", ["[default: conv]", "[default: 10]", "[default: fp32]"]),
+    ("sample", ["[default: the latest run in RUNS_DIR]", "[default: to about 96 px]"]),
+    ("compare", ["[default: the whole test split]"]),
+    ("traverse", ["[default: up to 10, most informative first]"]),
+    ("encode", ["[default: print a table]"]),
+])
+def test_help_shows_the_defaults_written_in_it(command, shown):
+    # Rich reads "[...]" as markup and drops what it cannot style; the help must escape it.
+    output = ok(invoke(command, "--help")).output
+    for text in shown:
+        assert text in output, output

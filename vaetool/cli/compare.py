@@ -17,11 +17,11 @@ def compare(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Also write a report: .html (self-contained), .md (images beside it) or .json.",
                                                    rich_help_panel=options.OUTPUT_PANEL)] = None,
     iw_samples: Annotated[int, typer.Option(help="Importance samples K for the log p(x) estimate (the literature uses 5000; 0 skips it).")] = 100,
-    limit: Annotated[Optional[int], typer.Option(help="Use only the first N test images. [default: the whole test split]")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Use only the first N test images. \\[default: the whole test split]")] = None,
     sample_quality: Annotated[bool, typer.Option("--sample-quality/--no-sample-quality", help="Score samples with a classifier trained once per dataset (labelled datasets).")] = True,
     disentanglement: Annotated[bool, typer.Option("--disentanglement/--no-disentanglement", help="β-VAE, FactorVAE, MIG, DCI and SAP scores, for datasets with ground-truth factors (shapes).")] = True,
     disentanglement_scale: Annotated[float, typer.Option(help="Multiplies disentanglement_lib's sample counts (1: the published protocol, over an hour per model on a CPU; 0.05 takes minutes).")] = 1.0,
-    data_dir: Annotated[Optional[Path], typer.Option(help="Where datasets are stored. [default: $VAETOOL_DATA, else the user cache]")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option(help="Where datasets are stored. \\[default: $VAETOOL_DATA, else the user cache]")] = None,
     device: options.Device = "auto",
     seed: options.Seed = 0,
 ) -> None:

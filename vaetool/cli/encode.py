@@ -21,12 +21,12 @@ class Method(str, Enum):
 @handle_errors
 def encode(
     inputs: Annotated[Optional[list[Path]], typer.Argument(help="Image files or folders of images.", show_default=False)] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Latents as .npy, .csv, .json or .safetensors. [default: print a table]",
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Latents as .npy, .csv, .json or .safetensors. \\[default: print a table]",
                                                    rich_help_panel=options.OUTPUT_PANEL)] = None,
     data: Annotated[Optional[str], typer.Option("--data", "-d", help="Encode a dataset split instead of files, e.g. mnist.")] = None,
     split: Annotated[str, typer.Option(help="train or test, with --data.")] = "test",
     limit: Annotated[Optional[int], typer.Option(help="Encode only the first N images of the split.")] = None,
-    data_dir: Annotated[Optional[Path], typer.Option(help="Where datasets are stored. [default: $VAETOOL_DATA, else the user cache]")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option(help="Where datasets are stored. \\[default: $VAETOOL_DATA, else the user cache]")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="Also draw the latent space, coloured by label, as a PNG.",
                                                  rich_help_panel=options.OUTPUT_PANEL)] = None,
     method: Annotated[Method, typer.Option(help="How to project to 2-D for --plot: the latent itself if 2-D, else PCA (auto), or t-SNE.",

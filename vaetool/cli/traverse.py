@@ -13,11 +13,11 @@ from vaetool.errors import VaetoolError
 
 @handle_errors
 def traverse(
-    image: Annotated[Optional[Path], typer.Argument(help="Start from this image's posterior mean. [default: z = 0]",
+    image: Annotated[Optional[Path], typer.Argument(help="Start from this image's posterior mean. \\[default: z = 0]",
                                                     show_default=False)] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help=".png grid (a row per dimension), or .gif with every row moving together.",
                                          rich_help_panel=options.OUTPUT_PANEL)] = Path("traverse.png"),
-    dims: Annotated[Optional[str], typer.Option(help="Dimensions to show, e.g. 0,3,5. [default: up to 10, most informative first]")] = None,
+    dims: Annotated[Optional[str], typer.Option(help="Dimensions to show, e.g. 0,3,5. \\[default: up to 10, most informative first]")] = None,
     span: Annotated[float, typer.Option("--range", help="Each dimension goes from its start value −R to +R.")] = 3.0,
     steps: Annotated[int, typer.Option(help="Values per dimension.")] = 9,
     bounce: options.Bounce = True,

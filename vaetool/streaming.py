@@ -54,7 +54,7 @@ class _EpochBatches(TorchDataset):
 
     def __getitem__(self, i: int):
         if self._array is None:
-            self._array = np.load(self.file, mmap_mode="r")
+            self._array = np.load(self.file, mmap_mode="r", allow_pickle=False)
         step = self.first_step + i
         rows = self.order[step * self.batch_size:(step + 1) * self.batch_size]
         mine = self.shard(rows)
@@ -70,7 +70,7 @@ class Batches:
     streamed = True
 
     def __init__(self, split: Split, labelled: bool, device: torch.device, group, workers: int | None = None):
-        cached = np.load(split.file, mmap_mode="r")
+        cached = np.load(split.file, mmap_mode="r", allow_pickle=False)
         if cached.dtype != np.uint8 or tuple(cached.shape) != tuple(split.images.shape):
             raise ValueError(f"{split.file} does not hold the split's images ({cached.dtype}, {cached.shape})")
         self.file = Path(split.file)

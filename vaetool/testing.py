@@ -806,7 +806,7 @@ def _check_split(subject: _Subject, dataset: Dataset, split: str, data: Split) -
             import numpy as np
 
             try:
-                cached = np.load(data.file, mmap_mode="r")
+                cached = np.load(data.file, mmap_mode="r", allow_pickle=False)
             except (OSError, ValueError) as exc:
                 raise _Broken(f"the {split!r} split names {data.file}, which numpy cannot map ({exc})") from exc
             _expect(cached.dtype == np.uint8 and tuple(cached.shape) == tuple(images.shape),

@@ -62,7 +62,7 @@ class ImageFolder(Dataset):
             raise VaetoolError(f"Unknown split {split!r}; choose train or test.")
         splits, files = self._cached
         # Copy-on-write: a writable view for torch, and the file itself never changes.
-        images = torch.from_numpy(np.load(files[split], mmap_mode="c"))
+        images = torch.from_numpy(np.load(files[split], mmap_mode="c", allow_pickle=False))
         labels = None
         if self.num_classes:
             index = {name: i for i, name in enumerate(self.class_names)}

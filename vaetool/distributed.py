@@ -50,6 +50,14 @@ class Group:
         """This process's slice of a global batch (the r-th of ``world`` near-equal parts)."""
         return rows.tensor_split(self.world)[self.rank] if self.active else rows
 
+    def batch(self, order: torch.Tensor, step: int, batch_size: int) -> tuple[torch.Tensor, int]:
+        """This process's rows of step ``step`` of an epoch in ``order``, and the global batch's size.
+
+        The one definition of an epoch's batches, which resident and streamed data both use.
+        """
+        rows = order[step * batch_size:(step + 1) * batch_size]
+        return self.shard(rows), len(rows)
+
     def sum(self, values: torch.Tensor) -> torch.Tensor:
         """``values`` summed over every process (a copy; a no-op for one process)."""
         if not self.active:

@@ -44,9 +44,9 @@ class _EpochBatches(TorchDataset):
     """
 
     def __init__(self, file: Path, labels: torch.Tensor | None, order: torch.Tensor, batch_size: int,
-                 first_step: int, steps: int, shard):
+                 first_step: int, steps: int, group):
         self.file, self.labels, self.order = file, labels, order
-        self.batch_size, self.first_step, self.steps, self.shard = batch_size, first_step, steps, shard
+        self.batch_size, self.first_step, self.steps, self.group = batch_size, first_step, steps, group
         self._array = None
 
     def __len__(self) -> int:
@@ -55,12 +55,10 @@ class _EpochBatches(TorchDataset):
     def __getitem__(self, i: int):
         if self._array is None:
             self._array = np.load(self.file, mmap_mode="r", allow_pickle=False)
-        step = self.first_step + i
-        rows = self.order[step * self.batch_size:(step + 1) * self.batch_size]
-        mine = self.shard(rows)
+        mine, size = self.group.batch(self.order, self.first_step + i, self.batch_size)
         images = torch.from_numpy(np.ascontiguousarray(self._array[mine.numpy()]))
         labels = self.labels[mine] if self.labels is not None else None
-        return images, labels, len(rows)
+        return images, labels, size
 
 
 class Batches:
@@ -80,7 +78,7 @@ class Batches:
         self.group = group
 
     def epoch(self, order: torch.Tensor, batch_size: int, first_step: int, steps: int):
-        batches = _EpochBatches(self.file, self.labels, order, batch_size, first_step, steps, self.group.shard)
+        batches = _EpochBatches(self.file, self.labels, order, batch_size, first_step, steps, self.group)
         # A generator of its own: the DataLoader draws its workers' seeds from it, and drawing them
         # from the global one would shift the training noise away from the resident path's.
         loader = DataLoader(batches, batch_size=None, shuffle=False, num_workers=self.workers,

@@ -23,7 +23,7 @@ import math
 import signal
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -388,9 +388,8 @@ class _Resident:
     def epoch(self, order: torch.Tensor, batch_size: int, first_step: int, steps: int):
         order = order.to(self.images.device)
         for step in range(first_step, steps):
-            rows = order[step * batch_size:(step + 1) * batch_size]
-            mine = self.group.shard(rows)
-            yield self.images[mine], self.labels[mine] if self.labels is not None else None, len(rows)
+            mine, size = self.group.batch(order, step, batch_size)
+            yield self.images[mine], self.labels[mine] if self.labels is not None else None, size
 
 
 def _data_source(split: Split, model: VAE, device, options: RunOptions, group: distributed.Group):

@@ -85,9 +85,9 @@ def train(
     """
     if nproc is not None:
         _launch(nproc)
-    for flag, value in (("--workers", workers), ("--threads", threads)):
-        if value is not None and value < (0 if flag == "--workers" else 1):
-            raise VaetoolError(f"{flag} must be at least {0 if flag == '--workers' else 1}, not {value}.")
+    for flag, value, low in (("--workers", workers, 0), ("--threads", threads, 1)):
+        if value is not None and value < low:
+            raise VaetoolError(f"{flag} must be at least {low}, not {value}.")
     import torch
 
     from vaetool import distributed, runs, training
@@ -165,6 +165,7 @@ def train(
 def _launch(nproc: int) -> None:
     """Run this same command under torchrun in ``nproc`` processes, and exit with its status."""
     import os
+    import signal
     import subprocess
     import sys
 
@@ -182,8 +183,6 @@ def _launch(nproc: int) -> None:
             args.append(arg)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
                "-m", "vaetool", *args]
-    import signal
-
     # Ctrl-C reaches torchrun and the training processes from the terminal; they stop and save,
     # and this process only waits for them.
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -84,8 +84,7 @@ def build(folder: Path, files: list[Path], shape: tuple[int, int, int], splits: 
             array = np.lib.format.open_memmap(partial / f"{name}.npy", mode="w+", dtype=np.uint8,
                                               shape=(len(rows), *shape))
             chunks = [[str(files[i]) for i in rows[start:start + CHUNK]] for start in range(0, len(rows), CHUNK)]
-            decoded = pool.map(_decode, chunks, [shape] * len(chunks)) if pool else map(_decode, chunks,
-                                                                                        [shape] * len(chunks))
+            decoded = (pool.map if pool else map)(_decode, chunks, [shape] * len(chunks))
             for index, block in enumerate(decoded):
                 array[index * CHUNK:index * CHUNK + len(block)] = block
             array.flush()

@@ -31,6 +31,7 @@ from vaetool.testing import (ArchitectureConformance, ContractViolation, Dataset
 LIKELIHOODS = [(name, {}, 256 if name == "logistic" else None) for name in registry.names("likelihood")] + [
     ("bernoulli", {"binarize": "dynamic"}, 2),
     ("bernoulli", {"binarize": "static"}, 2),
+    ("bernoulli", {"binarize": "threshold"}, 2),
     ("gaussian", {"sigma": 0.1}, None),
     ("gaussian", {"per_pixel": True}, None),
 ]

@@ -16,6 +16,7 @@ from vaetool.likelihoods.continuous_bernoulli import log_normalizer
 VARIANTS = [(name, {}) for name in registry.names("likelihood")] + [
     ("bernoulli", {"binarize": "dynamic"}),
     ("bernoulli", {"binarize": "static"}),
+    ("bernoulli", {"binarize": "threshold"}),
     ("gaussian", {"sigma": 0.1}),
     ("gaussian", {"per_pixel": True}),
 ]
@@ -129,8 +130,8 @@ def test_bernoulli_binarize_none_is_the_identity():
     assert likelihood.discrete is False  # grey levels: not a probability mass, so no bits/dim
 
 
-def test_bernoulli_binarize_static_is_a_fixed_threshold():
-    likelihood = build("bernoulli", binarize="static")
+def test_bernoulli_binarize_threshold_is_a_fixed_threshold():
+    likelihood = build("bernoulli", binarize="threshold")
     x = torch.tensor([0.0, 0.2, 0.5, 0.51, 0.9, 1.0]).view(1, 1, 1, 6)
     expected = torch.tensor([0.0, 0.0, 0.0, 1.0, 1.0, 1.0]).view(1, 1, 1, 6)
     for seed in (0, 1):

@@ -148,7 +148,7 @@ def reference_iw(model, x, y, k, seed, batch_size, k_batch):
     for start in range(0, len(x), batch_size):
         xb, yb = x[start:start + batch_size], y[start:start + batch_size]
         target = model.likelihood.target(xb, generator)
-        posterior = model.encode(xb, yb)
+        posterior = model.encode(target, yb)  # the encoder sees the binarization it is scored on
         q = D.Normal(posterior.mean, posterior.std)
         eps = torch.cat([torch.randn(min(k_batch, k - s), len(xb), model.latent_dim, generator=generator, dtype=F64)
                          for s in range(0, k, k_batch)])

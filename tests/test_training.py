@@ -110,7 +110,8 @@ def test_dataset_and_training_settings_are_recorded_in_the_model(straight_run):
     assert {k: cfg["training"][k] for k in expected} == expected
     assert cfg["training"]["steps_per_epoch"] == 4
     # And the config alone gives back the training settings, with every plugin default spelled out.
-    assert TrainConfig.from_model_config(cfg) == config(likelihood_options={"binarize": "none"},
+    assert TrainConfig.from_model_config(cfg) == config(likelihood_options={"binarize": "none", "binarize_seed": 0},
+                                                        architecture_options={"hidden": [32], "activation": "relu"},
                                                         dataset_options={"n_train": 256, "n_test": 64, "seed": 0})
 
 

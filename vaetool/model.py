@@ -117,6 +117,16 @@ def objective(terms: ELBOTerms, beta: float = 1.0, free_bits: float = 0.0, *, tc
     return -reconstruction + beta * kl_per_dim.sum()
 
 
+def upgrade_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A config written by an earlier vaetool, in today's terms (changed in place and returned)."""
+    options = config.get("likelihood_options")
+    # Before binarize_seed existed, Bernoulli's "static" thresholded at 0.5: today's "threshold".
+    if config.get("likelihood") == "bernoulli" and isinstance(options, dict) \
+            and options.get("binarize") == "static" and "binarize_seed" not in options:
+        options["binarize"] = "threshold"
+    return config
+
+
 class VAE(nn.Module):
     """A variational autoencoder: architecture, likelihood and prior. Build it with :func:`create`
     or :func:`VAE.from_config`.
@@ -140,7 +150,7 @@ class VAE(nn.Module):
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> VAE:
         """Rebuild a model from its config: registry names and options, nothing else."""
-        config = copy.deepcopy(config)
+        config = upgrade_config(copy.deepcopy(config))
         likelihood_cls = registry.get("likelihood", config["likelihood"])
         likelihood = likelihood_cls(**config["likelihood_options"])
         architecture_cls = registry.get("architecture", config["architecture"])
@@ -229,11 +239,15 @@ class VAE(nn.Module):
         """ELBO terms for images in [0, 1], with one reparameterised sample z ~ q(z|x).
 
         ELBO = E_q[log p(x|z)] − KL(q(z|x) ‖ p(z))  (Kingma & Welling, ICLR 2014, eq. 10 and 7): the
-        KL in closed form when the prior has one, else log q(z|x) − log p(z) at the sampled z.
+        KL in closed form when the prior has one, else log q(z|x) − log p(z) at the sampled z. x is
+        first turned into the likelihood's ``target`` (a binarization, say), which both the encoder
+        and the likelihood receive.
         ``noise``, when given, is the ε of that sample, ``(B, latent_dim)``.
         """
+        # The encoder sees the data as the likelihood scores it: under a binarization, the same binary
+        # sample reaches both (the protocol of the binarized-MNIST literature, e.g. Burda et al. 2016).
         target = self.likelihood.target(x, generator)
-        posterior = self.encode(x, y)
+        posterior = self.encode(target, y)
         if self.autoencoder:
             z, kl = posterior.mean, torch.zeros_like(posterior.mean)
         else:

@@ -35,7 +35,7 @@ from vaetool.datasets import data_root
 from vaetool.errors import VaetoolError
 from vaetool.images import background as images_background
 from vaetool.io import MODEL_FILE, atomic_write_text, read_tensors, save, save_tensors
-from vaetool.model import VAE, create, objective
+from vaetool.model import VAE, create, objective, upgrade_config
 from vaetool.runs import CHECKPOINT_FILE, METRICS_FILE
 
 EVAL_BATCH = 500
@@ -225,7 +225,7 @@ def resume(run_dir: str | Path, *, epochs: int | None = None, device: str = "aut
         raise VaetoolError(f"There is no checkpoint to resume in {run_dir}.")
     group, device = distributed.setup(device)
     tensors, header = read_tensors(run_dir / CHECKPOINT_FILE)
-    config = TrainConfig.from_model_config(header["config"])
+    config = TrainConfig.from_model_config(upgrade_config(header["config"]))
     if epochs is not None:
         config.epochs = epochs
     config.check()

@@ -11,34 +11,41 @@ from vaetool.contracts import Architecture
 from vaetool.errors import VaetoolError
 
 
-def _stack(widths: Sequence[int]) -> nn.Sequential:
+# The nonlinearity between hidden layers, by name (the IWAE paper's nets use tanh).
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "silu": nn.SiLU, "gelu": nn.GELU, "elu": nn.ELU,
+               "softplus": nn.Softplus, "leaky_relu": nn.LeakyReLU}
+
+
+def _stack(widths: Sequence[int], activation: str = "relu") -> nn.Sequential:
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
         layers.append(nn.Linear(a, b))
         if i < len(widths) - 2:
-            layers.append(nn.ReLU())
+            layers.append(ACTIVATIONS[activation]())
     return nn.Sequential(*layers)
 
 
 class MLPNet(nn.Module):
-    """Encoder D → hidden… → 2·latent and decoder latent → …hidden → D·P, ReLU between layers.
+    """Encoder D → hidden… → 2·latent and decoder latent → …hidden → D·P, ``activation`` between layers.
 
     With no hidden layers each side is a single linear map. ``num_classes > 0`` appends a one-hot
     label to the encoder's input and to z (Sohn et al., NeurIPS 2015).
     """
 
     def __init__(self, input_shape: tuple[int, int, int], latent_dim: int, output_channels: int,
-                 hidden: Sequence[int], num_classes: int = 0):
+                 hidden: Sequence[int], num_classes: int = 0, activation: str = "relu"):
         super().__init__()
         hidden = [int(h) for h in hidden]
         if any(h < 1 for h in hidden):
             raise VaetoolError(f"Hidden widths must be positive, not {hidden}.")
+        if activation not in ACTIVATIONS:
+            raise VaetoolError(f"The activation must be one of {', '.join(ACTIVATIONS)}, not {activation!r}.")
         channels, height, width = input_shape
         self.output_shape = (output_channels, height, width)
         self.one_hot = OneHot(num_classes)
         pixels = channels * height * width
-        self.encoder = _stack([pixels + num_classes, *hidden, 2 * latent_dim])
-        self.decoder = _stack([latent_dim + num_classes, *reversed(hidden), math.prod(self.output_shape)])
+        self.encoder = _stack([pixels + num_classes, *hidden, 2 * latent_dim], activation)
+        self.decoder = _stack([latent_dim + num_classes, *reversed(hidden), math.prod(self.output_shape)], activation)
 
     def encode(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
         h = self.encoder(self.one_hot.append(x.flatten(1), y))
@@ -50,14 +57,15 @@ class MLPNet(nn.Module):
 
 
 class MLP(Architecture):
-    """Multilayer perceptron VAE; ``hidden`` lists the encoder's hidden widths (the decoder mirrors them)."""
+    """Multilayer perceptron VAE; ``hidden`` lists the encoder's hidden widths (the decoder mirrors them),
+    ``activation`` names the nonlinearity between layers: relu, tanh, silu, gelu, elu, softplus or leaky_relu."""
 
     def __init__(self, input_shape: tuple[int, int, int], latent_dim: int, params_per_channel: int = 1,
-                 num_classes: int = 0, hidden: Sequence[int] = (512, 256)):
+                 num_classes: int = 0, hidden: Sequence[int] = (512, 256), activation: str = "relu"):
         super().__init__(input_shape, latent_dim, params_per_channel, num_classes)
         if not hidden:
             raise VaetoolError("The mlp architecture needs at least one hidden layer; the linear architecture has none.")
-        self.net = MLPNet(self.input_shape, latent_dim, self.output_channels, hidden)
+        self.net = MLPNet(self.input_shape, latent_dim, self.output_channels, hidden, activation=activation)
 
     def encode(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
         return self.net.encode(x)

@@ -29,6 +29,7 @@ class Binarize(str, Enum):
     none = "none"
     dynamic = "dynamic"
     static = "static"
+    threshold = "threshold"
 
 
 @handle_errors
@@ -40,7 +41,7 @@ def train(
     hidden: Annotated[Optional[str], typer.Option(help="Hidden widths for mlp/cvae, e.g. 512,256.", rich_help_panel=MODEL)] = None,
     channels: Annotated[Optional[str], typer.Option(help="Conv stage widths for conv/cvae, e.g. 32,64,128.", rich_help_panel=MODEL)] = None,
     sigma: Annotated[Optional[float], typer.Option(help="Fixed σ of the gaussian likelihood (unset: σ is learned).", rich_help_panel=MODEL)] = None,
-    binarize: Annotated[Optional[Binarize], typer.Option(help="Bernoulli data: grey levels (none), fresh samples each batch (dynamic) or thresholded (static). \\[default: none]", rich_help_panel=MODEL)] = None,
+    binarize: Annotated[Optional[Binarize], typer.Option(help="Bernoulli data: grey levels (none), a fresh binarization each batch (dynamic), one fixed stochastic binarization (static) or grey > 0.5 (threshold); the encoder sees the same binary images. \\[default: none]", rich_help_panel=MODEL)] = None,
     arch_opt: Annotated[Optional[list[str]], typer.Option(help="Any architecture option as KEY=VALUE (repeatable).", rich_help_panel=MODEL)] = None,
     likelihood_opt: Annotated[Optional[list[str]], typer.Option(help="Any likelihood option as KEY=VALUE (repeatable).", rich_help_panel=MODEL)] = None,
     prior: Annotated[Optional[str], typer.Option(help="Prior p(z): standard-normal or a plugin's. \\[default: standard-normal]", rich_help_panel=MODEL)] = None,

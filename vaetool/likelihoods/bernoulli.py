@@ -8,32 +8,46 @@ from torch import Tensor
 from vaetool.contracts import Likelihood
 from vaetool.errors import VaetoolError
 
-BINARIZATIONS = ("none", "dynamic", "static")
+BINARIZATIONS = ("none", "dynamic", "static", "threshold")
+_PRIME = 2 ** 31 - 1  # every hash below stays under 2**62, inside int64
 
 
 class Bernoulli(Likelihood):
     """p(x|z) = Π Bernoulli(x_i; sigmoid(logit_i)).
 
-    ``binarize`` chooses what the data looks like to this distribution:
-    ``none`` scores grey levels directly (the cross-entropy most tutorials use; not a
-    normalised density for non-binary x), ``dynamic`` draws a fresh binarization x ~ Bernoulli(grey)
-    for every batch (Salakhutdinov & Murray 2008), and ``static`` is one fixed binarization,
-    thresholding at 0.5, the same in every epoch.
+    ``binarize`` chooses what the data looks like to this distribution; the encoder sees the same
+    data as the likelihood scores (see :meth:`vaetool.model.VAE.elbo`):
+
+    - ``none`` scores grey levels directly (the cross-entropy most tutorials use). For non-binary x
+      this is not a normalised density of the data, so its nats are not comparable with papers.
+    - ``dynamic`` draws a fresh binarization x ~ Bernoulli(grey) for every batch (Salakhutdinov &
+      Murray 2008): the "dynamically binarized MNIST" of the literature.
+    - ``static`` is one stochastic binarization fixed once (as Larochelle & Murray 2011 did for
+      their binarized MNIST): each pixel is 1 with probability equal to its grey level, drawn from a
+      pseudo-random number that depends only on the image, the pixel and ``binarize_seed``, so an
+      image gets the same binary version in every epoch, in every command and on every machine.
+    - ``threshold`` is grey > 0.5, the same in every epoch (deterministic; not the literature's
+      static MNIST).
     """
 
     params_per_channel = 1
 
-    def __init__(self, binarize: str = "none"):
+    def __init__(self, binarize: str = "none", binarize_seed: int = 0):
         super().__init__()
         if binarize not in BINARIZATIONS:
             raise VaetoolError(f"binarize must be one of {', '.join(BINARIZATIONS)}, not {binarize!r}.")
+        if not isinstance(binarize_seed, int) or isinstance(binarize_seed, bool) or not 0 <= binarize_seed < _PRIME:
+            raise VaetoolError(f"binarize_seed must be an integer from 0 to {_PRIME - 1}, not {binarize_seed!r}.")
         self.binarize = binarize
+        self.binarize_seed = binarize_seed
         self.discrete = binarize != "none"
 
     def target(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         if self.binarize == "dynamic":
             return torch.bernoulli(x, generator=generator)
         if self.binarize == "static":
+            return (fixed_uniforms(x, self.binarize_seed) < x).to(x.dtype)
+        if self.binarize == "threshold":
             return (x > 0.5).to(x.dtype)
         return x
 
@@ -46,3 +60,26 @@ class Bernoulli(Likelihood):
 
     def sample(self, params: Tensor, generator: torch.Generator | None = None) -> Tensor:
         return torch.bernoulli(torch.sigmoid(params), generator=generator)
+
+
+def fixed_uniforms(x: Tensor, seed: int) -> Tensor:
+    """One number in [0, 1) per pixel of each image in ``x`` ``(B, ...)`` (values in [0, 1], 8-bit levels),
+    a function of that image's content, the pixel's position and ``seed`` only.
+
+    The image's 8-bit levels are hashed to a key (a random linear hash drawn from ``seed``), and the
+    key, the position and the seed are mixed by rounds of xor-shifts and the MINSTD multiplier mod
+    2³¹ − 1. No state: batches, epochs, devices and processes all see the same numbers for an image,
+    which is what makes a static binarization possible without knowing the images' indices.
+    A binary image (levels 0 and 255) is its own binarization, since u < 1 and never u < 0.
+    """
+    levels = torch.round(x.detach().flatten(1).float() * 255).long()
+    pixels = levels.shape[1]
+    weights = torch.randint(1, 2 ** 20, (pixels,), generator=torch.Generator().manual_seed(seed)).to(x.device)
+    key = (levels * weights).sum(1) % _PRIME  # levels·weights < 2**28 each: the sum fits easily
+    position = torch.arange(pixels, device=x.device)
+    h = (key[:, None] * 1_103_515_245 + position * 12_345 + seed * 2_654_435_761) % _PRIME
+    for _ in range(4):
+        h = h ^ (h >> 13)
+        h = (h * 48_271) % _PRIME
+        h = h ^ (h >> 7)
+    return (h.to(torch.float64) / _PRIME).to(x.dtype).view_as(x)

@@ -23,6 +23,7 @@ def compare(
     disentanglement_scale: Annotated[float, typer.Option(help="Multiplies disentanglement_lib's sample counts (1: the published protocol, over an hour per model on a CPU; 0.05 takes minutes).")] = 1.0,
     data_dir: Annotated[Optional[Path], typer.Option(help="Where datasets are stored. \\[default: $VAETOOL_DATA, else the user cache]")] = None,
     device: options.Device = "auto",
+    allow_nonfinite: options.AllowNonfinite = False,
     seed: options.Seed = 0,
 ) -> None:
     """Compare models on the same held-out data: a table, verdicts, and (with -o) pictures and plots.
@@ -52,7 +53,7 @@ def compare(
     if iw_samples < 0:
         raise VaetoolError(f"--iw-samples must be 0 or more, not {iw_samples}.")
     console = Console()
-    entries = comparison.load_entries(models, devices.resolve(device))
+    entries = comparison.load_entries(models, devices.resolve(device), allow_nonfinite=allow_nonfinite)
     config = entries[0].config
     dataset, _ = build_dataset(config["dataset"], config.get("dataset_options", {}))
     root = data_root(data_dir)

@@ -36,6 +36,7 @@ def encode(
     model: options.Model = None,
     runs_dir: options.RunsDir = None,
     device: options.Device = "auto",
+    allow_nonfinite: options.AllowNonfinite = False,
     seed: options.Seed = 0,
 ) -> None:
     """Encode images into the posterior q(z|x): its mean and log-variance per image.
@@ -54,7 +55,7 @@ def encode(
         check_output(plot, (".png",))
     if bool(inputs) == bool(data):
         raise VaetoolError("Give image files or folders, or --data with a dataset name, but not both or neither.")
-    vae = open_model(model, runs_dir, device)
+    vae = open_model(model, runs_dir, device, allow_nonfinite)
     if data:
         from vaetool.datasets import data_root
 

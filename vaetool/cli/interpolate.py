@@ -33,6 +33,7 @@ def interpolate(
     model: options.Model = None,
     runs_dir: options.RunsDir = None,
     device: options.Device = "auto",
+    allow_nonfinite: options.AllowNonfinite = False,
     zoom: options.Zoom = None,
 ) -> None:
     """Interpolate between the posterior means of images and decode the path.
@@ -46,7 +47,7 @@ def interpolate(
     from vaetool import images, latentfile, latents
 
     check_output(output, (".gif", ".png"))
-    vae = open_model(model, runs_dir, device)
+    vae = open_model(model, runs_dir, device, allow_nonfinite)
     points = []
     image_paths = [p for p in inputs or [] if p.suffix.lower() not in latentfile.SUFFIXES]
     with torch.no_grad():

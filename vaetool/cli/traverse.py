@@ -27,6 +27,7 @@ def traverse(
     model: options.Model = None,
     runs_dir: options.RunsDir = None,
     device: options.Device = "auto",
+    allow_nonfinite: options.AllowNonfinite = False,
     zoom: options.Zoom = None,
     factors: Annotated[bool, typer.Option("--factors/--no-factors", help="Label each row with the ground-truth factor its dimension captures best (datasets with factors, e.g. shapes).",
                                           rich_help_panel=options.OUTPUT_PANEL)] = True,
@@ -50,7 +51,7 @@ def traverse(
         raise VaetoolError(f"--steps must be at least 2, not {steps}.")
     if not span > 0:
         raise VaetoolError(f"--range must be positive, not {span}.")
-    vae = open_model(model, runs_dir, device)
+    vae = open_model(model, runs_dir, device, allow_nonfinite)
     y = labels_for(vae, label, 1)
     with torch.no_grad():
         if image is not None:
@@ -86,6 +87,8 @@ def traverse(
         images.save_png(images.with_row_labels(array, names, rows=len(chosen)), output)
     else:
         order = list(range(steps)) + (list(range(steps - 2, 0, -1)) if bounce else [])
+        per_frame = images.grid_pixels(len(chosen), *pictures.shape[-2:], min(len(chosen), 5), zoom)
+        images.check_picture_size(len(order) * per_frame, zoom)
         frames = [images.grid(pictures[:, i], nrow=min(len(chosen), 5), zoom=zoom) for i in order]
         images.save_gif(frames, output, fps)
     shown = [f"{d} ({captured[d].split()[0]})" if captured else str(d) for d in chosen]

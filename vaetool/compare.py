@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import torch
 
-from vaetool import io, metrics
+from vaetool import io, metrics, objectives
 from vaetool.errors import VaetoolError
 from vaetool.runs import METRICS_FILE
 
@@ -39,12 +39,9 @@ class Entry:
 
     @property
     def label(self) -> str:
-        """A short description: architecture, likelihood, β or AE."""
+        """A short description: architecture, likelihood, and the objective it was trained with (or AE)."""
         c = self.config
-        t = c.get("training", {})
-        kind = ("AE" if c["autoencoder"] else f"β-TCVAE, TC weight {t['tc_weight']:g}" if t.get("tc_weight") is not None
-                else f"capacity {t['capacity']:g}, γ={t.get('beta', 1):g}" if t.get("capacity") is not None
-                else f"β={t.get('beta', 1):g}")
+        kind = "AE" if c["autoencoder"] else objective_label(c)
         conditional = ", conditional: log p(x|y)" if getattr(self.model, "conditional", False) else ""
         return f"{c['architecture']}/{c['likelihood']}, {c['latent_dim']}-D, {kind}{conditional}"
 
@@ -93,8 +90,10 @@ def evaluate(entries: list[Entry], test_images: torch.Tensor, test_labels: torch
         n.update({"elbo": terms["elbo"], "rec": terms["rec"], "kl": terms["kl"], "kl_per_dim": terms["kl_per_dim"]})
         if "bits_per_dim" in terms:
             n["bits_per_dim"] = terms["bits_per_dim"]
-        beta = 0.0 if c["autoencoder"] else c.get("training", {}).get("beta", 1.0)
+        name, options = objectives.recorded(c)
+        beta = 0.0 if c["autoencoder"] else options.get("beta", 1.0)
         n["beta"] = None if c["autoencoder"] else beta
+        n["trained_with"] = name
         n["objective"] = -terms["rec"] + beta * terms["kl"]
         if iw_samples > 0 and not c["autoencoder"]:
             report = (lambda done, total, name=entry.name: progress(f"{name}: log p(x), K={iw_samples}", done, total)) \
@@ -198,11 +197,24 @@ def best(entries: list[Entry], key: str, direction: str | None) -> set[str]:
     return winners
 
 
+def objective_label(config: dict[str, Any]) -> str:
+    """The objective a model was trained with, in a few words: ``β=4``, ``tcvae tc_weight=6``, ``iwae k=5``."""
+    name, options = objectives.recorded(config)
+    if name == objectives.DEFAULT:
+        return f"β={options.get('beta', 1):g}"
+    shown = " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in options.items()
+                     if v is not None and k not in ("warmup", "capacity_epochs"))
+    return f"{name} {shown}".strip()
+
+
 def same_but_beta(config: dict[str, Any]) -> str:
     keys = ("architecture", "architecture_options", "likelihood", "likelihood_options", "prior", "prior_options",
             "latent_dim", "encoder_scale")
-    training = {k: v for k, v in config.get("training", {}).items() if k not in ("beta", "steps_per_epoch")}
-    return json.dumps([[config.get(k) for k in keys], training], sort_keys=True)
+    training = {k: v for k, v in config.get("training", {}).items()
+                if k != "steps_per_epoch" and k not in objectives.SHORTHANDS}  # older files kept those there
+    name, options = objectives.recorded(config)
+    options.pop("beta", None)
+    return json.dumps([[config.get(k) for k in keys], training, name, options], sort_keys=True)
 
 
 def verdicts(entries: list[Entry]) -> list[str]:

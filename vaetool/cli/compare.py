@@ -39,9 +39,8 @@ def compare(
     from rich.table import Table
 
     from vaetool import compare as comparison
-    from vaetool import devices, report
+    from vaetool import devices, registry, report
     from vaetool.datasets import data_root
-    from vaetool.training import build_dataset
 
     if output is not None:
         report.check_format(output)
@@ -54,7 +53,7 @@ def compare(
     console = Console()
     entries = comparison.load_entries(models, devices.resolve(device))
     config = entries[0].config
-    dataset, _ = build_dataset(config["dataset"], config.get("dataset_options", {}))
+    dataset, _ = registry.build("dataset", config["dataset"], config.get("dataset_options", {}))
     root = data_root(data_dir)
     test = dataset.load("test", root)
     count = len(test) if limit is None else min(limit, len(test))

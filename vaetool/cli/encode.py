@@ -45,8 +45,7 @@ def encode(
     """
     import numpy as np
 
-    from vaetool import images, latentfile, metrics, plots
-    from vaetool.training import build_dataset
+    from vaetool import images, latentfile, metrics, plots, registry
 
     if output is not None:
         latentfile.check_suffix(output)
@@ -60,7 +59,7 @@ def encode(
 
         # The model's own dataset comes with the options it was trained on (size, subset, …).
         recorded = vae.config.get("dataset_options", {}) if data == vae.config.get("dataset") else {}
-        dataset, _ = build_dataset(data, recorded)
+        dataset, _ = registry.build("dataset", data, recorded)
         if tuple(dataset.image_shape) != vae.input_shape:
             raise VaetoolError(f"{data} has {tuple(dataset.image_shape)} images but the model takes {vae.input_shape}.")
         chosen = dataset.load(split, data_root(data_dir))

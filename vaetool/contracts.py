@@ -202,7 +202,8 @@ class Objective:
     - ``needs``: names from :data:`NEEDS`; a model lacking one is refused in one sentence before
       any data is read.
     - ``samples``: z samples the model draws per image each step (an instance attribute when an
-      option sets it). With more than one, the terms carry a leading sample dimension.
+      option sets it). With more than one, the terms carry a leading sample dimension; 0 takes z
+      as the posterior mean (a deterministic encoder).
     - ``bound``: what the run's reported bound means: ``"elbo"`` (the β = 1 ELBO bounds
       log p(x)), ``"iw"`` (trained on an importance-weighted bound of log p(x)) or ``"none"`` (no
       likelihood bound: the WAE family, judged by reconstruction and MMD).

@@ -126,7 +126,7 @@ class VAE(nn.Module):
 
     def draw_noise(self, batch: int, samples: int = 1, device=None) -> Tensor | None:
         """The ε of ``samples`` draws of z for each of ``batch`` images, batch first; None when z is deterministic."""
-        if self.autoencoder:
+        if self.autoencoder or samples == 0:
             return None
         shape = (batch, self.latent_dim) if samples == 1 else (batch, samples, self.latent_dim)
         return torch.randn(shape, device=device)
@@ -191,7 +191,8 @@ class VAE(nn.Module):
         KL in closed form when the prior has one, else log q(z|x) − log p(z) at the sampled z.
         ``noise``, when given, is the ε of the samples, as :meth:`draw_noise` lays it out.
         ``samples`` > 1 draws that many z per image (importance-weighted objectives); see
-        :class:`ELBOTerms` for the shapes.
+        :class:`ELBOTerms` for the shapes. ``samples`` = 0 takes z as the posterior mean, a
+        deterministic encoder (the Wasserstein autoencoder's).
         """
         target = self.likelihood.target(x, generator)
         posterior = self.encode(x, y)
@@ -199,6 +200,12 @@ class VAE(nn.Module):
             z = posterior.mean
             reconstruction = self.likelihood.log_prob(target, self.decode_params(z, y))
             return ELBOTerms(reconstruction, torch.zeros_like(posterior.mean), z, posterior)
+        if samples == 0:  # the encoder used deterministically (WAE): z is the posterior mean
+            z = posterior.mean
+            # The KL is reported in closed form; a prior without one has no single-point estimate.
+            kl = self.prior.kl(posterior) if self.prior.analytic_kl else torch.zeros_like(z[:, :1])
+            reconstruction = self.likelihood.log_prob(target, self.decode_params(z, y))
+            return ELBOTerms(reconstruction, kl, z, posterior)
         if samples == 1:
             z = posterior.rsample(generator, noise=noise)
             log_posterior, log_prior = posterior.log_prob(z), self.prior.log_prob(z)

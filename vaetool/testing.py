@@ -881,7 +881,7 @@ def check_objective(name_or_cls: str | type, *, options: Mapping[str, Any] | Non
     its defaults). It checks that:
 
     - it is built as ``cls(**options)`` from keyword arguments with JSON-able defaults; ``needs``
-      names only what :data:`vaetool.contracts.NEEDS` lists; ``samples`` is a positive int;
+      names only what :data:`vaetool.contracts.NEEDS` lists; ``samples`` is an int ≥ 0;
       ``bound`` is one of :data:`BOUNDS`;
     - on a tiny model's terms, ``loss`` is a finite scalar whose gradient reaches every encoder and
       decoder weight, finite; ``schedule`` gives numbers;
@@ -899,8 +899,8 @@ def check_objective(name_or_cls: str | type, *, options: Mapping[str, Any] | Non
         with subject.rule(f"needs names only what vaetool knows ({', '.join(NEEDS)})"):
             unknown = [need for need in cls.needs if need not in NEEDS]
             _expect(not unknown, f"needs lists {unknown}")
-        with subject.rule("samples is a positive int"):
-            _expect(isinstance(objective.samples, int) and objective.samples >= 1, f"samples is {objective.samples!r}")
+        with subject.rule("samples is an int, 0 or more"):
+            _expect(isinstance(objective.samples, int) and objective.samples >= 0, f"samples is {objective.samples!r}")
         with subject.rule(f"bound is one of {', '.join(BOUNDS)}"):
             _expect(cls.bound in BOUNDS, f"bound is {cls.bound!r}")
         _check_objective_loss(subject, name, resolved)

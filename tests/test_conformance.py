@@ -252,6 +252,8 @@ def test_a_wrong_api_version_is_caught_by_name_too():
 class Logits(Likelihood):
     """Bernoulli on logits, written as a third party might."""
 
+    levels = 2  # a mass on {0, 1}
+
     def log_prob(self, x, params):
         return -F.binary_cross_entropy_with_logits(params, x, reduction="none").flatten(1).sum(1)
 
@@ -302,6 +304,32 @@ class NotNormalised(Logits):
 
     def log_prob(self, x, params):
         return 2 * super().log_prob(x, params)
+
+
+class ForgetsItsLevels(Logits):
+    levels = None  # so the kit takes it for a density on the real line, which it is not
+
+
+class DensityWithoutItsScale(Likelihood):
+    """A Gaussian of σ = 0.2 that leaves out −log σ − ½ log 2π: log_prob is a squared error, no density."""
+
+    def log_prob(self, x, params):
+        return (-0.5 * ((x - torch.sigmoid(params)) / 0.2) ** 2).flatten(1).sum(1)
+
+    def mean(self, params):
+        return torch.sigmoid(params)
+
+    def sample(self, params, generator=None):
+        return torch.sigmoid(params)
+
+
+class DensityOutsideItsSupport(DensityWithoutItsScale):
+    """A normalised Gaussian that claims to live on [0, 1]: the mass outside is lost."""
+
+    support = (0.0, 1.0)
+
+    def log_prob(self, x, params):
+        return torch.distributions.Normal(torch.sigmoid(params), 0.5).log_prob(x).flatten(1).sum(1)
 
 
 class LogitsFromTheFuture(Logits):
@@ -457,6 +485,9 @@ BROKEN = [  # (kind, plugin, what the message must say, more arguments for the c
     ("likelihood", Interleaved, "consecutive blocks of C channels", {}),
     ("likelihood", NotNormalised, "probabilities of the 2 levels k/1 sum to 1", {"levels": 2}),
     ("likelihood", LogitsFromTheFuture, "api_version", {}),
+    ("likelihood", DensityWithoutItsScale, r"exp\(log_prob\) integrates to 1 over its support \[-inf, inf\]", {}),
+    ("likelihood", DensityOutsideItsSupport, r"integrates to 1 over its support \[0, 1\]", {}),
+    ("likelihood", ForgetsItsLevels, r"integrates to 1 over its support", {}),
     ("prior", WrongKL, r"kl\(posterior\) is \(B, latent_dim\) and sums to", {}),
     ("prior", Unnormalised, "the same normalised distribution", {}),
     ("prior", SamplesTheWrongScale, "the same normalised distribution", {}),

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -248,3 +249,40 @@ def test_plugins_lists_every_family_with_its_options():
         assert name in registry.names("objective")
         assert f"{name}" in result.stdout
     assert "mmd_weight=10.0" in result.stdout and "variant='iwae'" in result.stdout
+
+
+# -- compare knows what each family's bound means ------------------------------------------------------
+
+def test_compare_ranks_bounds_only_where_a_model_has_one(tmp_path, monkeypatch):
+    from conftest import TINY_DATASET, TinySquares
+    from vaetool import compare
+    from vaetool.training import TrainConfig, train
+
+    monkeypatch.chdir(tmp_path)
+    registry.register("dataset", TINY_DATASET, TinySquares)
+    try:
+        base = dict(architecture="mlp", architecture_options={"hidden": [32]}, dataset=TINY_DATASET, latent_dim=4,
+                    epochs=1, batch_size=64)
+        plans = {"vae": {}, "iwae": {"objective": "iwae", "objective_options": {"k": 3}},
+                 "wae": {"objective": "wae", "objective_options": {"mmd_weight": 10.0}}}
+        paths = [train(TrainConfig(**base, **plan), tmp_path / name, device="cpu").run_dir for name, plan in plans.items()]
+        entries = compare.load_entries(paths, "cpu")
+        test = TinySquares().load("test")
+        compare.evaluate(entries, test.images[:32].float() / 255, test.labels[:32], iw_samples=5)
+        by_name = {e.name: e for e in entries}
+        assert by_name["iwae"].label == "mlp/bernoulli, 4-D, iwae k=3 variant=iwae m=1 beta=0.5"
+        assert by_name["wae"].label.startswith("mlp/bernoulli, 4-D, wae mmd_weight=10 encoder=deterministic")
+        assert {"iw_ll", "elbo", "mmd"} <= by_name["iwae"].numbers.keys()
+        assert "mmd" in by_name["wae"].numbers and not {"elbo", "iw_ll", "kl"} & by_name["wae"].numbers.keys()
+        assert compare.best(entries, "elbo", "max") <= {"vae", "iwae"}
+        said = compare.verdicts(entries)
+        about_wae = [s for s in said if s.startswith("wae ")]
+        assert len(about_wae) == 1 and "not by an ELBO" in about_wae[0]
+        # No other verdict ranks the WAE's ELBO or log p(x).
+        assert not any(re.search(r"\bwae\b", s) for s in said if s not in about_wae and ("ELBO" in s or "log p(x)" in s))
+        ok(invoke("compare", *paths, "--limit", "32", "--iw-samples", "5", "--no-sample-quality", "-o",
+                  tmp_path / "zoo.html"))
+        page = (tmp_path / "zoo.html").read_text()
+        assert "iwae k=3" in page and "wae mmd_weight=10" in page and "MMD² to prior" in page
+    finally:
+        registry.unregister("dataset", TINY_DATASET)

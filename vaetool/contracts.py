@@ -77,11 +77,18 @@ class Likelihood(nn.Module):
       otherwise for its mean, as the gaussian's identity link does for exact pPCA).
     - ``discrete``: True when ``log_prob`` is a probability mass on 8-bit or binary values,
       so that bits per dimension are a meaningful report.
+    - ``levels``: when the distribution of one pixel is a probability mass on the values
+      ``k / (levels − 1)`` (2 for a Bernoulli, 256 for 8-bit data), their number; ``None`` for a
+      density, which integrates to 1 over ``support`` (the real line unless said otherwise). The
+      conformance kit checks either on a one-pixel image: an unnormalised ``log_prob`` silently
+      changes the objective.
     """
 
     api_version: ClassVar[int] = PLUGIN_API_VERSION
     params_per_channel: int = 1
     discrete: bool = False
+    levels: int | None = None
+    support: tuple[float, float] = (-float("inf"), float("inf"))
 
     def target(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         return x

@@ -445,8 +445,10 @@ def check_likelihood(name_or_cls: str | type, *, options: Mapping[str, Any] | No
       sample depends on the generator's seed only, not on torch's global random state;
     - inside a model it survives save → load with the same config, weights and ELBO;
     - ``.to(device)`` moves its tensors;
-    - with ``levels`` (say 256 for 8-bit data, 2 for binary): it is ``discrete`` and its
-      probabilities of the levels ``k / (levels − 1)`` sum to 1 for each pixel.
+    - it is normalised, on a one-pixel image: with ``levels`` (the argument, else the likelihood's
+      own ``levels`` attribute: 256 for 8-bit data, 2 for binary) the probabilities of the levels
+      ``k / (levels − 1)`` sum to 1; without, ``exp(log_prob)`` integrates numerically to 1 over the
+      likelihood's ``support``.
     """
     device = _device(device)
     batch, channels, height, width = (int(s) for s in shape)
@@ -500,8 +502,41 @@ def check_likelihood(name_or_cls: str | type, *, options: Mapping[str, Any] | No
             likelihood.zero_grad(set_to_none=True)
         _check_images(subject, likelihood, params.detach(), (batch, channels, height, width), device)
         _check_likelihood_round_trip(subject, name, resolved, (channels, height, width), generator, device)
+        levels = levels if levels is not None else getattr(likelihood, "levels", None)
         if levels is not None:
             _check_levels(subject, likelihood, levels, generator, device)
+        else:
+            _check_density(subject, likelihood, generator)
+
+
+@torch.no_grad()
+def _check_levels(subject: _Subject, likelihood: Likelihood, levels: int, generator, device) -> None:
+    with subject.rule(f"on one pixel, the probabilities of the {levels} levels k/{levels - 1} sum to 1"):
+        grid = (torch.arange(levels, dtype=torch.float32) / (levels - 1)).view(-1, 1, 1, 1).to(device)
+        for scale in (0.5, 1.0, 3.0):
+            params = (scale * torch.randn(1, likelihood.params_per_channel, 1, 1, generator=generator)).to(device)
+            total = likelihood.log_prob(grid, params.expand(levels, -1, -1, -1)).exp().sum().item()
+            _expect(abs(total - 1) < 1e-3, f"they sum to {total:.6g} for parameters {_numbers(params)}")
+
+
+@torch.no_grad()
+def _check_density(subject: _Subject, likelihood: Likelihood, generator, points: int = 200_001) -> None:
+    """exp(log_prob) of one pixel integrates to 1 over the support: the trapezoid rule in float64 on a grid
+    about the distribution's mean whose spacing grows with the distance from it (x = mean ± c·sinh t), so
+    that scales from 1e-5 to 1e3 are all resolved."""
+    low, high = (float(v) for v in getattr(likelihood, "support", (-math.inf, math.inf)))
+    with subject.rule(f"on one pixel, exp(log_prob) integrates to 1 over its support [{low:g}, {high:g}]"):
+        exact = copy.deepcopy(likelihood).to("cpu", torch.float64)
+        t = torch.linspace(-math.asinh(1e8), math.asinh(1e8), points, dtype=torch.float64)
+        offsets = 1e-5 * torch.sinh(t)
+        ends = torch.tensor([low, high], dtype=torch.float64).clamp(-1e9, 1e9)
+        for scale in (0.5, 1.0, 3.0):
+            params = scale * torch.randn(1, exact.params_per_channel, 1, 1, generator=generator).double()
+            centre = exact.mean(params).reshape(()).clamp(max(low, -1e6), min(high, 1e6))
+            x = torch.cat([(centre + offsets).clamp(low, high), ends]).unique()  # sorted
+            density = exact.log_prob(x.view(-1, 1, 1, 1), params.expand(len(x), -1, -1, -1)).exp()
+            total = torch.trapezoid(density, x).item()
+            _expect(abs(total - 1) < 2e-3, f"it integrates to {total:.6g} for parameters {_numbers(params)}")
 
 
 @torch.no_grad()
@@ -561,17 +596,6 @@ def _check_likelihood_round_trip(subject: _Subject, name: str, options: dict, sh
             before = model.eval().elbo(x, generator=torch.Generator(device=device).manual_seed(2)).elbo
             after = loaded.elbo(x, generator=torch.Generator(device=device).manual_seed(2)).elbo
         _expect(_same(before, after), f"the ELBO is {_numbers(before)} before and {_numbers(after)} after")
-
-
-@torch.no_grad()
-def _check_levels(subject: _Subject, likelihood: Likelihood, levels: int, generator, device) -> None:
-    with subject.rule(f"a discrete likelihood's probabilities of the {levels} levels k/{levels - 1} sum to 1"):
-        _expect(likelihood.discrete, "levels were given but discrete is False")
-        grid = (torch.arange(levels, dtype=torch.float32) / (levels - 1)).view(-1, 1, 1, 1).to(device)
-        for scale in (0.5, 1.0, 3.0):
-            params = (scale * torch.randn(1, likelihood.params_per_channel, 1, 1, generator=generator)).to(device)
-            total = likelihood.log_prob(grid, params.expand(levels, -1, -1, -1)).exp().sum().item()
-            _expect(abs(total - 1) < 1e-3, f"they sum to {total:.6g} for parameters {_numbers(params)}")
 
 
 # -- priors ---------------------------------------------------------------------------------------

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import vaetool
-from conftest import assert_clean_error, invoke, ok
-from vaetool import registry
+from conftest import TINY_DATASET, TinySquares, assert_clean_error, invoke, ok
+from vaetool import compare, registry
 from vaetool.contracts import TrainingContext
 from vaetool.distributions import DiagonalGaussian
 from vaetool.errors import VaetoolError
@@ -20,6 +20,7 @@ from vaetool.objectives.factorvae import FactorVAE, permute_dims
 from vaetool.objectives.iwae import IWAE
 from vaetool.objectives.mmd import mmd
 from vaetool.objectives.wae import WAE
+from vaetool.training import TrainConfig, train
 
 CPU = torch.device("cpu")
 
@@ -254,10 +255,6 @@ def test_plugins_lists_every_family_with_its_options():
 # -- compare knows what each family's bound means ------------------------------------------------------
 
 def test_compare_ranks_bounds_only_where_a_model_has_one(tmp_path, monkeypatch):
-    from conftest import TINY_DATASET, TinySquares
-    from vaetool import compare
-    from vaetool.training import TrainConfig, train
-
     monkeypatch.chdir(tmp_path)
     registry.register("dataset", TINY_DATASET, TinySquares)
     try:

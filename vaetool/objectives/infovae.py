@@ -8,7 +8,7 @@ from torch import Tensor
 
 from vaetool.contracts import Objective, TrainingContext
 from vaetool.objectives.elbo import non_negative
-from vaetool.objectives.mmd import SCALES, check_kernel, mmd
+from vaetool.objectives.mmd import check_kernel, mmd
 
 
 class InfoVAE(Objective):
@@ -25,7 +25,7 @@ class InfoVAE(Objective):
     needs = ("posterior",)
 
     def __init__(self, mmd_weight: float = 1000.0, kl_weight: float = 0.0, kernel: str = "imq",
-                 scales: tuple[float, ...] = SCALES):
+                 scales: tuple[float, ...] = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)):
         non_negative(mmd_weight=mmd_weight, kl_weight=kl_weight)
         check_kernel(kernel, scales)
         self.mmd_weight, self.kl_weight, self.kernel, self.scales = float(mmd_weight), float(kl_weight), kernel, tuple(scales)

@@ -14,7 +14,7 @@ from torch import Tensor
 from vaetool.errors import VaetoolError
 
 KERNELS = ("imq", "rbf")
-SCALES = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)  # the WAE authors' multi-scale sum
+SCALES = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)  # the WAE authors' multi-scale sum; the objectives spell it out, for `vaetool plugins`
 
 
 def check_kernel(kernel: str, scales) -> None:

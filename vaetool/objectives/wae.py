@@ -9,7 +9,7 @@ from torch import Tensor
 from vaetool.contracts import Objective, TrainingContext
 from vaetool.errors import VaetoolError
 from vaetool.objectives.elbo import non_negative
-from vaetool.objectives.mmd import SCALES, check_kernel, mmd
+from vaetool.objectives.mmd import check_kernel, mmd
 
 ENCODERS = ("deterministic", "random")
 
@@ -29,7 +29,7 @@ class WAE(Objective):
     bound = "none"
 
     def __init__(self, mmd_weight: float = 10.0, encoder: str = "deterministic", kernel: str = "imq",
-                 scales: tuple[float, ...] = SCALES):
+                 scales: tuple[float, ...] = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)):
         non_negative(mmd_weight=mmd_weight)
         check_kernel(kernel, scales)
         if encoder not in ENCODERS:

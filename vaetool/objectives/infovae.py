@@ -2,16 +2,13 @@
 Autoencoders", AAAI 2019."""
 from __future__ import annotations
 
-from typing import Any
-
 from torch import Tensor
 
-from vaetool.contracts import Objective, TrainingContext
 from vaetool.objectives.elbo import non_negative
-from vaetool.objectives.mmd import check_kernel, mmd
+from vaetool.objectives.mmd import PriorMatching, check_kernel
 
 
-class InfoVAE(Objective):
+class InfoVAE(PriorMatching):
     """−E_q[log p(x|z)] + ``kl_weight`` · KL(q(z|x) ‖ p(z)) + ``mmd_weight`` · MMD(q(z), p(z)).
 
     Zhao et al. 2019, eq. 6: the InfoVAE family weighs the per-image KL by 1 − α and a divergence
@@ -29,14 +26,9 @@ class InfoVAE(Objective):
         non_negative(mmd_weight=mmd_weight, kl_weight=kl_weight)
         check_kernel(kernel, scales)
         self.mmd_weight, self.kl_weight, self.kernel, self.scales = float(mmd_weight), float(kl_weight), kernel, tuple(scales)
-        self.prior = None
-
-    def begin(self, model, context: TrainingContext) -> dict[str, Any]:
-        self.prior = model.prior
-        return {}
 
     def loss(self, terms, epochs_done: float) -> Tensor:
         z = terms.z
         # Zhao et al. 2019, eq. 6 with D = MMD: −E log p(x|z) + (1 − α) KL + (α + λ − 1) MMD(q(z) ‖ p(z)).
-        divergence = mmd(z, self.prior.sample(len(z)).to(z.dtype), self.kernel, self.scales)
+        divergence = self.mmd_to_prior(z)
         return -terms.reconstruction.mean() + self.kl_weight * terms.kl.mean(0).sum() + self.mmd_weight * divergence

@@ -8,9 +8,12 @@ given s, with d the latent size and σ² = 1 the prior's variance.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
+from vaetool.contracts import Objective, TrainingContext
 from vaetool.errors import VaetoolError
 
 KERNELS = ("imq", "rbf")
@@ -40,3 +43,18 @@ def _kernel(distances: Tensor, scale: float, kernel: str) -> Tensor:
     if kernel == "imq":
         return scale / (scale + distances)
     return (-distances / scale).exp()
+
+
+class PriorMatching(Objective):
+    """The part InfoVAE and WAE share: the MMD² between a batch's codes and as many draws from the prior."""
+
+    kernel: str = "imq"
+    scales: tuple[float, ...] = SCALES
+    prior = None
+
+    def begin(self, model, context: TrainingContext) -> dict[str, Any]:
+        self.prior = model.prior
+        return {}
+
+    def mmd_to_prior(self, z: Tensor) -> Tensor:
+        return mmd(z, self.prior.sample(len(z)).to(z.dtype), self.kernel, self.scales)

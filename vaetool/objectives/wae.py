@@ -2,19 +2,16 @@
 "Wasserstein Auto-Encoders", ICLR 2018 (WAE-MMD, Algorithm 2)."""
 from __future__ import annotations
 
-from typing import Any
-
 from torch import Tensor
 
-from vaetool.contracts import Objective, TrainingContext
 from vaetool.errors import VaetoolError
 from vaetool.objectives.elbo import non_negative
-from vaetool.objectives.mmd import check_kernel, mmd
+from vaetool.objectives.mmd import PriorMatching, check_kernel
 
 ENCODERS = ("deterministic", "random")
 
 
-class WAE(Objective):
+class WAE(PriorMatching):
     """E c(x, G(z)) + ``mmd_weight`` · MMD(q(z), p(z)): no KL term, and no likelihood bound.
 
     Tolstikhin et al. 2018, eq. 4 and Algorithm 2. The cost c is the likelihood's −log p(x|z)
@@ -36,14 +33,9 @@ class WAE(Objective):
             raise VaetoolError(f"encoder must be one of {', '.join(ENCODERS)}, not {encoder!r}.")
         self.mmd_weight, self.encoder, self.kernel, self.scales = float(mmd_weight), encoder, kernel, tuple(scales)
         self.samples = 0 if encoder == "deterministic" else 1
-        self.prior = None
-
-    def begin(self, model, context: TrainingContext) -> dict[str, Any]:
-        self.prior = model.prior
-        return {}
 
     def loss(self, terms, epochs_done: float) -> Tensor:
         z = terms.z
         # Tolstikhin et al. 2018, Algorithm 2: (1/n) Σ c(x_i, G(z_i)) + λ · MMD_k({z_i}, {z̃_i}), z̃ ~ p(z).
-        divergence = mmd(z, self.prior.sample(len(z)).to(z.dtype), self.kernel, self.scales)
+        divergence = self.mmd_to_prior(z)
         return -terms.reconstruction.mean() + self.mmd_weight * divergence

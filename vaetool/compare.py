@@ -46,7 +46,8 @@ class Entry:
                 else f"capacity {t['capacity']:g}, γ={t.get('beta', 1):g}" if t.get("capacity") is not None
                 else f"β={t.get('beta', 1):g}")
         conditional = ", conditional: log p(x|y)" if getattr(self.model, "conditional", False) else ""
-        return f"{c['architecture']}/{c['likelihood']}, {c['latent_dim']}-D, {kind}{conditional}"
+        averaged = ", trained on the averaged log p(x|z)" if c.get("likelihood_options", {}).get("reduction") == "mean" else ""
+        return f"{c['architecture']}/{c['likelihood']}, {c['latent_dim']}-D, {kind}{conditional}{averaged}"
 
 
 def load_entries(paths: list[Path], device) -> list[Entry]:

@@ -37,6 +37,9 @@ class ELBOTerms:
     # What objectives beyond the ELBO need (β-TCVAE): the sampled z (B, latent_dim) and q(z|x).
     z: Tensor | None = None
     posterior: DiagonalGaussian | None = None
+    # The weight of log p(x|z) in the training loss: 1, or 1/(pixels·channels) for a likelihood
+    # with reduction="mean" (the averaged loss, trained on purpose). Reports use the sums above.
+    reconstruction_weight: float = 1.0
 
     @property
     def elbo(self) -> Tensor:
@@ -90,6 +93,9 @@ def objective(terms: ELBOTerms, beta: float = 1.0, free_bits: float = 0.0, *, tc
               dataset_size: int | None = None, capacity: float | None = None) -> Tensor:
     """The training loss, a scalar: −E[log p(x|z)] + β · KL, averaged over the batch.
 
+    log p(x|z) enters weighted by ``terms.reconstruction_weight``: 1, except for a likelihood
+    with ``reduction="mean"``, whose averaged term is the classic bug trained on purpose.
+
     β-VAE (Higgins et al., ICLR 2017) weighs the KL; β = 0 is the autoencoder limit. Free bits
     (Kingma et al., NeurIPS 2016) stop penalising a latent dimension's batch-average KL below
     ``free_bits`` nats, so dimensions are not pushed to collapse early in training (with a prior
@@ -102,7 +108,7 @@ def objective(terms: ELBOTerms, beta: float = 1.0, free_bits: float = 0.0, *, tc
     controlled capacity increase (Burgess et al. 2018, eq. 8): −log p(x|z) + β · |KL − C|, β
     being the paper's γ and KL the batch-average total. Neither takes free bits.
     """
-    reconstruction = terms.reconstruction.mean()
+    reconstruction = terms.reconstruction.mean() * terms.reconstruction_weight
     if tc_weight is not None:
         if terms.z is None or terms.posterior is None or dataset_size is None:
             raise ValueError("the β-TCVAE objective needs terms.z, terms.posterior and the dataset size")
@@ -243,7 +249,7 @@ class VAE(nn.Module):
             else:
                 kl = (posterior.log_prob(z) - self.prior.log_prob(z)).unsqueeze(-1)
         reconstruction = self.likelihood.log_prob(target, self.decode_params(z, y))
-        return ELBOTerms(reconstruction, kl, z, posterior)
+        return ELBOTerms(reconstruction, kl, z, posterior, self.likelihood.training_weight(x))
 
     def forward(self, x: Tensor, y: Tensor | None = None, noise: Tensor | None = None) -> ELBOTerms:
         """The ELBO terms: what training calls, through DistributedDataParallel when there are several processes."""

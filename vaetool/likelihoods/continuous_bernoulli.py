@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from vaetool.contracts import Likelihood
+from vaetool.likelihoods import check_reduction
 
 _TAYLOR_BELOW = 0.1  # |logit| under which the series is more accurate than the closed form
 
@@ -36,6 +37,10 @@ class ContinuousBernoulli(Likelihood):
     """p(x|z) = Π C(λ_i) λ_i^x_i (1 − λ_i)^(1 − x_i) on x ∈ [0, 1], parametrised by logits."""
 
     params_per_channel = 1
+
+    def __init__(self, reduction: str = "sum"):
+        super().__init__()
+        self.reduction = check_reduction(reduction)
 
     def log_prob(self, x: Tensor, params: Tensor) -> Tensor:
         bce = F.binary_cross_entropy_with_logits(params, x, reduction="none")

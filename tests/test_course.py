@@ -6,7 +6,6 @@ pixels written — not only that it ran.
 """
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest
@@ -15,10 +14,11 @@ from PIL import Image
 
 import vaetool
 from conftest import TINY_DATASET, TinySquares, assert_clean_error, invoke, ok, state_dicts_equal
+from test_training import config, metrics_of, weights
 from vaetool import images, io, picking, registry, snapshots, training
 from vaetool.errors import VaetoolError
 from vaetool.model import objective
-from vaetool.training import Progress, TrainConfig
+from vaetool.training import Progress
 
 LIKELIHOODS = ["bernoulli", "continuous-bernoulli", "gaussian", "logistic"]
 
@@ -34,21 +34,6 @@ def tiny_squares():
     registry.register("dataset", TINY_DATASET, TinySquares)
     yield
     registry.unregister("dataset", TINY_DATASET)
-
-
-def config(**overrides) -> TrainConfig:
-    settings = dict(architecture="mlp", architecture_options={"hidden": [32]}, likelihood="bernoulli",
-                    dataset=TINY_DATASET, dataset_options={"n_train": 256, "n_test": 64}, latent_dim=4,
-                    epochs=2, batch_size=64, lr=3e-3, seed=0)
-    return TrainConfig(**{**settings, **overrides})
-
-
-def metrics_of(run_dir):
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-
-
-def weights(path):
-    return io.read_tensors(path)[0]
 
 
 # -- reduction=mean --------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ def compare(
     pairs: Annotated[Optional[str], typer.Option(help="Interpolate between test images of these labels, one row per pair, e.g. 2:7,1:8 (the first image of each label). \\[default: the first two test images]")] = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="Where datasets are stored. \\[default: $VAETOOL_DATA, else the user cache]")] = None,
     device: options.Device = "auto",
+    allow_nonfinite: options.AllowNonfinite = False,
     seed: options.Seed = 0,
 ) -> None:
     """Compare models on the same held-out data: a table, verdicts, and (with -o) pictures and plots.
@@ -41,9 +42,8 @@ def compare(
     from rich.table import Table
 
     from vaetool import compare as comparison
-    from vaetool import devices, picking, report
+    from vaetool import devices, picking, registry, report
     from vaetool.datasets import data_root
-    from vaetool.training import build_dataset
 
     if output is not None:
         report.check_format(output)
@@ -55,9 +55,9 @@ def compare(
         raise VaetoolError(f"--iw-samples must be 0 or more, not {iw_samples}.")
     pair_labels = _pairs(pairs)
     console = Console()
-    entries = comparison.load_entries(models, devices.resolve(device))
+    entries = comparison.load_entries(models, devices.resolve(device), allow_nonfinite=allow_nonfinite)
     config = entries[0].config
-    dataset, _ = build_dataset(config["dataset"], config.get("dataset_options", {}))
+    dataset, _ = registry.build("dataset", config["dataset"], config.get("dataset_options", {}))
     root = data_root(data_dir)
     test = dataset.load("test", root)
     count = len(test) if limit is None else min(limit, len(test))

@@ -24,6 +24,7 @@ class DiscretizedLogistic(Likelihood):
 
     params_per_channel = 2
     discrete = True
+    levels = 256
 
     def __init__(self, reduction: str = "sum"):
         super().__init__()

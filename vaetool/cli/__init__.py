@@ -41,4 +41,9 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 
 
 def main() -> None:
+    import sys
+
+    from vaetool.cli import output
+
+    output.command = ["vaetool", *sys.argv[1:]]
     app()

@@ -57,7 +57,44 @@ def open_model(model, runs_dir, device: str):
     from vaetool import devices, io, runs
 
     path = runs.find_model(model, runs.runs_root(runs_dir))
-    return io.load(path, devices.resolve(device))
+    loaded = io.load(path, devices.resolve(device))
+    loaded.source = path  # so a command can say which run it used
+    return loaded
+
+
+def say_latest(vae, model) -> None:
+    """On stderr, which run was used when ``--model`` was left out."""
+    if model is None:
+        typer.echo(f"Using the latest run, {vae.source.parent} (--model picks another).", err=True)
+
+
+def condition_label(label: str | None, index: str | None = None) -> int | None:
+    """``--label`` without ``--data``: the one class a conditional model is conditioned on."""
+    if index is not None:
+        raise VaetoolError("--index picks images from a dataset; give --data too, e.g. --data mnist.")
+    if label is None:
+        return None
+    try:
+        return int(label)
+    except ValueError:
+        raise VaetoolError(f"Without --data, --label is the one class a conditional model is conditioned on, not "
+                           f"{label!r}; add --data to pick a dataset's images by label.") from None
+
+
+def dataset_images(vae, data: str, *, split: str, label: str | None, index: str | None, data_dir,
+                   per_label: int | None = None, seed: int | None = None):
+    """The images ``--data``/``--label``/``--index`` pick, for ``vae``: ``(images, labels, picked)``,
+    images as floats in [0, 1] on the model's device, and labels there too for a conditional model."""
+    from vaetool import picking
+
+    if label is None and index is None:
+        raise VaetoolError("With --data, choose the images by --label (e.g. 2,7) or --index (e.g. 0,1).")
+    picked = picking.from_options(data, split=split, label=label, index=index, per_label=per_label, seed=seed,
+                                  data_dir=data_dir, model=vae)
+    y = picked.labels.to(vae.device) if vae.conditional and picked.labels is not None else None
+    if vae.conditional and y is None:
+        raise VaetoolError(f"This model is conditional, and {data} has no labels to condition it on.")
+    return picked.floats().to(vae.device), y, picked
 
 
 def generator(model, seed: int):

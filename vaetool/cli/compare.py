@@ -30,6 +30,7 @@ def compare(
     sample_quality: Annotated[bool, typer.Option("--sample-quality/--no-sample-quality", help="Score samples with a classifier trained once per dataset (labelled datasets).")] = True,
     disentanglement: Annotated[bool, typer.Option("--disentanglement/--no-disentanglement", help="β-VAE, FactorVAE, MIG, DCI and SAP scores, for datasets with ground-truth factors (shapes).")] = True,
     disentanglement_scale: Annotated[Optional[float], typer.Option(help="Multiplies disentanglement_lib's sample counts: 1 is the published protocol. \\[default: 0.01, under a minute per small model on a CPU; 1 with --full]", show_default=False)] = None,
+    pairs: Annotated[Optional[str], typer.Option(help="Interpolate between test images of these labels, one row per pair, e.g. 2:7,1:8 (the first image of each label). \\[default: the first two test images]")] = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="Where datasets are stored. \\[default: $VAETOOL_DATA, else the user cache]")] = None,
     device: options.Device = "auto",
     threads: options.Threads = None,
@@ -46,6 +47,7 @@ def compare(
       vaetool compare runs/linear runs/mlp runs/conv
       vaetool compare runs/* -o report.html -o report.json
       vaetool compare runs/conv-mnist --json | jq '.models[0].elbo'
+      vaetool compare runs/ae runs/vae -o report.md --pairs 2:7,1:8
     """
     from vaetool.cli import output as out
 
@@ -64,6 +66,7 @@ def compare(
         raise VaetoolError(f"--disentanglement-scale must be positive, not {scale}.")
     if iw_samples < 0:
         raise VaetoolError(f"--iw-samples must be 0 or more, not {iw_samples}.")
+    pair_labels = _pairs(pairs)
 
     if threads is not None:
         if threads < 1:
@@ -73,8 +76,8 @@ def compare(
         torch.set_num_threads(threads)
     with out.Stages() as stages:
         with stages.stage("Loading models and test data"):
-            result = _evaluate_inputs(models, device, data_dir, limit)
-        entries, config, test_images, test_labels, train_images = result
+            result = _evaluate_inputs(models, device, data_dir, limit, pair_labels)
+        entries, config, test_images, test_labels, train_images, ends = result
         count = len(test_images)
         classifier, accuracy = _classifier(entries, config, data_dir, sample_quality, stages)
 
@@ -91,7 +94,7 @@ def compare(
 
             if pictures is None and path.suffix.lower() != ".json":
                 with stages.stage("Drawing reconstructions, samples and interpolations"):
-                    pictures = comparison.pictures(entries, test_images, test_labels, seed)
+                    pictures = comparison.pictures(entries, test_images, test_labels, seed, ends)
             with stages.stage(f"Writing {path}"):
                 report.write(path, entries, verdicts, pictures, settings)
 
@@ -105,9 +108,9 @@ def compare(
         out.note(f"Wrote {path}")
 
 
-def _evaluate_inputs(models, device, data_dir, limit):
+def _evaluate_inputs(models, device, data_dir, limit, pair_labels):
     from vaetool import compare as comparison
-    from vaetool import devices
+    from vaetool import devices, picking
     from vaetool.datasets import data_root
     from vaetool.training import build_dataset
 
@@ -119,9 +122,15 @@ def _evaluate_inputs(models, device, data_dir, limit):
     count = len(test) if limit is None else min(limit, len(test))
     test_images = test.images[:count].float() / 255
     test_labels = test.labels[:count] if test.labels is not None else None
+    ends = None
+    if pair_labels is not None:
+        ends = []
+        for a, b in pair_labels:
+            picked = picking.pick(dataset, test, name=config["dataset"], labels=[a, b], per_label=1)
+            ends.append((picked.floats(), picked.labels, f"{a} to {b} (#{picked.indices[0]}, #{picked.indices[1]})"))
     needs_train = any(e.config["architecture"] == "linear" and e.config["likelihood"] == "gaussian" for e in entries)
     train_images = dataset.load("train", root).images.float() / 255 if needs_train else None
-    return entries, config, test_images, test_labels, train_images
+    return entries, config, test_images, test_labels, train_images, ends
 
 
 def _classifier(entries, config, data_dir, wanted: bool, stages):
@@ -204,3 +213,16 @@ def _units_line(cols) -> str:
         unit = comparison.glossary(key)[0] or "—"
         groups.setdefault(unit, []).append(heading)
     return "; ".join(f"{unit}: {', '.join(headings)}" for unit, headings in groups.items())
+
+
+def _pairs(text: str | None) -> list[tuple[str, str]] | None:
+    """``"2:7,1:8"`` → ``[("2", "7"), ("1", "8")]``."""
+    if text is None:
+        return None
+    out = []
+    for part in (p.strip() for p in text.split(",")):
+        a, sep, b = part.partition(":")
+        if not sep or not a.strip() or not b.strip():
+            raise VaetoolError(f"--pairs takes label pairs such as 2:7,1:8, not {text!r}.")
+        out.append((a.strip(), b.strip()))
+    return out

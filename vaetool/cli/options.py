@@ -28,3 +28,22 @@ Bounce = Annotated[bool, typer.Option("--bounce/--no-bounce", help="GIF plays fo
 Threads = Annotated[Optional[int], typer.Option(
     help="CPU threads for torch's arithmetic (1 is often fastest for small models on a busy machine). "
     "\\[default: torch's choice]", show_default=False)]
+
+# Picking images from a dataset (see vaetool.picking), for show and the commands that take images.
+DATA_PANEL = "Images from a dataset"
+PickData = Annotated[str, typer.Option("--data", "-d", help="Dataset to take images from: mnist, shapes, … or a folder.",
+                                       rich_help_panel=DATA_PANEL)]
+OptionalPickData = Annotated[Optional[str], typer.Option(
+    "--data", "-d", help="Take the images from this dataset (mnist, shapes, … or a folder) instead of files; "
+    "choose them with --label or --index.", rich_help_panel=DATA_PANEL)]
+PickSplit = Annotated[str, typer.Option(help="train or test.", rich_help_panel=DATA_PANEL)]
+PickLabel = Annotated[Optional[str], typer.Option(
+    "--label", "-y", help="With --data: the labels to pick, as numbers or class names, e.g. 2,7. Without it: the class "
+    "to condition on (conditional models).", rich_help_panel=DATA_PANEL)]
+PickIndex = Annotated[Optional[str], typer.Option(
+    "--index", "-i", help="With --data: the images at these positions of the split, e.g. 0,1,2.", rich_help_panel=DATA_PANEL)]
+DataDir = Annotated[Optional[Path], typer.Option(
+    help="Where datasets are stored. \\[default: $VAETOOL_DATA, else the user cache]", rich_help_panel=DATA_PANEL)]
+Models = Annotated[Optional[list[Path]], typer.Option(
+    "--model", "-m", help="A model file or run directory; repeat it to plot several models side by side. "
+    "\\[default: the latest run in RUNS_DIR]", rich_help_panel=MODEL_PANEL)]

@@ -120,7 +120,9 @@ def train(
     if autoencoder and beta is not None:
         raise VaetoolError("--beta has no effect with --autoencoder, which has no KL term; give one or the other.")
     betas = _betas(beta)
-    dataset, dataset_options = _dataset(data or "mnist")
+    from vaetool.picking import resolve_dataset
+
+    dataset, dataset_options = resolve_dataset(data or "mnist")
     base = training.TrainConfig(
         architecture=arch or "conv",
         likelihood=likelihood or "bernoulli",
@@ -213,21 +215,6 @@ def _list(text: str | None):
         return None
     value = literal(text)
     return value if isinstance(value, list) else [value]
-
-
-def _dataset(value: str) -> tuple[str, dict]:
-    """A registered dataset name, or a folder of images (the ``folder`` dataset)."""
-    from vaetool import registry
-
-    if value in registry.names("dataset"):
-        return value, {}
-    path = Path(value).expanduser()
-    if path.is_dir():
-        return "folder", {"path": str(path.resolve())}
-    if "/" in value or "\\" in value or value.startswith("."):
-        raise VaetoolError(f"There is no folder {value}.")
-    raise VaetoolError(f"No dataset named {value!r} is installed and there is no folder by that name; "
-                       f"datasets: {', '.join(registry.names('dataset'))}.")
 
 
 class _RichProgress:

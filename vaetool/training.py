@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from vaetool import distributed, metrics, registry
+from vaetool import config_file, distributed, metrics, registry
 from vaetool.contracts import Split
 from vaetool.datasets import data_root
 from vaetool.errors import VaetoolError
@@ -212,7 +212,10 @@ def train(config: TrainConfig, run_dir: str | Path, *, device: str = "auto", dat
     run_dir = Path(run_dir)
     if (run_dir / CHECKPOINT_FILE).exists() or (run_dir / MODEL_FILE).exists():
         raise VaetoolError(f"{run_dir} already holds a run; resume it with --resume or choose another --name.")
+    requested = device
     group, device = distributed.setup(device)
+    if group.main:  # every setting the run uses, for `vaetool train --config` to replay
+        config_file.save(run_dir, config, options, requested)
     return _run(config, run_dir, None, device, data_dir, progress or Progress(), options or RunOptions(), group)
 
 
@@ -223,6 +226,7 @@ def resume(run_dir: str | Path, *, epochs: int | None = None, device: str = "aut
     run_dir = Path(run_dir)
     if not (run_dir / CHECKPOINT_FILE).exists():
         raise VaetoolError(f"There is no checkpoint to resume in {run_dir}.")
+    requested = device
     group, device = distributed.setup(device)
     tensors, header = read_tensors(run_dir / CHECKPOINT_FILE)
     config = TrainConfig.from_model_config(header["config"])
@@ -232,6 +236,8 @@ def resume(run_dir: str | Path, *, epochs: int | None = None, device: str = "aut
     if header["progress"]["epoch"] >= config.epochs:
         raise VaetoolError(f"The run in {run_dir} has already trained {header['progress']['epoch']} epochs; "
                            "pass a larger --epochs to train further.")
+    if group.main:
+        config_file.save(run_dir, config, options, requested)
     return _run(config, run_dir, (tensors, header), device, data_dir, progress or Progress(), options or RunOptions(),
                 group)
 

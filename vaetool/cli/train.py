@@ -1,6 +1,7 @@
 """``vaetool train``: train a VAE and write a run directory."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from enum import Enum
 from pathlib import Path
@@ -61,6 +62,7 @@ def train(
     seed: Annotated[Optional[int], typer.Option(help="Seed for initialisation, shuffling and noise. \\[default: 0]", rich_help_panel=OPTIM)] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N or mps (auto: CUDA, then MPS, then CPU). \\[default: auto]", rich_help_panel=RUN)] = None,
     config_path: Annotated[Optional[Path], typer.Option("--config", "-c", help="Start from the settings in a config file (a run's config.toml, or its run directory); flags given beside it override them.", rich_help_panel=RUN)] = None,
+    logger: Annotated[Optional[list[str]], typer.Option("--logger", help="Also record the run for a tracker: tensorboard (event files in the run directory) or mlflow, or an installed plugin's; repeatable.", rich_help_panel=RUN, show_default=False)] = None,
     print_config: Annotated[bool, typer.Option("--print-config", help="Print the config (TOML) these flags make, plugin defaults filled in, and exit without training.", rich_help_panel=RUN)] = False,
     name: Annotated[Optional[str], typer.Option(help="Run name: the run goes to RUNS_DIR/NAME. \\[default: from the settings]", rich_help_panel=RUN)] = None,
     runs_dir: Annotated[Optional[Path], typer.Option(help="Where runs are written. \\[default: $VAETOOL_RUNS, else ./runs]", rich_help_panel=RUN)] = None,
@@ -122,9 +124,10 @@ def train(
         run_dir = root / name if name else runs.latest_run(root)
         if run_dir is None:
             raise VaetoolError(f"There is no run in {root}/ to resume.")
-        reporter = _RichProgress(run_dir)
-        result = training.resume(run_dir, epochs=epochs, device=device, data_dir=data_dir, progress=reporter,
-                                 options=options)
+        reporter, progress = _progress(run_dir, logger)
+        with contextlib.closing(progress):  # however training ends, the loggers write out
+            result = training.resume(run_dir, epochs=epochs, device=device, data_dir=data_dir, progress=progress,
+                                     options=options)
         reporter.finish(result)
         return
 
@@ -161,9 +164,11 @@ def train(
             typer.echo(head + config_file.dumps(config_file.settings(config, options, device)))
         return
     for config, run_dir in plans:
-        reporter = _RichProgress(run_dir)
-        reporter.finish(training.train(config, run_dir, device=device, data_dir=data_dir, progress=reporter,
-                                       options=options))
+        reporter, progress = _progress(run_dir, logger)
+        with contextlib.closing(progress):  # however training ends, the loggers write out
+            result = training.train(config, run_dir, device=device, data_dir=data_dir, progress=progress,
+                                    options=options)
+        reporter.finish(result)
     if len(plans) > 1 and distributed.is_main():
         typer.echo(f"Trained {len(plans)} runs. Compare them with:\n"
                    f"  vaetool compare {' '.join(str(run_dir) for _, run_dir in plans)}")
@@ -198,6 +203,15 @@ def _launch(nproc: int) -> None:
     finally:
         signal.signal(signal.SIGINT, previous)
     raise typer.Exit(code)
+
+
+def _progress(run_dir: Path, logger_names: list[str] | None):
+    """The terminal display, and everything training reports to: it, steps.jsonl and each --logger."""
+    from vaetool import loggers
+
+    reporter = _RichProgress(run_dir)
+    built = [loggers.build(name, run_dir) for name in dict.fromkeys(logger_names or [])]
+    return reporter, loggers.Fanout([reporter, loggers.StepsFile(run_dir), *built])
 
 
 def _given_settings(data, arch, likelihood, prior, arch_opt, likelihood_opt, prior_opt, data_opt, *, hidden, channels,

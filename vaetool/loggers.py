@@ -14,7 +14,7 @@ metrics line). :class:`Logger` turns those calls into four methods a tracker imp
 
 A tracker is a subclass of :class:`Logger` registered under the entry-point group
 ``vaetool.loggers``; ``vaetool train --logger NAME`` builds it with the run directory. The
-built-ins (``tensorboard``, ``mlflow``) are registered that way in vaetool's own
+built-in ``tensorboard`` is registered that way in vaetool's own
 ``pyproject.toml``; docs/training.md shows a Weights & Biases logger in a dozen lines.
 
 Every run also gets :class:`StepsFile`, which writes the step-level values with timestamps to
@@ -35,7 +35,7 @@ GROUP = "vaetool.loggers"
 STEPS_FILE = "steps.jsonl"
 PICTURES = ("samples", "reconstructions")
 # Which extra each built-in logger needs, for the message when it is missing.
-EXTRAS = {"tensorboard": "tensorboard", "mlflow": "mlflow"}
+EXTRAS = {"tensorboard": "tensorboard"}
 
 
 class Logger(Progress):
@@ -230,34 +230,3 @@ class TensorBoard(Logger):
     def close(self):
         if self.writer is not None:
             self.writer.close()
-
-
-class MLflow(Logger):
-    """An MLflow run (in ``$MLFLOW_TRACKING_URI``, else ``./mlruns``) named after the run
-    directory: the same scalars, the images as artifacts, and ``config.toml`` as an artifact.
-    Needs the ``mlflow`` extra."""
-
-    def __init__(self, run_dir: str | Path):
-        super().__init__(run_dir)
-        import mlflow
-
-        self.mlflow = mlflow
-        self.run = None
-
-    def begin(self, info):
-        self.run = self.mlflow.start_run(run_name=self.run_dir.name)
-        super().begin(info)
-
-    def scalars(self, values, step):
-        self.mlflow.log_metrics({k.replace("/", "_"): v for k, v in values.items()}, step=step)
-
-    def images(self, images, step):
-        for key, array in images.items():
-            self.mlflow.log_image(array, f"{key}/epoch-{step:03d}.png")
-
-    def text(self, name, text):
-        self.mlflow.log_text(text, f"{name}.toml")
-
-    def close(self):
-        if self.run is not None:
-            self.mlflow.end_run()

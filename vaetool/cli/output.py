@@ -8,8 +8,8 @@
 - :func:`fitted_tables` lays out a table of numbers within the console's width: as it is when it
   fits, else transposed (one row per column), split into several tables by model when even
   that is too wide. Numbers are never shortened.
-- :func:`picked` says which run a command chose when the user named none (on stderr, so stdout
-  stays scriptable).
+- :func:`note` is one line of talk on stderr, so stdout stays scriptable (e.g. which run a
+  command chose when the user named none).
 
 Nothing here imports torch.
 """
@@ -42,11 +42,12 @@ def command_line(fallback: list[str]) -> str:
     return shlex.join(command if command is not None else fallback)
 
 
-def console(stderr: bool = False, *, talk: bool = None):
+def console(stderr: bool = False, *, talk: bool | None = None, wide: bool = False):
     """A rich console on stdout (results) or stderr (progress, notes).
 
     ``talk``: messages that -q silences (default: the stderr console talks, stdout does not).
-    Off a terminal, lines are not wrapped at the console width.
+    Off a terminal, lines are not wrapped at the console width; with ``wide``, tables are not
+    either (a listing meant for grep), whatever the width would be.
     """
     from rich.console import Console
 
@@ -54,17 +55,12 @@ def console(stderr: bool = False, *, talk: bool = None):
     talk = stderr if talk is None else talk
     terminal = stream.isatty()
     return Console(file=stream, stderr=stderr, soft_wrap=not terminal, quiet=talk and verbosity == QUIET,
-                   highlight=False)
+                   highlight=False, width=None if terminal or not wide else 10_000)
 
 
 def note(message: str) -> None:
     """One line of talk on stderr (silenced by -q)."""
     console(stderr=True).print(message, markup=False)
-
-
-def picked(what: str, path) -> None:
-    """Tell the user which run was chosen for them, e.g. ``Using the latest run: runs/conv-mnist``."""
-    note(f"Using {what}: {path}")
 
 
 class Stages:

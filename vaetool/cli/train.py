@@ -124,6 +124,10 @@ def train(
         run_dir = root / name if name else runs.latest_run(root)
         if run_dir is None:
             raise VaetoolError(f"There is no run in {root}/ to resume.")
+        if not name:
+            from vaetool.cli import output
+
+            output.note(f"Resuming the latest run, {run_dir} (--name picks another).")
         reporter, progress = _progress(run_dir, logger)
         with contextlib.closing(progress):  # however training ends, the loggers write out
             result = training.resume(run_dir, epochs=epochs, device=device, data_dir=data_dir, progress=progress,
@@ -262,12 +266,15 @@ class _RichProgress:
     and a summary table at the end."""
 
     def __init__(self, run_dir: Path):
-        from rich.console import Console
-
         from vaetool import distributed
+        from vaetool.cli import output
 
         self.run_dir = run_dir
-        self.console = Console(quiet=not distributed.is_main())  # under torchrun, rank 0 speaks for all
+        # Progress and epoch lines are talk (-q silences them); off a terminal they are never wrapped.
+        self.console = output.console(talk=True)
+        self.results = output.console()
+        if not distributed.is_main():  # under torchrun, rank 0 speaks for all
+            self.console.quiet = self.results.quiet = True
         self.bar = None
         self.task = None
 
@@ -321,10 +328,10 @@ class _RichProgress:
 
         if self.bar is not None:
             self.bar.stop()
-        if self.console.quiet and result.status == "finished":  # not rank 0: nothing to tell
+        if self.results.quiet and result.status == "finished":  # not rank 0: nothing to tell
             return
         if result.status == "interrupted":
-            self.console.print(f"Interrupted at epoch {result.epoch + 1}, step {result.step}; saved to {result.run_dir}. "
+            self.results.print(f"Interrupted at epoch {result.epoch + 1}, step {result.step}; saved to {result.run_dir}. "
                                f"Continue with: vaetool train --resume --name {result.run_dir.name}"
                                + (f" --runs-dir {result.run_dir.parent}" if result.run_dir.parent != Path("runs") else ""))
             raise typer.Exit(130)
@@ -342,4 +349,4 @@ class _RichProgress:
         files = ["model.safetensors", "metrics.jsonl", "reconstructions.png", "samples.png", "curves.png", CHECKPOINT_FILE,
                  "config.toml"]
         table.add_row("files", "\n".join(files))
-        self.console.print(table)
+        self.results.print(table)

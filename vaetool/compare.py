@@ -49,7 +49,7 @@ class Entry:
         return f"{c['architecture']}/{c['likelihood']}, {c['latent_dim']}-D, {kind}{conditional}"
 
 
-def load_entries(paths: list[Path], device) -> list[Entry]:
+def load_entries(paths: list[Path], device, *, allow_nonfinite: bool = False) -> list[Entry]:
     """Models from files or run directories, named after their run (or file), comparable or refused."""
     entries, names = [], set()
     for path in paths:
@@ -58,7 +58,7 @@ def load_entries(paths: list[Path], device) -> list[Entry]:
         while name in names:
             name += "′"
         names.add(name)
-        entry = Entry(name, file, io.load(file, device))
+        entry = Entry(name, file, io.load(file, device, allow_nonfinite=allow_nonfinite))
         history_file = file.parent / METRICS_FILE
         if history_file.exists():
             entry.history = [json.loads(line) for line in history_file.read_text().splitlines() if line.strip()]

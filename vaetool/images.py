@@ -9,6 +9,9 @@ from vaetool.errors import VaetoolError
 from vaetool.io import atomic_write
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+# The most pixels vaetool draws into one picture, or into all the frames of one GIF: a 5,800-pixel
+# square, some 400 MB while it is composed.
+MAX_PICTURE_PIXELS = 1 << 25
 
 
 def default_zoom(height: int) -> int:
@@ -23,6 +26,7 @@ def grid(images, nrow: int = 8, zoom: int | None = None, pad: int = 2) -> np.nda
     images = torch.as_tensor(images).detach().float().cpu().clamp(0, 1)
     n, c, h, w = images.shape
     zoom = zoom or default_zoom(h)
+    check_picture_size(grid_pixels(n, h, w, nrow, zoom, pad), zoom)
     images = images.repeat_interleave(zoom, 2).repeat_interleave(zoom, 3)
     h, w = h * zoom, w * zoom
     cols = min(nrow, n)
@@ -33,6 +37,23 @@ def grid(images, nrow: int = 8, zoom: int | None = None, pad: int = 2) -> np.nda
         canvas[:, pad + r * (h + pad): pad + r * (h + pad) + h, pad + k * (w + pad): pad + k * (w + pad) + w] = images[i]
     array = (canvas * 255).round().byte().permute(1, 2, 0).numpy()
     return array[..., 0] if c == 1 else array
+
+
+def grid_pixels(n: int, height: int, width: int, nrow: int = 8, zoom: int | None = None, pad: int = 2) -> int:
+    """How many pixels :func:`grid` draws for ``n`` images of ``height``×``width``."""
+    zoom = zoom or default_zoom(height)
+    cols = max(1, min(nrow, n))
+    rows = -(-n // cols)
+    return (rows * (height * zoom + pad) + pad) * (cols * (width * zoom + pad) + pad)
+
+
+def check_picture_size(pixels: int, zoom: int | None) -> None:
+    """Refuse, before drawing, a picture too large to hold in memory (a mistyped ``--zoom``)."""
+    if zoom is not None and zoom < 1:
+        raise VaetoolError(f"--zoom must be at least 1, not {zoom}.")
+    if pixels > MAX_PICTURE_PIXELS:
+        raise VaetoolError(f"{'--zoom ' + str(zoom) if zoom else 'This picture'} would draw {pixels:,} pixels; "
+                           f"the limit is {MAX_PICTURE_PIXELS:,}, so choose a smaller --zoom.")
 
 
 def save_png(array: np.ndarray, path: str | Path) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import typer
 
 from vaetool import __version__
-from vaetool.cli import compare, decode, encode, interpolate, plugins, sample, show, train, traverse
+from vaetool.cli import common, compare, decode, encode, interpolate, plugins, sample, show, train, traverse
 
 app = typer.Typer(
     name="vaetool",
@@ -41,11 +41,18 @@ def _root(
                                  help="Print the version and exit."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only results: no progress, no notes on stderr."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="More detail: each stage's time, compare's glossary."),
+    debug: bool = typer.Option(False, "--debug", help="Show the traceback of an unexpected error "
+                               "(also VAETOOL_DEBUG=1)."),
 ) -> None:
-    """Train, inspect and compare variational autoencoders."""
+    """Train, inspect and compare variational autoencoders.
+
+    Exit codes: 0 success, 2 a usage error (a flag, value or input file the command cannot use),
+    1 a failure while running, 130 interrupted.
+    """
     from vaetool.cli import output
 
     output.set_verbosity(quiet, verbose)
+    common.set_debug(debug)
 
 
 def _flags_take_no_value() -> None:

@@ -34,6 +34,7 @@ def compare(
     data_dir: Annotated[Optional[Path], typer.Option(help="Where datasets are stored. \\[default: $VAETOOL_DATA, else the user cache]")] = None,
     device: options.Device = "auto",
     threads: options.Threads = None,
+    allow_nonfinite: options.AllowNonfinite = False,
     seed: options.Seed = 0,
 ) -> None:
     """Compare models on the same held-out data: a table, verdicts, and (with -o) pictures and plots.
@@ -76,7 +77,7 @@ def compare(
         torch.set_num_threads(threads)
     with out.Stages() as stages:
         with stages.stage("Loading models and test data"):
-            result = _evaluate_inputs(models, device, data_dir, limit, pair_labels)
+            result = _evaluate_inputs(models, device, data_dir, limit, pair_labels, allow_nonfinite)
         entries, config, test_images, test_labels, train_images, ends = result
         count = len(test_images)
         classifier, accuracy = _classifier(entries, config, data_dir, sample_quality, stages)
@@ -108,13 +109,13 @@ def compare(
         out.note(f"Wrote {path}")
 
 
-def _evaluate_inputs(models, device, data_dir, limit, pair_labels):
+def _evaluate_inputs(models, device, data_dir, limit, pair_labels, allow_nonfinite):
     from vaetool import compare as comparison
     from vaetool import devices, picking
     from vaetool.datasets import data_root
     from vaetool.training import build_dataset
 
-    entries = comparison.load_entries(models, devices.resolve(device))
+    entries = comparison.load_entries(models, devices.resolve(device), allow_nonfinite=allow_nonfinite)
     config = entries[0].config
     dataset, _ = build_dataset(config["dataset"], config.get("dataset_options", {}))
     root = data_root(data_dir)

@@ -42,6 +42,7 @@ def encode(
     model: options.Models = None,
     runs_dir: options.RunsDir = None,
     device: options.Device = "auto",
+    allow_nonfinite: options.AllowNonfinite = False,
     seed: options.Seed = 0,
 ) -> None:
     """Encode images into the posterior q(z|x): its mean and log-variance per image.
@@ -69,7 +70,7 @@ def encode(
     condition = condition_label(label, index) if not data else None
     results = []
     for chosen_model in models:
-        vae = open_model(chosen_model, runs_dir, device)
+        vae = open_model(chosen_model, runs_dir, device, allow_nonfinite)
         if data:
             picked = picking.from_options(data, split=split, label=label, index=index, data_dir=data_dir, model=vae)
             count = len(picked) if limit is None else min(limit, len(picked))

@@ -41,6 +41,7 @@ def interpolate(
     model: options.Model = None,
     runs_dir: options.RunsDir = None,
     device: options.Device = "auto",
+    allow_nonfinite: options.AllowNonfinite = False,
     zoom: options.Zoom = None,
 ) -> None:
     """Interpolate between the posterior means of images and decode the path.
@@ -59,7 +60,7 @@ def interpolate(
     if data is not None and inputs:
         raise VaetoolError("Give image files, or --data with --label or --index, not both.")
     condition = condition_label(label, index) if data is None else None
-    vae = open_model(model, runs_dir, device)
+    vae = open_model(model, runs_dir, device, allow_nonfinite)
     points = []
     if data is not None:
         x, y, picked = dataset_images(vae, data, split=split, label=label, index=index, data_dir=data_dir,

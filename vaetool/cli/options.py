@@ -14,11 +14,14 @@ Model = Annotated[Optional[Path], typer.Option(
 RunsDir = Annotated[Optional[Path], typer.Option(
     help="Where runs are found. \\[default: $VAETOOL_RUNS, else ./runs]", rich_help_panel=MODEL_PANEL)]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.", rich_help_panel=MODEL_PANEL)]
+AllowNonfinite = Annotated[bool, typer.Option(
+    "--allow-nonfinite", help="Load a model whose weights hold NaN or infinity (refused otherwise), for debugging.",
+    rich_help_panel=MODEL_PANEL)]
 Seed = Annotated[int, typer.Option(help="Seed for every random draw, so the output is reproducible.")]
 Label = Annotated[Optional[int], typer.Option(
     "--label", "-y", help="Class to condition on (conditional models only).")]
 Zoom = Annotated[Optional[int], typer.Option(
-    help="Upscale factor for viewing (nearest-neighbour). \\[default: to about 96 px]", rich_help_panel=OUTPUT_PANEL)]
+    min=1, help="Upscale factor for viewing (nearest-neighbour). \\[default: to about 96 px]", rich_help_panel=OUTPUT_PANEL)]
 Invert = Annotated[Optional[bool], typer.Option(
     "--invert/--no-invert", help="Invert input images. \\[default: when their background differs from the "
     "model's training data, e.g. black ink on white for an MNIST model]")]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -139,8 +140,8 @@ def train(
         raise VaetoolError("--beta has no effect with --autoencoder, which has no KL term; give one or the other.")
     betas = _betas(beta)
     base = config_file.replace(file_config, _given_settings(
-        data, arch, likelihood, prior, arch_opt, likelihood_opt, prior_opt, data_opt, hidden=_list(hidden),
-        channels=_list(channels), sigma=sigma, binarize=binarize.value if binarize else None,
+        data, arch, likelihood, prior, arch_opt, likelihood_opt, prior_opt, data_opt, hidden=_list(hidden, "--hidden"),
+        channels=_list(channels, "--channels"), sigma=sigma, binarize=binarize.value if binarize else None,
         autoencoder=autoencoder or None, latent_dim=latent_dim,
         encoder_scale=encoder_scale.value if encoder_scale else None, warmup=warmup, free_bits=free_bits,
         tc_weight=tc_weight, capacity=capacity, capacity_epochs=capacity_epochs, epochs=epochs,
@@ -242,10 +243,12 @@ def _given_settings(data, arch, likelihood, prior, arch_opt, likelihood_opt, pri
 def _betas(text: str | None) -> list[float | None]:
     if text is None:
         return [None]
-    value = literal(text)
+    value = literal(text, "--beta")
     values = value if isinstance(value, list) else [value]
     if not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
         raise VaetoolError(f"--beta takes a number or a comma-separated list of numbers, not {text!r}.")
+    if not all(math.isfinite(v) for v in values):
+        raise VaetoolError(f"--beta must be finite, not {text!r}.")
     return [float(v) for v in values]
 
 
@@ -254,11 +257,15 @@ def _given(**options):
     return {k: v for k, v in options.items() if v is not None}
 
 
-def _list(text: str | None):
+def _list(text: str | None, flag: str):
+    """``--hidden 512,256``: positive whole numbers, checked here rather than deep in a constructor."""
     if text is None:
         return None
-    value = literal(text)
-    return value if isinstance(value, list) else [value]
+    value = literal(text, flag)
+    values = value if isinstance(value, list) else [value]
+    if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
+        raise VaetoolError(f"{flag} takes positive whole numbers separated by commas, e.g. 512,256; not {text!r}.")
+    return values
 
 
 class _RichProgress:

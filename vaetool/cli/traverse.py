@@ -32,6 +32,7 @@ def traverse(
     model: options.Model = None,
     runs_dir: options.RunsDir = None,
     device: options.Device = "auto",
+    allow_nonfinite: options.AllowNonfinite = False,
     zoom: options.Zoom = None,
     factors: Annotated[bool, typer.Option("--factors/--no-factors", help="Label each row with the ground-truth factor its dimension captures best (datasets with factors, e.g. shapes).",
                                           rich_help_panel=options.OUTPUT_PANEL)] = True,
@@ -58,7 +59,7 @@ def traverse(
         raise VaetoolError(f"--range must be positive, not {span}.")
     if data is not None and image is not None:
         raise VaetoolError("Start from an image file, or from --data with --label or --index, not both.")
-    vae = open_model(model, runs_dir, device)
+    vae = open_model(model, runs_dir, device, allow_nonfinite)
     if data is not None:
         x, y, picked = dataset_images(vae, data, split=split, label=label, index=index, data_dir=data_dir, per_label=1)
         if len(x) != 1:
@@ -103,6 +104,8 @@ def traverse(
         images.save_png(images.with_row_labels(array, names, rows=len(chosen)), output)
     else:
         order = list(range(steps)) + (list(range(steps - 2, 0, -1)) if bounce else [])
+        per_frame = images.grid_pixels(len(chosen), *pictures.shape[-2:], min(len(chosen), 5), zoom)
+        images.check_picture_size(len(order) * per_frame, zoom)
         frames = [images.grid(pictures[:, i], nrow=min(len(chosen), 5), zoom=zoom) for i in order]
         images.save_gif(frames, output, fps)
     shown = [f"{d} ({captured[d].split()[0]})" if captured else str(d) for d in chosen]

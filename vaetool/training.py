@@ -214,9 +214,8 @@ def train(config: TrainConfig, run_dir: str | Path, *, device: str = "auto", dat
         raise VaetoolError(f"{run_dir} already holds a run; resume it with --resume or choose another --name.")
     requested = device
     group, device = distributed.setup(device)
-    if group.main:  # every setting the run uses, for `vaetool train --config` to replay
-        config_file.save(run_dir, config, options, requested)
-    return _run(config, run_dir, None, device, data_dir, progress or Progress(), options or RunOptions(), group)
+    return _run(config, run_dir, None, device, data_dir, progress or Progress(), options or RunOptions(), group,
+                device_spec=requested)
 
 
 def resume(run_dir: str | Path, *, epochs: int | None = None, device: str = "auto",
@@ -236,14 +235,12 @@ def resume(run_dir: str | Path, *, epochs: int | None = None, device: str = "aut
     if header["progress"]["epoch"] >= config.epochs:
         raise VaetoolError(f"The run in {run_dir} has already trained {header['progress']['epoch']} epochs; "
                            "pass a larger --epochs to train further.")
-    if group.main:
-        config_file.save(run_dir, config, options, requested)
     return _run(config, run_dir, (tensors, header), device, data_dir, progress or Progress(), options or RunOptions(),
-                group)
+                group, device_spec=requested)
 
 
 def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progress: Progress,
-         options: RunOptions, group: distributed.Group) -> RunResult:
+         options: RunOptions, group: distributed.Group, device_spec: str | None = None) -> RunResult:
     if config.capacity is not None and config.capacity_epochs is None:
         # Fixed now and recorded, so resuming with a new --epochs keeps the same schedule.
         config = replace(config, capacity_epochs=float(config.epochs))
@@ -286,6 +283,8 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
     model.config["training"]["epochs"] = config.epochs
     model.config["training"]["steps_per_epoch"] = steps
     network = _network(model, device, options, group)
+    if group.main:  # every setting, once all are known good: what `vaetool train --config` replays
+        config_file.save(run_dir, config, options, device_spec)
 
     progress.begin({"config": model.config, "device": str(device), "run_dir": run_dir, "train_size": n,
                     "test_size": len(test_split), "parameters": sum(p.numel() for p in model.parameters()),

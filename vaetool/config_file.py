@@ -170,7 +170,8 @@ def _build(cls, values: dict[str, Any], path: Path, table: str):
 def replace(config, given: dict[str, Any]):
     """``config`` with the settings in ``given`` replaced; ``X_options`` given are merged into
     the config's, except when the plugin ``X`` itself changes: then its old options are dropped,
-    as they belonged to the other plugin."""
+    as they belonged to the other plugin. A shorthand for an objective's option (``beta``, …)
+    replaces that option in the config's ``objective_options``."""
     changes = {}
     for key, value in given.items():
         if key.endswith("_options"):
@@ -183,4 +184,11 @@ def replace(config, given: dict[str, Any]):
         if f"{key}_options" in {f.name for f in dataclasses.fields(config)} and f"{key}_options" not in given \
                 and given[key] != getattr(config, key):
             changes[f"{key}_options"] = {}
+    # A shorthand flag for an objective option (--beta for beta, …) replaces that option in the file.
+    from vaetool.objectives import SHORTHANDS
+
+    shorthand_options = {SHORTHANDS[key][0] for key in given if key in SHORTHANDS}
+    if shorthand_options and hasattr(config, "objective_options"):
+        options = changes.get("objective_options", config.objective_options)
+        changes["objective_options"] = {k: v for k, v in options.items() if k not in shorthand_options}
     return dataclasses.replace(config, **changes)

@@ -111,13 +111,12 @@ def compare(
 
 def _evaluate_inputs(models, device, data_dir, limit, pair_labels, allow_nonfinite):
     from vaetool import compare as comparison
-    from vaetool import devices, picking
+    from vaetool import devices, picking, registry
     from vaetool.datasets import data_root
-    from vaetool.training import build_dataset
 
     entries = comparison.load_entries(models, devices.resolve(device), allow_nonfinite=allow_nonfinite)
     config = entries[0].config
-    dataset, _ = build_dataset(config["dataset"], config.get("dataset_options", {}))
+    dataset, _ = registry.build("dataset", config["dataset"], config.get("dataset_options", {}))
     root = data_root(data_dir)
     test = dataset.load("test", root)
     count = len(test) if limit is None else min(limit, len(test))
@@ -136,9 +135,9 @@ def _evaluate_inputs(models, device, data_dir, limit, pair_labels, allow_nonfini
 
 def _classifier(entries, config, data_dir, wanted: bool, stages):
     """The dataset's sample-quality classifier (trained once, then cached) and its test accuracy."""
-    from vaetool.training import build_dataset
+    from vaetool import registry
 
-    dataset, _ = build_dataset(config["dataset"], config.get("dataset_options", {}))
+    dataset, _ = registry.build("dataset", config["dataset"], config.get("dataset_options", {}))
     if not wanted or not dataset.num_classes:
         return None, None
     from vaetool import classifier as quality

@@ -14,6 +14,7 @@ from vaetool.cli.common import handle_errors, key_values, literal
 from vaetool.errors import VaetoolError
 
 MODEL, OBJECTIVE, DATA, OPTIM, RUN, SPEED = "Model", "Objective", "Data", "Optimisation", "Run", "Speed"
+SCHEDULE_NAMES = {"beta": "β", "capacity": "C"}
 
 
 class Scale(str, Enum):
@@ -47,6 +48,8 @@ def train(
     likelihood_opt: Annotated[Optional[list[str]], typer.Option(help="Any likelihood option as KEY=VALUE (repeatable).", rich_help_panel=MODEL)] = None,
     prior: Annotated[Optional[str], typer.Option(help="Prior p(z): standard-normal or a plugin's. \\[default: standard-normal]", rich_help_panel=MODEL)] = None,
     prior_opt: Annotated[Optional[list[str]], typer.Option(help="Any prior option as KEY=VALUE (repeatable).", rich_help_panel=MODEL)] = None,
+    objective: Annotated[Optional[str], typer.Option(help="How the model is trained: elbo, tcvae, capacity, iwae, infovae, wae, factorvae, dipvae or a plugin's (see vaetool plugins). \\[default: elbo]", rich_help_panel=OBJECTIVE)] = None,
+    objective_opt: Annotated[Optional[list[str]], typer.Option(help="Any objective option as KEY=VALUE (repeatable), e.g. k=5 for iwae.", rich_help_panel=OBJECTIVE)] = None,
     beta: Annotated[Optional[str], typer.Option("--beta", "-b", help="Weight of the KL term (β-VAE); 0 is the autoencoder limit. A list (0,0.1,1,4) trains one run per value: a β sweep. \\[default: 1]", rich_help_panel=OBJECTIVE)] = None,
     autoencoder: Annotated[bool, typer.Option("--autoencoder", help="Train a deterministic autoencoder: z is the encoder mean, no noise, no KL.", rich_help_panel=OBJECTIVE)] = False,
     warmup: Annotated[Optional[float], typer.Option(help="Epochs over which β rises linearly from 0 (KL warm-up). \\[default: 0]", rich_help_panel=OBJECTIVE)] = None,
@@ -114,7 +117,7 @@ def train(
         changed = {"--arch": arch, "--likelihood": likelihood, "--latent-dim": latent_dim, "--encoder-scale": encoder_scale,
                    "--hidden": hidden, "--channels": channels, "--sigma": sigma, "--binarize": binarize,
                    "--arch-opt": arch_opt, "--likelihood-opt": likelihood_opt, "--prior": prior, "--prior-opt": prior_opt,
-                   "--beta": beta,
+                   "--objective": objective, "--objective-opt": objective_opt, "--beta": beta,
                    "--autoencoder": autoencoder or None, "--warmup": warmup, "--free-bits": free_bits,
                    "--tc-weight": tc_weight, "--capacity": capacity, "--capacity-epochs": capacity_epochs, "--data": data,
                    "--data-opt": data_opt, "--batch-size": batch_size, "--lr": lr, "--seed": seed,
@@ -140,7 +143,8 @@ def train(
         raise VaetoolError("--beta has no effect with --autoencoder, which has no KL term; give one or the other.")
     betas = _betas(beta)
     base = config_file.replace(file_config, _given_settings(
-        data, arch, likelihood, prior, arch_opt, likelihood_opt, prior_opt, data_opt, hidden=_list(hidden, "--hidden"),
+        data, arch, likelihood, prior, arch_opt, likelihood_opt, prior_opt, data_opt, objective_opt=objective_opt,
+        objective=objective, hidden=_list(hidden, "--hidden"),
         channels=_list(channels, "--channels"), sigma=sigma, binarize=binarize.value if binarize else None,
         autoencoder=autoencoder or None, latent_dim=latent_dim,
         encoder_scale=encoder_scale.value if encoder_scale else None, warmup=warmup, free_bits=free_bits,
@@ -159,6 +163,7 @@ def train(
             suffix = "-ae" if config.autoencoder else (f"-beta{value:g}" if value is not None else "")
             suffix += (f"-tc{config.tc_weight:g}" if config.tc_weight is not None
                        else f"-cap{config.capacity:g}" if config.capacity is not None else "")
+            suffix += f"-{config.objective}" if config.objective else ""
             run_dir = runs.fresh_run_dir(root, f"{config.architecture}-{data_name}{suffix}")
         plans.append((config, run_dir))
     if len({run_dir for _, run_dir in plans}) < len(plans):
@@ -219,8 +224,8 @@ def _progress(run_dir: Path, logger_names: list[str] | None):
     return reporter, loggers.Fanout([reporter, loggers.StepsFile(run_dir), *built])
 
 
-def _given_settings(data, arch, likelihood, prior, arch_opt, likelihood_opt, prior_opt, data_opt, *, hidden, channels,
-                    sigma, binarize, **settings) -> dict:
+def _given_settings(data, arch, likelihood, prior, arch_opt, likelihood_opt, prior_opt, data_opt, *, objective_opt,
+                    hidden, channels, sigma, binarize, **settings) -> dict:
     """The TrainConfig settings the flags give (only those given), plugin options as dicts."""
     given = _given(architecture=arch, likelihood=likelihood, prior=prior, **settings)
     if data is not None:
@@ -234,6 +239,7 @@ def _given_settings(data, arch, likelihood, prior, arch_opt, likelihood_opt, pri
                        ("likelihood_options", {**key_values(likelihood_opt, "--likelihood-opt"),
                                                **_given(sigma=sigma, binarize=binarize)}),
                        ("prior_options", key_values(prior_opt, "--prior-opt")),
+                       ("objective_options", key_values(objective_opt, "--objective-opt")),
                        ("dataset_options", {**dataset_options, **key_values(data_opt, "--data-opt")})):
         if value:
             given[key] = value
@@ -288,10 +294,9 @@ class _RichProgress:
     def begin(self, info: dict) -> None:
         c = info["config"]
         t = c["training"]
-        objective = ("deterministic autoencoder" if c["autoencoder"]
-                     else f"β-TCVAE, TC weight {t['tc_weight']:g}" if t.get("tc_weight") is not None
-                     else f"capacity 0 → {t['capacity']:g} nats over {t['capacity_epochs']:g} epochs, γ = {t['beta']:g}"
-                     if t.get("capacity") is not None else f"β = {t['beta']:g}")
+        options = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
+                            for k, v in c["objective_options"].items())
+        objective = "deterministic autoencoder" if c["autoencoder"] else f"{c['objective']} objective ({options})"
         shape = "×".join(map(str, c["input_shape"]))
         how = (f", {info['processes']} processes" if info["processes"] > 1 else "") \
             + (", streamed from disk" if info["streamed"] else "") \
@@ -319,7 +324,9 @@ class _RichProgress:
             self.bar.reset(self.task, total=steps, completed=first_step, epoch=label, stats="")
 
     def update(self, step: int, stats: dict[str, float]) -> None:
-        text = f"loss {stats['loss']:.2f}  rec {stats['rec']:.2f}  KL {stats['kl']:.2f}  β {stats['beta']:.3g}"
+        schedule = "".join(f"  {SCHEDULE_NAMES.get(k, k)} {v:.3g}" for k, v in stats.items()
+                           if k not in ("loss", "rec", "kl"))
+        text = f"loss {stats['loss']:.2f}  rec {stats['rec']:.2f}  KL {stats['kl']:.2f}{schedule}"
         self.bar.update(self.task, completed=step, stats=text)
 
     def epoch_end(self, m: dict) -> None:

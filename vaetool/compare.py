@@ -272,6 +272,9 @@ def model_settings(config: dict[str, Any]) -> dict[str, str]:
     out = {kind: named(kind) for kind in ("architecture", "likelihood", "prior", "dataset") if config.get(kind)}
     out["latent"] = f"{config.get('latent_dim')}-D, encoder scale {config.get('encoder_scale', 'exp')}" \
         + (", autoencoder" if config.get("autoencoder") else "")
+    name, options = objectives.recorded(config)
+    listed = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in options.items())
+    out["objective"] = f"{name} ({listed})" if listed else name
     training = {k: v for k, v in (config.get("training") or {}).items() if k != "steps_per_epoch"}
     out["training"] = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in training.items())
     return out

@@ -160,7 +160,7 @@ the same likelihood).</p>
     atomic_write_text(path, page)
 
 
-_SETTING_NAMES = ("architecture", "likelihood", "prior", "latent", "training")
+_SETTING_NAMES = ("architecture", "likelihood", "prior", "latent", "objective", "training")
 
 
 def _header_line(settings: dict) -> str:

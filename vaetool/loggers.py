@@ -77,7 +77,7 @@ class Logger(Progress):
 
     def epoch_end(self, metrics: dict[str, Any]) -> None:
         numbers = {f"epoch/{k}": float(v) for k, v in metrics.items()
-                   if k != "epoch" and isinstance(v, (int, float)) and not isinstance(v, bool)}
+                   if k not in ("epoch", "unix_seconds") and isinstance(v, (int, float)) and not isinstance(v, bool)}
         self.scalars(numbers, int(metrics["epoch"]))
         self.images(_pictures(self.run_dir), int(metrics["epoch"]))
 
@@ -101,7 +101,7 @@ def _pictures(run_dir: Path) -> dict[str, Any]:
 
 class StepsFile(Logger):
     """``steps.jsonl``: one line per progress refresh — the training step since the run began, the
-    epoch, the epoch's running means (``loss``, ``rec``, ``kl``), β and a UTC timestamp. Rewritten
+    epoch, the epoch's running means (``loss``, ``rec``, ``kl``), β and the Unix time (``unix_seconds``). Rewritten
     atomically after each epoch and at the end; on resume, the lines up to the resumed step are kept."""
 
     def __init__(self, run_dir: str | Path):
@@ -123,7 +123,7 @@ class StepsFile(Logger):
 
     def update(self, step: int, stats: dict[str, float]) -> None:
         self.lines.append(json.dumps({"step": self.global_step(step), "epoch": self._epoch + 1,
-                                      **{k: float(v) for k, v in stats.items()}, "time": timestamp()}))
+                                      **{k: float(v) for k, v in stats.items()}, "unix_seconds": round(time.time(), 3)}))
 
     def epoch_end(self, metrics: dict[str, Any]) -> None:
         self.close()
@@ -134,11 +134,6 @@ class StepsFile(Logger):
         if self.lines:
             atomic_write_text(self.run_dir / STEPS_FILE, "".join(line + "\n" for line in self.lines))
 
-
-def timestamp() -> str:
-    """Now, in UTC, to the millisecond: ``2026-12-01T22:15:15.123Z``."""
-    now = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
 
 
 class Fanout(Progress):

@@ -352,8 +352,10 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
             if group.main:  # the others wait at the barrier below
                 test = evaluate(model, test_split, seed=config.seed)
                 line.update({f"test_{k}": v for k, v in test.items()})
+                # When the epoch ended, as a Unix time: wall-clock keys end in "seconds" and are left out
+                # wherever runs are compared.
                 line.update({"train_seconds": train_seconds, "seconds": time.perf_counter() - started,
-                             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+                             "unix_seconds": round(time.time(), 3)})
                 metrics.append(line)
                 # Which dimensions carry information: traverse shows the informative ones first.
                 if not model.autoencoder:  # an autoencoder's KL is zero by construction, which ranks nothing

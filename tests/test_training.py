@@ -68,7 +68,7 @@ def test_a_run_writes_model_checkpoint_metrics_and_pictures(straight_run):
     run_dir, result = straight_run
     assert result.status == "finished" and result.epoch == 2 and result.step == 0
     for name in ("model.safetensors", "checkpoint.safetensors", "metrics.jsonl",
-                 "reconstructions.png", "samples.png", "curves.png"):
+                 "reconstructions.png", "samples.png", "curves.png", "config.toml"):
         assert (run_dir / name).is_file(), name
     for name in ("reconstructions.png", "samples.png", "curves.png"):
         with Image.open(run_dir / name) as image:
@@ -112,8 +112,10 @@ def test_dataset_and_training_settings_are_recorded_in_the_model(straight_run):
     assert (cfg["objective"], cfg["objective_options"]) == ("elbo", {"beta": 1.0, "warmup": 0.0, "free_bits": 0.0})
     assert cfg["training"]["steps_per_epoch"] == 4
     # And the config alone gives back the training settings, with every plugin default spelled out.
-    assert TrainConfig.from_model_config(cfg) == config(likelihood_options={"binarize": "none", "binarize_seed": 0},
-                                                        architecture_options={"hidden": [32], "activation": "relu"},
+    assert TrainConfig.from_model_config(cfg) == config(architecture_options={"hidden": [32], "scale_init": None,
+                                                                              "activation": "relu"},
+                                                        likelihood_options={"binarize": "none", "binarize_seed": 0,
+                                                                            "reduction": "sum"},
                                                         dataset_options={"n_train": 256, "n_test": 64, "seed": 0},
                                                         objective="elbo",
                                                         objective_options={"beta": 1.0, "warmup": 0.0, "free_bits": 0.0})

@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 from vaetool.cli import options
-from vaetool.cli.common import check_output, generator, handle_errors, labels_for, open_model, write_pictures
+from vaetool.cli.common import (check_output, generator, handle_errors, labels_for, open_model, say_latest,
+                                write_pictures)
 from vaetool.errors import VaetoolError
 
 
@@ -72,5 +73,13 @@ def sample(
             z = latents.path(torch.cat([z, z[:1]]), steps=12, method="slerp")  # a loop through every sample
             y = y[:1].expand(len(z)) if y is not None else None
         pictures = vae.decode(z, y, sample=sample_pixels, generator=rng)
-    write_pictures(pictures, output, zoom, fps, nrow=nrow)
+    say_latest(vae, model)
+    if vae.conditional and label is None and not manifold and output.suffix.lower() == ".png":
+        from vaetool import images
+
+        array = images.grid(pictures, nrow=nrow, zoom=zoom)
+        images.save_png(images.with_row_labels(array, images.class_labels(vae.config, range(vae.num_classes)),
+                                               rows=vae.num_classes), output)
+    else:
+        write_pictures(pictures, output, zoom, fps, nrow=nrow)
     typer.echo(f"Wrote {output}")

@@ -7,6 +7,7 @@ from torch import Tensor
 
 from vaetool.contracts import Likelihood
 from vaetool.errors import VaetoolError
+from vaetool.likelihoods import check_reduction
 
 BINARIZATIONS = ("none", "dynamic", "static", "threshold")
 _PRIME = 2 ** 31 - 1  # every hash below stays under 2**62, inside int64
@@ -28,12 +29,15 @@ class Bernoulli(Likelihood):
       image gets the same binary version in every epoch, in every command and on every machine.
     - ``threshold`` is grey > 0.5, the same in every epoch (deterministic; not the literature's
       static MNIST).
+
+    ``reduction="mean"`` trains on the averaged reconstruction term (see
+    :class:`vaetool.contracts.Likelihood`).
     """
 
     params_per_channel = 1
     levels = 2  # a mass on {0, 1}, also when it scores grey levels (which is why those are no likelihood)
 
-    def __init__(self, binarize: str = "none", binarize_seed: int = 0):
+    def __init__(self, binarize: str = "none", binarize_seed: int = 0, reduction: str = "sum"):
         super().__init__()
         if binarize not in BINARIZATIONS:
             raise VaetoolError(f"binarize must be one of {', '.join(BINARIZATIONS)}, not {binarize!r}.")
@@ -41,6 +45,7 @@ class Bernoulli(Likelihood):
             raise VaetoolError(f"binarize_seed must be an integer from 0 to {_PRIME - 1}, not {binarize_seed!r}.")
         self.binarize = binarize
         self.binarize_seed = binarize_seed
+        self.reduction = check_reduction(reduction)
         self.discrete = binarize != "none"
 
     def target(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:

@@ -42,12 +42,13 @@ def compare(
     from rich.table import Table
 
     from vaetool import compare as comparison
-    from vaetool import devices, picking, report
+    from vaetool import devices, io, picking, report
     from vaetool.datasets import data_root
     from vaetool.training import build_dataset
 
     if output is not None:
         report.check_format(output)
+        io.refuse_to_replace(output)
     if limit is not None and limit < 1:
         raise VaetoolError(f"--limit must be at least 1, not {limit}.")
     if not disentanglement_scale > 0:

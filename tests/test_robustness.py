@@ -316,19 +316,20 @@ def test_a_run_held_by_another_process_is_refused_and_left_alone(tmp_path):
         result = invoke("train", *TINY_SHAPES, *TINY_MODEL, "--runs-dir", tmp_path / "runs", "--name", "same")
         assert_clean_error(result, "in use by another vaetool run", f"process {holder.pid}")
         assert result.exit_code == 1
-        assert [p.name for p in run_dir.iterdir()] == [".lock"]
+        assert not run_dir.exists()  # nothing of the refused run was written
     finally:
         holder.kill()
         holder.wait()
     # The holder was killed: its lock went with it, and the next run takes the directory over.
     ok(invoke("train", *TINY_SHAPES, *TINY_MODEL, "--runs-dir", tmp_path / "runs", "--name", "same"))
-    assert (run_dir / "model.safetensors").is_file() and not (run_dir / ".lock").exists()
+    assert (run_dir / "model.safetensors").is_file()
+    assert sorted(p.name for p in run_dir.parent.iterdir()) == ["same"]  # the lock went with the run
 
 
 def test_a_stale_lock_file_is_reclaimed(tmp_path):
     run_dir = tmp_path / "runs" / "stale"
     run_dir.mkdir(parents=True)
-    (run_dir / ".lock").write_text(json.dumps({"pid": 2**22 + 1, "host": "elsewhere", "started": "2026-01-01"}))
+    (tmp_path / "runs" / ".stale.lock").write_text(json.dumps({"pid": 2**22 + 1, "host": "elsewhere", "started": "2026-01-01"}))
     ok(invoke("train", *TINY_SHAPES, *TINY_MODEL, "--runs-dir", tmp_path / "runs", "--name", "stale"))
     assert (run_dir / "model.safetensors").is_file()
 
@@ -436,7 +437,7 @@ def test_a_loss_that_explodes_in_fp32_stops_and_keeps_the_last_good_epoch(tmp_pa
 
     class Keep(training.Progress):
         def epoch_end(self, metrics):
-            kept[metrics["epoch"]] = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.name != ".lock"}
+            kept[metrics["epoch"]] = {p.name: p.read_bytes() for p in run_dir.iterdir()}
 
     with pytest.raises(training.Diverged) as error:
         training.train(config, run_dir, device="cpu", progress=Keep())
@@ -505,3 +506,33 @@ def test_healthy_runs_are_never_stopped(tmp_path, tiny_dataset, settings):
                                      "latent_dim": 4, "epochs": 2, "batch_size": 32, "lr": 3e-3, **settings})
     result = training.train(config, tmp_path / "run", device="cpu")
     assert result.status == "finished" and result.epoch == 2
+
+
+# -- plugins --check ------------------------------------------------------------------------------------
+
+class _WrongShape(Architecture):
+    """Builds fine, but decodes to the wrong number of pixels."""
+
+    def __init__(self, input_shape, latent_dim, params_per_channel=1, num_classes=0):
+        super().__init__(input_shape, latent_dim, params_per_channel, num_classes)
+        self.net = torch.nn.Linear(1, 1)
+
+    def encode(self, x, y=None):
+        h = x.flatten(1)[:, :1]
+        return self.net(h).expand(-1, self.latent_dim), torch.zeros(len(x), self.latent_dim)
+
+    def decode(self, z, y=None):
+        return self.net(z[:, :1]).view(-1, 1, 1, 1)
+
+
+def test_plugins_check_lists_a_plugin_that_cannot_run_as_unusable(exploding):
+    registry.register("architecture", "wrong-shape", _WrongShape)
+    try:
+        rows = {line.split("│")[2].strip(): line for line in ok(invoke("plugins", "--check")).stdout.splitlines()
+                if line.count("│") >= 6}
+    finally:
+        registry.unregister("architecture", "wrong-shape")
+    assert "unusable" in rows["exploding"] and "ZeroDivisionError" in rows["exploding"]
+    assert "unusable" in rows["wrong-shape"] and "forward and backward" in rows["wrong-shape"]
+    for usable in ("mlp", "conv", "cvae", "linear", "bernoulli", "gaussian", "logistic", "standard-normal"):
+        assert "unusable" not in rows[usable], rows[usable]

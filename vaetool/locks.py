@@ -1,7 +1,8 @@
 """A run directory belongs to one process at a time: a lock held for the life of the run.
 
 The lock is an operating-system lock (``flock`` on POSIX, ``msvcrt.locking`` on Windows) on the
-file ``.lock`` inside the run directory. The system releases it when the process ends, however
+file ``.NAME.lock`` beside the run directory ``NAME`` (outside it, so the run's own files are all
+that is ever in it). The system releases it when the process ends, however
 it ends, so a lock left behind by a killed process is never in the way: the file stays, its lock
 does not, and the next run takes it over. The file records who holds it (process id, host, start
 time) so that a refused run can say who has it.
@@ -18,7 +19,6 @@ from pathlib import Path
 
 from vaetool.errors import RuntimeFailure
 
-LOCK_FILE = ".lock"
 
 _held: dict[Path, int] = {}  # run directories this process holds, and how many times over
 
@@ -45,21 +45,26 @@ def _try_lock(fd: int) -> bool:
         return False
 
 
+def lock_file(run_dir: str | Path) -> Path:
+    run_dir = Path(run_dir)
+    return run_dir.parent / f".{run_dir.name}.lock"
+
+
 def holder(run_dir: str | Path) -> dict | None:
     """Who recorded themselves in the run's lock file (it may be a process that has since ended)."""
     try:
-        return json.loads((Path(run_dir) / LOCK_FILE).read_text() or "null")
+        return json.loads(lock_file(run_dir).read_text() or "null")
     except (OSError, ValueError):
         return None
 
 
 @contextlib.contextmanager
 def claim(run_dir: str | Path) -> Iterator[Path]:
-    """Hold ``run_dir`` (made if missing) for the duration of the block; :class:`RunInUse` if another
-    live process holds it. Re-entrant within one process."""
+    """Hold ``run_dir`` for the duration of the block; :class:`RunInUse` if another live process
+    holds it. Re-entrant within one process. Folders made for the run are removed if it leaves them empty."""
     run_dir = Path(run_dir)
     made = [p for p in (run_dir, *run_dir.parents) if not p.exists()]
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
     key = run_dir.resolve()
     if key in _held:
         _held[key] += 1
@@ -86,7 +91,7 @@ def claim(run_dir: str | Path) -> Iterator[Path]:
 
 def _lock(run_dir: Path) -> int:
     """A descriptor of the run's lock file, locked by this process."""
-    path = run_dir / LOCK_FILE
+    path = lock_file(run_dir)
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         if not _try_lock(fd):
@@ -106,6 +111,7 @@ def _lock(run_dir: Path) -> int:
 def _release(run_dir: Path, made: list[Path]) -> None:
     """Leave no trace of a run that wrote nothing: its lock file, and the folders made for it."""
     with contextlib.suppress(OSError):
-        (run_dir / LOCK_FILE).unlink()
-        for folder in made:
+        lock_file(run_dir).unlink()
+    for folder in made:
+        with contextlib.suppress(OSError):
             folder.rmdir()  # only when empty

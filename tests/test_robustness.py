@@ -18,7 +18,7 @@ from safetensors import safe_open
 import vaetool
 from conftest import assert_clean_error, invoke, ok
 from vaetool import registry
-from vaetool.contracts import Architecture
+from vaetool.contracts import Architecture, Objective
 from vaetool.errors import VaetoolError
 
 from test_cli import TINY_MODEL, TINY_SHAPES, in_tmp, make_images  # noqa: F401  (in_tmp: autouse fixture)
@@ -525,14 +525,23 @@ class _WrongShape(Architecture):
         return self.net(z[:, :1]).view(-1, 1, 1, 1)
 
 
+class _NaNObjective(Objective):
+    def loss(self, terms, epochs_done):
+        return terms.reconstruction.mean() * float("nan")
+
+
 def test_plugins_check_lists_a_plugin_that_cannot_run_as_unusable(exploding):
     registry.register("architecture", "wrong-shape", _WrongShape)
+    registry.register("objective", "nan-loss", _NaNObjective)
     try:
         rows = {line.split("│")[2].strip(): line for line in ok(invoke("plugins", "--check")).stdout.splitlines()
                 if line.count("│") >= 6}
     finally:
         registry.unregister("architecture", "wrong-shape")
+        registry.unregister("objective", "nan-loss")
     assert "unusable" in rows["exploding"] and "ZeroDivisionError" in rows["exploding"]
     assert "unusable" in rows["wrong-shape"] and "forward and backward" in rows["wrong-shape"]
-    for usable in ("mlp", "conv", "cvae", "linear", "bernoulli", "gaussian", "logistic", "standard-normal"):
+    assert "unusable" in rows["nan-loss"] and "not one finite number" in rows["nan-loss"]
+    for usable in ("mlp", "conv", "cvae", "linear", "bernoulli", "gaussian", "logistic", "standard-normal",
+                   "elbo", "iwae", "factorvae"):
         assert "unusable" not in rows[usable], rows[usable]

@@ -1,5 +1,8 @@
 """Does a plugin work at all? One tiny model with it, one forward and one backward pass.
 
+Architectures, likelihoods and priors each go into a tiny model for one forward and backward pass
+and a sample; an objective trains a tiny model one step.
+
 What ``vaetool plugins --check`` runs for every installed plugin: a plugin that imports but cannot
 be built with its own defaults, or whose networks fail, return the wrong shapes or non-finite
 numbers, is reported as unusable with its error. (The full conformance checks plugin authors run
@@ -26,6 +29,8 @@ def check(kind: str, name: str) -> None:
         _build_and_step(architecture="linear", likelihood=name)
     elif kind == "prior":
         _build_and_step(architecture="linear", prior=name)
+    elif kind == "objective":
+        _objective_step(name)
     # Other kinds (datasets need their files) are checked by importing them, done above.
 
 
@@ -54,6 +59,34 @@ def _build_and_step(**plugins: Any) -> None:
     except Exception as exc:
         text = " ".join(str(exc).split())[:200]
         raise VaetoolError(f"a forward and backward pass on {shape} images fails ({type(exc).__name__}: {text})") from exc
+
+
+def _objective_step(name: str) -> None:
+    """One training step of a tiny model with the objective ``name`` and its own defaults."""
+    import torch
+
+    from vaetool import registry
+    from vaetool.contracts import TrainingContext
+    from vaetool.model import create
+
+    objective, _ = registry.build("objective", name, {})
+    torch.manual_seed(0)
+    model = create("linear", "bernoulli", input_shape=(1, 8, 8), latent_dim=LATENT)
+    batch, device = 8, torch.device("cpu")
+    try:
+        objective.begin(model, TrainingContext(batch, 1, 1, 1e-3, device))
+        x = torch.rand(batch, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+        terms = model(x, None, model.draw_noise(batch, objective.samples, device), objective.samples)
+        loss = objective.loss(terms, 0.5)
+        if loss.dim() != 0 or not torch.isfinite(loss):
+            raise VaetoolError(f"its loss is {loss.detach().tolist()}, not one finite number")
+        loss.backward()
+        objective.after_step(terms)
+    except VaetoolError:
+        raise
+    except Exception as exc:
+        text = " ".join(str(exc).split())[:200]
+        raise VaetoolError(f"a training step fails ({type(exc).__name__}: {text})") from exc
 
 
 def _step(model, shape) -> None:

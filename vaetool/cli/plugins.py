@@ -23,10 +23,10 @@ def plugins(
     imports them all and builds a tiny model with each architecture, likelihood and prior for one
     forward and backward pass, listing one that fails as unusable with its error.
     """
-    from rich.console import Console
     from rich.table import Table
 
     from vaetool import registry
+    from vaetool.cli import output
 
     table = Table(title="vaetool plugins", title_justify="left")
     for column in ("kind", "name", "package", "version"):
@@ -35,7 +35,7 @@ def plugins(
     for kind in registry.GROUPS:
         for info in registry.infos(kind):
             table.add_row(kind, f"[bold]{info.name}[/bold]", info.package, info.version, _options(info, check))
-    Console().print(table)
+    output.console(wide=True).print(table)  # off a terminal, rows stay whole for grep
 
 
 def _options(info: PluginInfo, check: bool) -> str:

@@ -406,7 +406,8 @@ def test_an_absurd_learning_rate_is_not_called_trained(tmp_path):
     assert_clean_error(result, "diverged", "--lr", "1000")
     assert result.exit_code == 1
     assert "Trained" not in result.stdout
-    assert not (tmp_path / "runs").exists()  # nothing was trained, so nothing is left
+    assert "no epoch had finished" in result.stderr
+    assert not list((tmp_path / "runs").glob("*/*.safetensors"))  # no model was called trained
 
 
 def test_a_loss_that_explodes_in_fp32_stops_and_keeps_the_last_good_epoch(tmp_path, monkeypatch, tiny_dataset):

@@ -642,7 +642,7 @@ def drawing_pair(tmp_path):
 
 
 def encode_one(tmp_path, image, *flags, model="m.safetensors"):
-    ok(invoke("encode", image, *flags, "-o", "z.npy", *use(tmp_path, model)))
+    ok(invoke("encode", image, *flags, "-o", "z.npy", "--force", *use(tmp_path, model)))
     return latentfile.read(tmp_path / "z.npy").mean[0]
 
 

@@ -18,7 +18,7 @@ from safetensors import safe_open
 import vaetool
 from conftest import assert_clean_error, invoke, ok
 from vaetool import registry
-from vaetool.contracts import Architecture
+from vaetool.contracts import Architecture, Objective
 from vaetool.errors import VaetoolError
 
 from test_cli import TINY_MODEL, TINY_SHAPES, in_tmp, make_images  # noqa: F401  (in_tmp: autouse fixture)
@@ -292,3 +292,257 @@ def test_sample_refuses_a_zoom_it_cannot_draw(saved, tmp_path, zoom, fragment):
     assert "Traceback" not in result.output
     assert time.perf_counter() - started < 10
     assert not (tmp_path / "s.png").exists()
+
+
+# -- runs that cannot be lost ---------------------------------------------------------------------------
+
+HOLD = """
+import sys, time
+from vaetool import locks
+with locks.claim(sys.argv[1]):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_run_held_by_another_process_is_refused_and_left_alone(tmp_path):
+    import subprocess
+    import sys
+
+    run_dir = tmp_path / "runs" / "same"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(run_dir)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        result = invoke("train", *TINY_SHAPES, *TINY_MODEL, "--runs-dir", tmp_path / "runs", "--name", "same")
+        assert_clean_error(result, "in use by another vaetool run", f"process {holder.pid}")
+        assert result.exit_code == 1
+        assert not run_dir.exists()  # nothing of the refused run was written
+    finally:
+        holder.kill()
+        holder.wait()
+    # The holder was killed: its lock went with it, and the next run takes the directory over.
+    ok(invoke("train", *TINY_SHAPES, *TINY_MODEL, "--runs-dir", tmp_path / "runs", "--name", "same"))
+    assert (run_dir / "model.safetensors").is_file()
+    assert sorted(p.name for p in run_dir.parent.iterdir()) == ["same"]  # the lock went with the run
+
+
+def test_a_stale_lock_file_is_reclaimed(tmp_path):
+    run_dir = tmp_path / "runs" / "stale"
+    run_dir.mkdir(parents=True)
+    (tmp_path / "runs" / ".stale.lock").write_text(json.dumps({"pid": 2**22 + 1, "host": "elsewhere", "started": "2026-01-01"}))
+    ok(invoke("train", *TINY_SHAPES, *TINY_MODEL, "--runs-dir", tmp_path / "runs", "--name", "stale"))
+    assert (run_dir / "model.safetensors").is_file()
+
+
+def test_two_runs_of_the_same_name_started_together_train_once(tmp_path):
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "vaetool", "train", *TINY_SHAPES, *TINY_MODEL, "--epochs", "2",
+               "--threads", "1", "--runs-dir", str(tmp_path / "runs"), "--name", "same"]
+    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outcomes = sorted((run.wait(timeout=120), run.stderr.read(), run.stdout.read()) for run in runs)
+    (first, _, trained), (second, refused, _) = outcomes
+    assert first == 0 and "Trained 2 epochs" in trained
+    assert second == 1, refused
+    assert ("in use by another vaetool run" in refused or "already holds a run" in refused), refused
+    assert "Traceback" not in refused
+    assert len(metrics := (tmp_path / "runs" / "same" / "metrics.jsonl").read_text().splitlines()) == 2, metrics
+
+
+@pytest.mark.parametrize("name", ["../../x", "../x", "/tmp/vaetool-escaped-run", "a/../../x", "."])
+def test_a_run_name_cannot_leave_the_runs_dir(tmp_path, name):
+    runs = tmp_path / "deep" / "runs"
+    result = invoke("train", *TINY_SHAPES, *TINY_MODEL, "--runs-dir", runs, "--name", name)
+    assert_clean_error(result, "--name")
+    assert result.exit_code == 2
+    assert not (tmp_path / "deep").exists() and not (tmp_path / "x").exists()
+    result = invoke("train", "--resume", "--runs-dir", runs, "--name", name, "--device", "cpu")
+    assert_clean_error(result, "--name")
+
+
+def test_a_name_may_be_a_folder_inside_the_runs_dir(tmp_path):
+    ok(invoke("train", *TINY_SHAPES, *TINY_MODEL, "--runs-dir", tmp_path / "runs", "--name", "study/first"))
+    assert (tmp_path / "runs" / "study" / "first" / "model.safetensors").is_file()
+
+
+def test_no_output_replaces_a_model_or_checkpoint(tmp_path):
+    ok(invoke("train", *TINY_SHAPES, *TINY_MODEL, "--runs-dir", tmp_path / "runs", "--name", "r"))
+    run_dir = tmp_path / "runs" / "r"
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    images_dir = tmp_path / "pics"
+    make_images(images_dir, 2)
+    for target in ("model.safetensors", "checkpoint.safetensors"):
+        for force in ([], ["--force"]):
+            result = invoke("encode", images_dir, "--model", run_dir, "-o", run_dir / target, "--device", "cpu", *force)
+            assert_clean_error(result, "model or checkpoint")
+    renamed = tmp_path / "model-copy.png"
+    renamed.write_bytes(before["model.safetensors"])  # a model under a picture's name is still a model
+    assert_clean_error(invoke("sample", "--model", run_dir, "-o", renamed, "--device", "cpu"), "model or checkpoint")
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
+
+
+def test_latents_replace_an_existing_file_only_with_force(tmp_path):
+    ok(invoke("train", *TINY_SHAPES, *TINY_MODEL, "--runs-dir", tmp_path / "runs", "--name", "r"))
+    make_images(tmp_path / "pics", 2)
+    target = tmp_path / "notes.json"
+    target.write_text("my notes")
+    args = ["encode", tmp_path / "pics", "--model", tmp_path / "runs" / "r", "-o", target, "--device", "cpu"]
+    assert_clean_error(invoke(*args), "exists", "--force")
+    assert target.read_text() == "my notes"
+    ok(invoke(*args, "--force"))
+    assert json.loads(target.read_text())["latent_dim"] == 4
+    # Pictures are re-made every time: they replace what is there without --force.
+    picture = tmp_path / "samples.png"
+    picture.write_bytes(b"old")
+    ok(invoke("sample", "--model", tmp_path / "runs" / "r", "-o", picture, "--device", "cpu"))
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# -- divergence -----------------------------------------------------------------------------------------
+
+def test_an_absurd_learning_rate_is_not_called_trained(tmp_path):
+    result = invoke("train", *TINY_SHAPES, *TINY_MODEL, "--lr", "1000", "--runs-dir", tmp_path / "runs")
+    assert_clean_error(result, "diverged", "--lr", "1000")
+    assert result.exit_code == 1
+    assert "Trained" not in result.stdout
+    assert "no epoch had finished" in result.stderr
+    assert not list((tmp_path / "runs").glob("*/*.safetensors"))  # no model was called trained
+
+
+def test_a_loss_that_explodes_in_fp32_stops_and_keeps_the_last_good_epoch(tmp_path, monkeypatch, tiny_dataset):
+    from vaetool import training
+
+    real_adam = training.adam
+
+    def adam_that_jumps(model, lr):
+        optimizer = real_adam(model, lr)
+        real_step, steps = optimizer.step, []
+
+        def step(*args, **kwargs):
+            steps.append(1)
+            if len(steps) == 5:  # the first step of epoch 2 (4 steps an epoch)
+                for group in optimizer.param_groups:
+                    group["lr"] = 1000.0
+            return real_step(*args, **kwargs)
+
+        optimizer.step = step
+        return optimizer
+
+    monkeypatch.setattr(training, "adam", adam_that_jumps)
+    config = training.TrainConfig(architecture="mlp", architecture_options={"hidden": [32]}, dataset=tiny_dataset,
+                                  dataset_options={"n_train": 256, "n_test": 64}, latent_dim=4, epochs=3,
+                                  batch_size=64, lr=3e-3)
+    run_dir = tmp_path / "run"
+    kept = {}
+
+    class Keep(training.Progress):
+        def epoch_end(self, metrics):
+            kept[metrics["epoch"]] = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+
+    with pytest.raises(training.Diverged) as error:
+        training.train(config, run_dir, device="cpu", progress=Keep())
+    assert "epoch 2" in str(error.value) and "--lr" in str(error.value)
+    assert list(kept) == [1]
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == kept[1]
+
+
+def _watch(beta=1.0, pixels=256, metrics=()):
+    from vaetool.divergence import Watch
+
+    return Watch(pixels, beta, 1e-3, "run", list(metrics))
+
+
+def test_the_divergence_rule_lets_healthy_losses_through():
+    from vaetool.divergence import Diverged
+
+    watch = _watch(beta=4.0)
+    watch.begin(180.0)
+    # Warm-up, then a β of 4 on a growing KL: the loss rises well above where it started.
+    sums, count = 0.0, 0
+    for step, window in enumerate([150, 120, 200, 400, 900, 600, 300]):
+        sums, count = sums + window * 64, count + 64
+        watch.refresh(1, step, sums, count)
+    # A Gaussian with a learned σ: the loss goes far below zero, and its ELBO far above the first epoch's.
+    gaussian = _watch(pixels=784)
+    gaussian.begin(9000.0)
+    gaussian.refresh(0, 0, -2500.0 * 64, 64)
+    for epoch, elbo in enumerate([-900.0, 1500.0, 2600.0], start=1):
+        gaussian.epoch_end(epoch, elbo, beta=1.0)
+    # β = 0: the KL is not trained, so an ELBO that falls is no divergence.
+    free = _watch(beta=0.0)
+    for epoch, elbo in enumerate([-150.0, -4000.0, -90000.0], start=1):
+        free.epoch_end(epoch, elbo, beta=0.0)
+    with pytest.raises(Diverged):
+        _watch(beta=0.0).refresh(0, 0, float("nan"), 64)
+
+
+def test_the_divergence_rule_stops_what_is_far_off():
+    from vaetool.divergence import Diverged
+
+    watch = _watch()
+    watch.begin(180.0)
+    watch.refresh(0, 0, 170.0 * 64, 64)
+    with pytest.raises(Diverged, match="loss rose to 3e\\+06"):
+        watch.refresh(0, 1, 170.0 * 64 + 3e6 * 64, 128)  # this stretch alone, not the epoch's mean
+    elbo = _watch(metrics=[{"train_elbo": -150.0}])
+    with pytest.raises(Diverged, match="ELBO fell"):
+        elbo.epoch_end(2, -6e9, beta=1.0)
+    big_beta = _watch(beta=1000.0)
+    big_beta.begin(900.0)
+    big_beta.refresh(0, 0, 25_000.0 * 64, 64)  # β = 1000 behind a capacity target: healthy
+    with pytest.raises(Diverged):
+        big_beta.refresh(0, 1, 25_000.0 * 64 + 1e9 * 64, 128)
+
+
+@pytest.mark.parametrize("settings", [
+    {"beta": 0.0}, {"beta": 4.0, "warmup": 1.0}, {"beta": 1000.0}, {"likelihood": "gaussian"},
+    {"likelihood": "continuous-bernoulli"},
+], ids=["beta0", "warmup", "beta1000", "gaussian-learned-sigma", "cb"])
+def test_healthy_runs_are_never_stopped(tmp_path, tiny_dataset, settings):
+    from vaetool import training
+
+    config = training.TrainConfig(**{"architecture": "mlp", "architecture_options": {"hidden": [32]},
+                                     "dataset": tiny_dataset, "dataset_options": {"n_train": 256, "n_test": 64},
+                                     "latent_dim": 4, "epochs": 2, "batch_size": 32, "lr": 3e-3, **settings})
+    result = training.train(config, tmp_path / "run", device="cpu")
+    assert result.status == "finished" and result.epoch == 2
+
+
+# -- plugins --check ------------------------------------------------------------------------------------
+
+class _WrongShape(Architecture):
+    """Builds fine, but decodes to the wrong number of pixels."""
+
+    def __init__(self, input_shape, latent_dim, params_per_channel=1, num_classes=0):
+        super().__init__(input_shape, latent_dim, params_per_channel, num_classes)
+        self.net = torch.nn.Linear(1, 1)
+
+    def encode(self, x, y=None):
+        h = x.flatten(1)[:, :1]
+        return self.net(h).expand(-1, self.latent_dim), torch.zeros(len(x), self.latent_dim)
+
+    def decode(self, z, y=None):
+        return self.net(z[:, :1]).view(-1, 1, 1, 1)
+
+
+class _NaNObjective(Objective):
+    def loss(self, terms, epochs_done):
+        return terms.reconstruction.mean() * float("nan")
+
+
+def test_plugins_check_lists_a_plugin_that_cannot_run_as_unusable(exploding):
+    registry.register("architecture", "wrong-shape", _WrongShape)
+    registry.register("objective", "nan-loss", _NaNObjective)
+    try:
+        rows = {line.split("│")[2].strip(): line for line in ok(invoke("plugins", "--check")).stdout.splitlines()
+                if line.count("│") >= 6}
+    finally:
+        registry.unregister("architecture", "wrong-shape")
+        registry.unregister("objective", "nan-loss")
+    assert "unusable" in rows["exploding"] and "ZeroDivisionError" in rows["exploding"]
+    assert "unusable" in rows["wrong-shape"] and "forward and backward" in rows["wrong-shape"]
+    assert "unusable" in rows["nan-loss"] and "not one finite number" in rows["nan-loss"]
+    for usable in ("mlp", "conv", "cvae", "linear", "bernoulli", "gaussian", "logistic", "standard-normal",
+                   "elbo", "iwae", "factorvae"):
+        assert "unusable" not in rows[usable], rows[usable]

@@ -105,6 +105,33 @@ def read_layout(path: str | Path) -> tuple[dict[str, tuple[tuple[int, ...], str]
         return layout, header
 
 
+def holds_model(path: str | Path) -> bool:
+    """Whether ``path`` is a vaetool model or checkpoint file (outputs must never replace one)."""
+    from safetensors.torch import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        return False
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return '"config"' in (f.metadata() or {}).get(HEADER_KEY, "")
+    except Exception:  # not safetensors at all
+        return False
+
+
+def refuse_to_replace(path: str | Path, force: bool | None = None) -> None:
+    """Refuse an output path that holds a model or checkpoint, or, unless ``force`` (None: outputs
+    that are re-made every time, such as pictures), any existing file."""
+    path = Path(path)
+    if path.is_dir():
+        raise VaetoolError(f"{path} is a folder; give a file name for the output.")
+    if holds_model(path):
+        raise VaetoolError(f"{path} is a vaetool model or checkpoint; no command writes its output over one, "
+                           "so choose another output name.")
+    if force is False and path.exists():
+        raise VaetoolError(f"{path} exists; pass --force to replace it.")
+
+
 def model_path(path: str | Path) -> Path:
     """A model file, the model file inside a run directory, or a run's ``RUN:best`` / ``RUN:epoch-N``
     (see :mod:`vaetool.snapshots`)."""

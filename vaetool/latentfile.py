@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io as _io
 import json
+import tokenize
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,7 +109,7 @@ def read(path: str | Path) -> Latents:
     except VaetoolError:
         raise
     except (ValueError, KeyError, IndexError, TypeError, AttributeError, OSError, EOFError, OverflowError,
-            csv.Error, UnicodeDecodeError) as exc:
+            csv.Error, SyntaxError, tokenize.TokenError) as exc:  # (the last two: numpy parsing a .npy header)
         text = " ".join(str(exc).split())[:200]
         raise VaetoolError(f"{path} is not a latent file that vaetool can read ({type(exc).__name__}: {text}).") from exc
 

@@ -363,8 +363,12 @@ def build(kind: str, name: str, options: dict[str, Any] | None = None, *core: An
     :func:`resolve_options` and passed by name after the ``core`` arguments vaetool supplies
     (``latent_dim`` for a prior, say); the resolved options are what a model file records.
     """
+    from vaetool.validate import plugin_errors
+
     resolved = resolve_options(kind, name, options or {})
-    return get(kind, name)(*core, **resolved), resolved
+    cls = get(kind, name)
+    with plugin_errors(kind, name, resolved):
+        return cls(*core, **resolved), resolved
 
 
 def _jsonable(value: Any) -> Any:

@@ -16,9 +16,18 @@ def runs_root(explicit: str | Path | None = None) -> Path:
     return Path(explicit or os.environ.get("VAETOOL_RUNS") or "runs")
 
 
+def named(root: Path, name: str) -> Path:
+    """``root/name`` for ``--name``, which must stay inside ``root``: no absolute path, no ``..``."""
+    parts = Path(name).parts
+    if not name.strip() or Path(name).is_absolute() or Path(name).anchor or ".." in parts or parts in ((), (".",)):
+        raise VaetoolError(f"--name {name!r} must be a folder name inside {root}/ (not an absolute path, no '..'); "
+                           "--runs-dir chooses where runs go.")
+    return root / name
+
+
 def fresh_run_dir(root: Path, name: str) -> Path:
     """``root/name``, or ``root/name-2``, ``-3``, … so that no earlier run is overwritten."""
-    candidate, n = root / name, 1
+    candidate, n = named(root, name), 1
     while candidate.exists():
         n += 1
         candidate = root / f"{name}-{n}"

@@ -18,6 +18,7 @@ A run directory holds ``model.safetensors`` (the latest weights and config), ``c
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import signal
@@ -29,8 +30,9 @@ from typing import Any
 
 import torch
 
-from vaetool import config_file, distributed, metrics, objectives, picking, registry, snapshots
+from vaetool import config_file, distributed, locks, metrics, objectives, picking, registry, snapshots
 from vaetool.contracts import NEEDS, Split, TrainingContext
+from vaetool.divergence import Diverged, Watch
 from vaetool.datasets import data_root
 from vaetool.errors import VaetoolError
 from vaetool.images import background as images_background
@@ -161,10 +163,6 @@ class RunResult:
     step: int  # steps into the next epoch (non-zero only when interrupted)
 
 
-class Diverged(VaetoolError):
-    """The loss or the weights went non-finite; the last good checkpoint is kept."""
-
-
 class _StopOnInterrupt:
     """The first Ctrl-C asks the loop to stop at the next step boundary; a second one aborts.
 
@@ -200,12 +198,14 @@ def train(config: TrainConfig, run_dir: str | Path, *, device: str = "auto", dat
     """Train a new model into ``run_dir`` (which must not hold a run yet)."""
     config.check()
     run_dir = Path(run_dir)
-    if (run_dir / CHECKPOINT_FILE).exists() or (run_dir / MODEL_FILE).exists():
-        raise VaetoolError(f"{run_dir} already holds a run; resume it with --resume or choose another --name.")
     requested = device
     group, device = distributed.setup(device)
-    return _run(config, run_dir, None, device, data_dir, progress or Progress(), options or RunOptions(), group,
-                device_spec=requested)
+    with _claimed(run_dir, group):
+        # Looked at under the lock, so that of two runs started together only one finds it free.
+        if (run_dir / CHECKPOINT_FILE).exists() or (run_dir / MODEL_FILE).exists():
+            raise VaetoolError(f"{run_dir} already holds a run; resume it with --resume or choose another --name.")
+        return _run(config, run_dir, None, device, data_dir, progress or Progress(), options or RunOptions(), group,
+                    device_spec=requested)
 
 
 def resume(run_dir: str | Path, *, epochs: int | None = None, device: str = "auto",
@@ -225,8 +225,14 @@ def resume(run_dir: str | Path, *, epochs: int | None = None, device: str = "aut
     if header["progress"]["epoch"] >= config.epochs:
         raise VaetoolError(f"The run in {run_dir} has already trained {header['progress']['epoch']} epochs; "
                            "pass a larger --epochs to train further.")
-    return _run(config, run_dir, (tensors, header), device, data_dir, progress or Progress(), options or RunOptions(),
-                group, device_spec=requested)
+    with _claimed(run_dir, group):
+        return _run(config, run_dir, (tensors, header), device, data_dir, progress or Progress(),
+                    options or RunOptions(), group, device_spec=requested)
+
+
+def _claimed(run_dir: Path, group: distributed.Group):
+    """The run directory's lock, held by the one process that writes it (see :mod:`vaetool.locks`)."""
+    return locks.claim(run_dir) if group.main else contextlib.nullcontext()
 
 
 def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progress: Progress,
@@ -293,6 +299,8 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
                     "start_epoch": epoch, "start_step": first_step, "processes": group.world,
                     "streamed": data.streamed})
     refresh_every = max(1, steps // REFRESHES_PER_EPOCH)
+    watch = Watch(math.prod(model.input_shape), objective.schedule(config.epochs).get("beta", 1.0), config.lr, run_dir,
+                  metrics)
     with _StopOnInterrupt(abort_on_repeat=not group.active) as interrupt:
         while epoch < config.epochs:
             started = time.perf_counter()
@@ -331,6 +339,9 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
                 # Each process's mean is weighted by its share of the global batch, so the gradient
                 # DistributedDataParallel averages is that of the global batch's mean loss.
                 share = len(x) * group.world / global_batch
+                if watch.start is None:  # the run's one extra host sync: the loss divergence is measured from
+                    first = group.sum(torch.stack([loss.detach() * len(x), loss.new_tensor(float(len(x)))])).tolist()
+                    watch.begin(first[0] / first[1])
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss * share if group.active else loss).backward()
                 scaler.step(optimizer)
@@ -352,8 +363,7 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
                     loss_sum, rec_sum, kl_sum = reduced
                     stop = stops > 0
                     count = min((step + 1) * config.batch_size, n)
-                    if not math.isfinite(loss_sum):
-                        _diverged(run_dir, epoch, step, metrics)
+                    watch.refresh(epoch, step, loss_sum, count)
                     progress.update(step + 1, {"loss": loss_sum / count, "rec": rec_sum / count,
                                                "kl": kl_sum / count, **objective.schedule(at)})
             train_seconds = time.perf_counter() - started
@@ -362,6 +372,8 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
             loss_sum, rec_sum, kl_sum = group.sum(totals).tolist()
             line = {"epoch": epoch + 1, "train_loss": loss_sum / n, "train_elbo": (rec_sum - kl_sum) / n,
                     "train_rec": rec_sum / n, "train_kl": kl_sum / n, **objective.schedule(epoch + 1)}
+            # Before anything of this epoch is saved; the ELBO is watched only where the KL is trained with a β.
+            watch.epoch_end(epoch + 1, line["train_elbo"], line.get("beta", 0.0))
             epoch, first_step = epoch + 1, 0
             if group.main:  # the others wait at the barrier below
                 test = evaluate(model, test_split, seed=config.seed)

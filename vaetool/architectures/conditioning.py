@@ -12,7 +12,9 @@ class OneHot(nn.Module):
         super().__init__()
         self.num_classes = num_classes
         # Indexing an identity matrix stays on the device; F.one_hot would read the labels back.
-        self.register_buffer("eye", torch.eye(num_classes), persistent=False)
+        # (zeros + diagonal rather than torch.eye, whose meta-device kernel imports torch._dynamo:
+        # model files are checked on the meta device before they are loaded.)
+        self.register_buffer("eye", torch.zeros(num_classes, num_classes).fill_diagonal_(1.0), persistent=False)
 
     def append(self, h: Tensor, y: Tensor | None) -> Tensor:
         if self.num_classes == 0:

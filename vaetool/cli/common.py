@@ -186,9 +186,13 @@ def write_pictures(frames, path, zoom: int | None, fps: float = 12.0, nrow: int 
         raise VaetoolError(f"Pictures are written as .png or .gif; {Path(path).name} is neither.")
 
 
-def check_output(path, allowed: tuple[str, ...]) -> None:
-    """Refuse an output extension before any work is done."""
+def check_output(path, allowed: tuple[str, ...], force: bool | None = None) -> None:
+    """Refuse, before any work is done, an output with another extension, one that would replace a
+    model or checkpoint, or (``force=False``) any existing file; ``None`` lets pictures be re-made."""
     from pathlib import Path
+
+    from vaetool import io
 
     if Path(path).suffix.lower() not in allowed:
         raise VaetoolError(f"{Path(path).name}: the output must end in {', '.join(allowed)}.")
+    io.refuse_to_replace(path, force)

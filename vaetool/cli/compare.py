@@ -53,9 +53,10 @@ def compare(
     from vaetool.cli import output as out
 
     for path in output or []:
-        from vaetool import report
+        from vaetool import io, report
 
         report.check_format(path)
+        io.refuse_to_replace(path)
     protocol = FULL if full else QUICK
     iw_samples = protocol["iw_samples"] if iw_samples is None else iw_samples
     iw_images = protocol["iw_images"] if iw_images is None else iw_images

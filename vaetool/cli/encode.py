@@ -43,6 +43,8 @@ def encode(
     runs_dir: options.RunsDir = None,
     device: options.Device = "auto",
     allow_nonfinite: options.AllowNonfinite = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace the -o file if it exists (never a model or checkpoint).",
+                                        rich_help_panel=options.OUTPUT_PANEL)] = False,
     seed: options.Seed = 0,
 ) -> None:
     """Encode images into the posterior q(z|x): its mean and log-variance per image.
@@ -57,7 +59,7 @@ def encode(
     from vaetool import images, latentfile, metrics, plots
 
     if output is not None:
-        latentfile.check_suffix(output)
+        check_output(output, latentfile.SUFFIXES, force)
     if plot is not None:
         check_output(plot, (".png",))
     if bool(inputs) == bool(data):

@@ -13,13 +13,15 @@ if TYPE_CHECKING:
 
 @handle_errors
 def plugins(
-    check: Annotated[bool, typer.Option("--check", help="Import every plugin: its options from the real signature, "
-                                        "and whether it loads at all (slower: imports torch).")] = False,
+    check: Annotated[bool, typer.Option("--check", help="Import every plugin and try it: its options from the real "
+                                        "signature, and whether a tiny model with it survives one forward and "
+                                        "backward pass (slower: imports torch).")] = False,
 ) -> None:
     """List the installed architectures, likelihoods, priors and datasets, with their packages and options.
 
     The options are read from each plugin's source, so the listing imports no plugin; --check
-    imports them all, to diagnose one that fails to load.
+    imports them all and builds a tiny model with each architecture, likelihood and prior for one
+    forward and backward pass, listing one that fails as unusable with its error.
     """
     from rich.table import Table
 
@@ -44,10 +46,14 @@ def _options(info: PluginInfo, check: bool) -> str:
     from vaetool.errors import VaetoolError
 
     if check:
+        from vaetool import smoke
+
         try:
             options = registry.options_of(registry.get(info.kind, info.name))
-        except VaetoolError as exc:
-            return f"[red]unusable: {escape(str(exc))}[/red]"
+            smoke.check(info.kind, info.name)
+        except Exception as exc:  # whatever a plugin does wrong, the listing goes on
+            text = str(exc) if isinstance(exc, VaetoolError) else f"{type(exc).__name__}: {exc}"
+            return f"[red]unusable: {escape(' '.join(text.split()))}[/red]"
     else:
         # By the entry point's value, already at hand: by name would scan every installed package again.
         options = registry.source_options(info.target)

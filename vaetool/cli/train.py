@@ -134,7 +134,7 @@ def train(
         given = [flag for flag, value in changed.items() if value is not None and value is not False and value != []]
         if given:
             raise VaetoolError(f"{', '.join(given)} cannot change when resuming; start a new run instead.")
-        run_dir = root / name if name else runs.latest_run(root)
+        run_dir = runs.named(root, name) if name else runs.latest_run(root)
         if run_dir is None:
             raise VaetoolError(f"There is no run in {root}/ to resume.")
         if not name:
@@ -168,7 +168,7 @@ def train(
         if name and len(betas) > 1:
             run_dir = runs.fresh_run_dir(root, f"{name}-beta{value:g}")
         elif name:
-            run_dir = root / name
+            run_dir = runs.named(root, name)
         else:
             suffix = "-ae" if config.autoencoder else (f"-beta{value:g}" if value is not None else "")
             suffix += (f"-tc{config.tc_weight:g}" if config.tc_weight is not None

@@ -16,7 +16,7 @@ def plugins(
     check: Annotated[bool, typer.Option("--check", help="Import every plugin: its options from the real signature, "
                                         "and whether it loads at all (slower: imports torch).")] = False,
 ) -> None:
-    """List the installed architectures, likelihoods, priors and datasets, with their packages and options.
+    """List the installed architectures, likelihoods, priors, datasets and objectives, with their packages and options.
 
     The options are read from each plugin's source, so the listing imports no plugin; --check
     imports them all, to diagnose one that fails to load.

@@ -84,6 +84,7 @@ def train(
       vaetool train --arch linear --likelihood gaussian --sigma 0.1 --latent-dim 16
       vaetool train --arch cvae                            [dim]# conditional on the digit[/dim]
       vaetool train --arch mlp --beta 0,0.1,1,4,10         [dim]# a β sweep: one run per value[/dim]
+      vaetool train --objective iwae --objective-opt k=5   [dim]# another family: see vaetool plugins[/dim]
       vaetool train --arch conv --precision bf16 --compile [dim]# faster on a GPU[/dim]
       vaetool train --nproc 4                              [dim]# data-parallel on 4 GPUs[/dim]
     """

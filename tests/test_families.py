@@ -172,6 +172,12 @@ def test_the_discriminator_trains_after_each_step_and_the_tc_reaches_the_encoder
     assert any(not torch.equal(before[k], v) for k, v in objective.module.state_dict().items())
 
 
+def test_factorvae_refuses_several_processes():
+    # Each process would train a discriminator of its own, and only one would be saved.
+    with pytest.raises(VaetoolError, match="leave out --nproc"):
+        FactorVAE().begin(tiny_model(), TrainingContext(64, 2, 2, 1e-3, CPU, processes=2))
+
+
 def test_a_factorvae_checkpoint_holds_the_discriminator_and_its_optimiser(tmp_path):
     tiny = ["--data", "shapes", "--data-opt", "size=16", "--data-opt", "n_train=128", "--data-opt", "n_test=32",
             "--arch", "mlp", "--hidden", "32", "--latent-dim", "4", "--epochs", "1", "--batch-size", "64",

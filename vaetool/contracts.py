@@ -197,6 +197,7 @@ class TrainingContext:
     steps_per_epoch: int
     lr: float  # the model's learning rate (an objective's own optimiser may follow it)
     device: torch.device
+    processes: int = 1  # data-parallel training processes (each calls the objective on its share of a batch)
 
 
 class Objective:

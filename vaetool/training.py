@@ -258,8 +258,8 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
     model.config["training"]["steps_per_epoch"] = steps
     # Before the restore, which then overwrites whatever state the objective builds and the RNG it draws.
     # Options settled only now (a schedule's length) are recorded, so a longer resume keeps them.
-    model.config["objective_options"].update(objective.begin(model, TrainingContext(n, config.epochs, steps, config.lr,
-                                                                                  device)))
+    context = TrainingContext(n, config.epochs, steps, config.lr, device, group.world)
+    model.config["objective_options"].update(objective.begin(model, context))
     epoch, first_step, sums, metrics = 0, 0, None, []
     if checkpoint is not None:
         epoch, first_step, sums, metrics = _restore(checkpoint, model, optimizer, scaler, shuffle, device, run_dir,

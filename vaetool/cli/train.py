@@ -247,7 +247,7 @@ class _RichProgress:
     def begin(self, info: dict) -> None:
         c = info["config"]
         t = c["training"]
-        options = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
+        options = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
                             for k, v in c["objective_options"].items())
         objective = "deterministic autoencoder" if c["autoencoder"] else f"{c['objective']} objective ({options})"
         shape = "×".join(map(str, c["input_shape"]))

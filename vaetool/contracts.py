@@ -92,13 +92,13 @@ class Likelihood(nn.Module):
     params_per_channel: int = 1
     discrete: bool = False
     reduction: str = "sum"
+    levels: int | None = None
+    support: tuple[float, float] = (-float("inf"), float("inf"))
 
     def training_weight(self, x: Tensor) -> float:
         """The weight of log p(x|z) in the training loss: 1, or one over the values per example
         (pixels × channels) when ``reduction`` is ``"mean"``."""
         return 1.0 if self.reduction == "sum" else 1.0 / x[0].numel()
-    levels: int | None = None
-    support: tuple[float, float] = (-float("inf"), float("inf"))
 
     def target(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         return x

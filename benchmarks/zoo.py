@@ -12,7 +12,9 @@ are quoted).
 
     python benchmarks/zoo.py --data ../shared/data --threads 1 --epochs 3 --write docs/models.md
 
-``--write`` replaces the table between the ``zoo`` markers of that file. Last line: JSON of every number.
+``--write`` replaces the table between the ``zoo`` markers of that file. Given the ``--runs`` of an
+earlier invocation, runs that finished are evaluated again rather than retrained (their times stay
+those of the invocation that trained them). Last line: JSON of every number.
 """
 from __future__ import annotations
 
@@ -80,8 +82,12 @@ def main() -> None:
                              batch_size=128, lr=1e-3, seed=0, objective=objective, objective_options=options,
                              prior=prior)
         run_dir = runs / f"{data}-{name.replace(' ', '').replace('=', '')}"
-        print(f"[{time.time() - started:6.0f} s] training {name} on {data}", file=sys.stderr, flush=True)
-        result = train(config, run_dir, device="cpu", data_dir=args.data)
+        history = _finished(run_dir, args.epochs)
+        if history is None:
+            print(f"[{time.time() - started:6.0f} s] training {name} on {data}", file=sys.stderr, flush=True)
+            history = train(config, run_dir, device="cpu", data_dir=args.data).metrics
+        else:  # --runs given again: a finished run is evaluated, not retrained (its times are its own run's)
+            print(f"[{time.time() - started:6.0f} s] evaluating {name} on {data}, trained before", file=sys.stderr)
         entries = compare.load_entries([run_dir], "cpu")
         dataset, _ = registry.build("dataset", data, dataset_options)
         test = dataset.load("test", _root(args.data))
@@ -92,7 +98,7 @@ def main() -> None:
         row = {"name": name, "data": data, "objective": objective, "options": options, "prior": prior,
                "expectation": expectation, "test_elbo": numbers.get("elbo"), "iw_ll": numbers.get("iw_ll"),
                "rec": numbers["rec"], "active_units": numbers["active_units"], "mmd": numbers["mmd"],
-               "seconds_per_epoch": statistics.median(m["train_seconds"] for m in result.metrics),
+               "seconds_per_epoch": statistics.median(m["train_seconds"] for m in history),
                "label": entries[0].label}
         if data == "shapes":
             import numpy as np
@@ -111,6 +117,15 @@ def main() -> None:
     print(json.dumps({"settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
                       "python": platform.python_version(), "torch": torch.__version__,
                       "seconds": round(time.time() - started), "results": results}))
+
+
+def _finished(run_dir: Path, epochs: int) -> list[dict] | None:
+    """The metrics of a run in ``run_dir`` that finished ``epochs`` epochs, else None."""
+    metrics = run_dir / "metrics.jsonl"
+    if not (run_dir / "model.safetensors").exists() or not metrics.exists():
+        return None
+    lines = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    return lines if len(lines) == epochs else None
 
 
 def _root(data):

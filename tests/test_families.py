@@ -1,6 +1,7 @@
 """The model families beyond the ELBO: IWAE and its variants, InfoVAE, WAE, FactorVAE and DIP-VAE."""
 from __future__ import annotations
 
+import json
 import math
 import re
 
@@ -9,7 +10,7 @@ import torch
 
 import vaetool
 from conftest import TINY_DATASET, TinySquares, assert_clean_error, invoke, ok
-from vaetool import compare, registry
+from vaetool import compare, metrics, registry
 from vaetool.contracts import TrainingContext
 from vaetool.distributions import DiagonalGaussian
 from vaetool.errors import VaetoolError
@@ -172,6 +173,12 @@ def test_the_discriminator_trains_after_each_step_and_the_tc_reaches_the_encoder
     assert any(not torch.equal(before[k], v) for k, v in objective.module.state_dict().items())
 
 
+def test_factorvae_refuses_several_processes():
+    # Each process would train a discriminator of its own, and only one would be saved.
+    with pytest.raises(VaetoolError, match="leave out --nproc"):
+        FactorVAE().begin(tiny_model(), TrainingContext(64, 2, 2, 1e-3, CPU, processes=2))
+
+
 def test_a_factorvae_checkpoint_holds_the_discriminator_and_its_optimiser(tmp_path):
     tiny = ["--data", "shapes", "--data-opt", "size=16", "--data-opt", "n_train=128", "--data-opt", "n_test=32",
             "--arch", "mlp", "--hidden", "32", "--latent-dim", "4", "--epochs", "1", "--batch-size", "64",
@@ -271,6 +278,13 @@ def test_compare_ranks_bounds_only_where_a_model_has_one(tmp_path, monkeypatch):
         assert by_name["wae"].label.startswith("mlp/bernoulli, 4-D, wae mmd_weight=10 encoder=deterministic")
         assert {"iw_ll", "elbo", "mmd"} <= by_name["iwae"].numbers.keys()
         assert "mmd" in by_name["wae"].numbers and not {"elbo", "iw_ll", "kl"} & by_name["wae"].numbers.keys()
+        # Trained with z at the posterior mean, the WAE is scored there: its reconstruction, not a noisy one.
+        images = test.images[:32].float() / 255
+        at_mean = metrics.elbo_terms(by_name["wae"].model, images, test.labels[:32], samples=0)["rec"]
+        assert by_name["wae"].numbers["rec"] == pytest.approx(at_mean)
+        assert at_mean > metrics.elbo_terms(by_name["wae"].model, images, test.labels[:32])["rec"]
+        assert json.loads((tmp_path / "wae" / "metrics.jsonl").read_text())["test_rec"] == pytest.approx(
+            metrics.elbo_terms(by_name["wae"].model, test.images.float() / 255, test.labels, samples=0)["rec"], rel=1e-5)
         assert compare.best(entries, "elbo", "max") <= {"vae", "iwae"}
         said = compare.verdicts(entries)
         about_wae = [s for s in said if s.startswith("wae ")]

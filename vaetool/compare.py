@@ -100,13 +100,22 @@ def evaluate(entries: list[Entry], test_images: torch.Tensor, test_labels: torch
         model, c = entry.model, entry.config
         n = entry.numbers
         n.update({f"params_{k}": v for k, v in metrics.parameter_counts(model).items()})
+<<<<<<< HEAD
         # One seeded draw of the data as the likelihood scores it (a binarization, say) serves the
         # ELBO and the IW estimate alike, so their difference is the bound's gap and nothing else.
         scored = metrics.scored_data(model, test_images, seed=seed)
         n["protocol"], n["published_protocol"] = metrics.protocol(c)
         terms = stage(f"{entry.name}: ELBO", lambda: metrics.elbo_terms(model, scored, test_labels, seed=seed))
+=======
+>>>>>>> families
         name, options = objectives.recorded(c)
-        n["trained_with"], n["bound"] = name, bound_of(c)
+        trained_with = _objective(c)
+        n["trained_with"] = name
+        n["bound"] = trained_with.bound if trained_with is not None else "elbo"
+        # A model trained with z at the posterior mean (WAE) is scored there too.
+        samples = min(trained_with.samples, 1) if trained_with is not None else 1
+        terms = stage(f"{entry.name}: ELBO", lambda: metrics.elbo_terms(model, test_images, test_labels, seed=seed,
+                                                                       samples=samples))
         # How well the codes cover the prior, for every model: what the WAE family is judged by.
         n["mmd"] = stage(f"{entry.name}: MMD to the prior", lambda: _mmd_to_prior(model, test_images, test_labels, seed))
         if n["bound"] == "none":
@@ -163,16 +172,17 @@ def _sample_quality(model, classifier, test_images, sample_count: int, seed: int
     return out
 
 
-def bound_of(config: dict[str, Any]) -> str:
-    """What a model's training bound means (``Objective.bound``): ``elbo``, ``iw`` or ``none`` (the WAE
-    family, which has no likelihood bound); an autoencoder's is its ELBO with a zero KL."""
+def _objective(config: dict[str, Any]):
+    """The objective a model was trained with, rebuilt from its config: its ``bound`` says what the bound
+    means (``elbo``, ``iw`` or ``none`` for the WAE family, which has none), its ``samples`` how z was
+    drawn. ``None`` when it is not installed here: the model still loads and compares as a VAE."""
     from vaetool import registry
 
-    name, _ = objectives.recorded(config)
+    name, options = objectives.recorded(config)
     try:
-        return registry.get("objective", name).bound
-    except VaetoolError:  # an objective not installed here: its model still loads and compares as a VAE
-        return "elbo"
+        return registry.build("objective", name, options)[0]
+    except VaetoolError:
+        return None
 
 
 def _mmd_to_prior(model, images: torch.Tensor, labels: torch.Tensor | None, seed: int, n: int = 1000) -> float:

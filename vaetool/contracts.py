@@ -92,13 +92,13 @@ class Likelihood(nn.Module):
     params_per_channel: int = 1
     discrete: bool = False
     reduction: str = "sum"
+    levels: int | None = None
+    support: tuple[float, float] = (-float("inf"), float("inf"))
 
     def training_weight(self, x: Tensor) -> float:
         """The weight of log p(x|z) in the training loss: 1, or one over the values per example
         (pixels × channels) when ``reduction`` is ``"mean"``."""
         return 1.0 if self.reduction == "sum" else 1.0 / x[0].numel()
-    levels: int | None = None
-    support: tuple[float, float] = (-float("inf"), float("inf"))
 
     def target(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         return x
@@ -207,6 +207,7 @@ class TrainingContext:
     steps_per_epoch: int
     lr: float  # the model's learning rate (an objective's own optimiser may follow it)
     device: torch.device
+    processes: int = 1  # data-parallel training processes (each calls the objective on its share of a batch)
 
 
 class Objective:

@@ -178,7 +178,7 @@ def protocol(config: dict) -> tuple[str, bool]:
 
 @torch.no_grad()
 def elbo_terms(model, images: Tensor, labels: Tensor | None = None, seed: int = 0,
-               batch_size: int = 500) -> dict:
+               batch_size: int = 500, samples: int = 1) -> dict:
     """The test ELBO with β = 1 and its parts, means over ``images``, in nats per image.
 
     ELBO = E_q[log p(x|z)] − KL(q(z|x) ‖ N(0, I)) (Kingma & Welling, ICLR 2014, eq. 10), each image
@@ -186,6 +186,8 @@ def elbo_terms(model, images: Tensor, labels: Tensor | None = None, seed: int = 
     (the reconstruction term), ``kl``, ``kl_per_dim`` (a list, one value per latent dimension) and,
     for a discrete likelihood, ``bits_per_dim`` = −ELBO / (D · ln 2). With uint8 images and the same
     seed and batch size it gives exactly the numbers of :func:`vaetool.training.evaluate`.
+    ``samples=0`` takes z as the posterior mean instead, for a model trained with a deterministic
+    encoder (the WAE's): its reconstruction is then the one it was trained for.
     """
     device = model.device
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -193,7 +195,7 @@ def elbo_terms(model, images: Tensor, labels: Tensor | None = None, seed: int = 
     kl_total = torch.zeros(model.latent_dim, device=device, dtype=_wide(device))
     with _evaluating(model):
         for x, y in _batches(model, images, labels, batch_size):
-            terms = model.elbo(x, y, generator=generator)
+            terms = model.elbo(x, y, generator=generator, samples=samples)
             rec_total += terms.reconstruction.sum().to(rec_total.dtype)
             kl_total += terms.kl.sum(0).to(kl_total.dtype)
     n = len(images)

@@ -281,8 +281,8 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
     model.config["training"]["steps_per_epoch"] = steps
     # Before the restore, which then overwrites whatever state the objective builds and the RNG it draws.
     # Options settled only now (a schedule's length) are recorded, so a longer resume keeps them.
-    model.config["objective_options"].update(objective.begin(model, TrainingContext(n, config.epochs, steps, config.lr,
-                                                                                  device)))
+    context = TrainingContext(n, config.epochs, steps, config.lr, device, group.world)
+    model.config["objective_options"].update(objective.begin(model, context))
     epoch, first_step, sums, metrics = 0, 0, None, []
     if checkpoint is not None:
         epoch, first_step, sums, metrics = _restore(checkpoint, model, optimizer, scaler, shuffle, device, run_dir,
@@ -376,7 +376,8 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
             watch.epoch_end(epoch + 1, line["train_elbo"], line.get("beta", 0.0))
             epoch, first_step = epoch + 1, 0
             if group.main:  # the others wait at the barrier below
-                test = evaluate(model, test_split, seed=config.seed)
+                # One sample of z, or none where the objective trains with z at the posterior mean.
+                test = evaluate(model, test_split, seed=config.seed, samples=min(objective.samples, 1))
                 line.update({f"test_{k}": v for k, v in test.items()})
                 # When the epoch ended, as a Unix time: wall-clock keys end in "seconds" and are left out
                 # wherever runs are compared.
@@ -465,13 +466,14 @@ def _diverged(run_dir: Path, epoch: int, step: int, metrics: list) -> None:
                    "Try a lower --lr, a larger --sigma, or --encoder-scale softplus.")
 
 
-def evaluate(model: VAE, split: Split, seed: int = 0, batch_size: int = EVAL_BATCH) -> dict[str, Any]:
+def evaluate(model: VAE, split: Split, seed: int = 0, batch_size: int = EVAL_BATCH, samples: int = 1) -> dict[str, Any]:
     """Mean ELBO (β = 1), reconstruction and KL (also per dimension) over a split, in nats per example.
 
     A dedicated generator makes the single-sample estimate repeatable and leaves the training RNG
-    untouched; see :func:`vaetool.metrics.elbo_terms`.
+    untouched; see :func:`vaetool.metrics.elbo_terms`. ``samples=0``: z is the posterior mean, for
+    an objective that trains the encoder deterministically.
     """
-    return metrics.elbo_terms(model, split.images, split.labels, seed=seed, batch_size=batch_size)
+    return metrics.elbo_terms(model, split.images, split.labels, seed=seed, batch_size=batch_size, samples=samples)
 
 
 # -- checkpoints: safetensors, never pickle ----------------------------------------------------

@@ -17,7 +17,7 @@ def plugins(
                                         "signature, and whether a tiny model with it survives one forward and "
                                         "backward pass (slower: imports torch).")] = False,
 ) -> None:
-    """List the installed architectures, likelihoods, priors and datasets, with their packages and options.
+    """List the installed architectures, likelihoods, priors, datasets and objectives, with their packages and options.
 
     The options are read from each plugin's source, so the listing imports no plugin; --check
     imports them all and builds a tiny model with each architecture, likelihood and prior for one

@@ -55,8 +55,8 @@ def train(
     autoencoder: Annotated[bool, typer.Option("--autoencoder", help="Train a deterministic autoencoder: z is the encoder mean, no noise, no KL.", rich_help_panel=OBJECTIVE)] = False,
     warmup: Annotated[Optional[float], typer.Option(help="Epochs over which β rises linearly from 0 (KL warm-up). \\[default: 0]", rich_help_panel=OBJECTIVE)] = None,
     free_bits: Annotated[Optional[float], typer.Option(help="Free bits: nats of KL per latent dimension that are not penalised. \\[default: 0]", rich_help_panel=OBJECTIVE)] = None,
-    tc_weight: Annotated[Optional[float], typer.Option(help="β-TCVAE: weight of the total correlation, the other KL terms keeping weight 1 (e.g. 6). \\[default: off]", rich_help_panel=OBJECTIVE)] = None,
-    capacity: Annotated[Optional[float], typer.Option(help="Controlled capacity increase: the KL target C in nats, reached by the end of --capacity-epochs; --beta is the weight γ of |KL − C| (e.g. 1000). \\[default: off]", rich_help_panel=OBJECTIVE)] = None,
+    tc_weight: Annotated[Optional[float], typer.Option(help="β-TCVAE: weight of the total correlation, the other KL terms keeping weight 1 (e.g. 6); short for --objective tcvae --objective-opt tc_weight=B. \\[default: off]", rich_help_panel=OBJECTIVE)] = None,
+    capacity: Annotated[Optional[float], typer.Option(help="Controlled capacity increase: the KL target C in nats, reached by the end of --capacity-epochs; --beta is the weight γ of |KL − C| (e.g. 1000); short for --objective capacity --objective-opt capacity=C. \\[default: off]", rich_help_panel=OBJECTIVE)] = None,
     capacity_epochs: Annotated[Optional[float], typer.Option(help="Epochs over which the KL target rises linearly from 0 to --capacity. \\[default: all epochs]", rich_help_panel=OBJECTIVE)] = None,
     data: Annotated[Optional[str], typer.Option("--data", "-d", help="Dataset: mnist, fashion-mnist, kmnist, cifar10, shapes, a plugin's, or a folder of images. \\[default: mnist]", rich_help_panel=DATA)] = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="Where datasets are stored. \\[default: $VAETOOL_DATA, else the user cache]", rich_help_panel=DATA)] = None,
@@ -93,6 +93,7 @@ def train(
       vaetool train --arch linear --likelihood gaussian --sigma 0.1 --latent-dim 16
       vaetool train --arch cvae                            [dim]# conditional on the digit[/dim]
       vaetool train --arch mlp --beta 0,0.1,1,4,10         [dim]# a β sweep: one run per value[/dim]
+      vaetool train --objective iwae --objective-opt k=5   [dim]# another family: see vaetool plugins[/dim]
       vaetool train --train-limit 5000                     [dim]# a quick look on a seeded subset[/dim]
       vaetool train --snapshot-every 1 --keep-best         [dim]# per-epoch pictures, best model[/dim]
       vaetool train --likelihood-opt reduction=mean        [dim]# the averaging bug, on purpose[/dim]
@@ -304,7 +305,7 @@ class _RichProgress:
     def begin(self, info: dict) -> None:
         c = info["config"]
         t = c["training"]
-        options = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
+        options = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
                             for k, v in c["objective_options"].items())
         objective = "deterministic autoencoder" if c["autoencoder"] else f"{c['objective']} objective ({options})"
         shape = "×".join(map(str, c["input_shape"]))

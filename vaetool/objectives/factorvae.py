@@ -42,6 +42,8 @@ class FactorVAE(Objective):
         self.gamma, self.hidden, self.layers, self.discriminator_lr = float(gamma), hidden, layers, float(discriminator_lr)
 
     def begin(self, model, context: TrainingContext) -> dict[str, Any]:
+        if context.processes > 1:  # each process would train a discriminator of its own
+            raise VaetoolError("factorvae trains its discriminator in one process; leave out --nproc.")
         widths = [model.latent_dim] + [self.hidden] * self.layers
         blocks = [part for a, b in zip(widths, widths[1:]) for part in (nn.Linear(a, b), nn.LeakyReLU(0.2))]
         self.module = nn.Sequential(*blocks, nn.Linear(widths[-1], 2)).to(context.device)

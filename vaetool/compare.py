@@ -100,21 +100,17 @@ def evaluate(entries: list[Entry], test_images: torch.Tensor, test_labels: torch
         model, c = entry.model, entry.config
         n = entry.numbers
         n.update({f"params_{k}": v for k, v in metrics.parameter_counts(model).items()})
-<<<<<<< HEAD
         # One seeded draw of the data as the likelihood scores it (a binarization, say) serves the
         # ELBO and the IW estimate alike, so their difference is the bound's gap and nothing else.
         scored = metrics.scored_data(model, test_images, seed=seed)
         n["protocol"], n["published_protocol"] = metrics.protocol(c)
-        terms = stage(f"{entry.name}: ELBO", lambda: metrics.elbo_terms(model, scored, test_labels, seed=seed))
-=======
->>>>>>> families
         name, options = objectives.recorded(c)
         trained_with = _objective(c)
         n["trained_with"] = name
         n["bound"] = trained_with.bound if trained_with is not None else "elbo"
         # A model trained with z at the posterior mean (WAE) is scored there too.
         samples = min(trained_with.samples, 1) if trained_with is not None else 1
-        terms = stage(f"{entry.name}: ELBO", lambda: metrics.elbo_terms(model, test_images, test_labels, seed=seed,
+        terms = stage(f"{entry.name}: ELBO", lambda: metrics.elbo_terms(model, scored, test_labels, seed=seed,
                                                                        samples=samples))
         # How well the codes cover the prior, for every model: what the WAE family is judged by.
         n["mmd"] = stage(f"{entry.name}: MMD to the prior", lambda: _mmd_to_prior(model, test_images, test_labels, seed))

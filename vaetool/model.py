@@ -1,4 +1,4 @@
-"""The VAE: an architecture, a likelihood and the standard-normal prior, built from a config.
+"""The VAE: an architecture, a likelihood, a prior and a latent kind, built from a config.
 
 Everything a model can do — the ELBO, encoding, decoding, sampling — lives here, so the
 training loop, the CLI and the Python API all call the same code.
@@ -14,12 +14,14 @@ import torch
 from torch import Tensor, nn
 
 from vaetool import registry
-from vaetool.contracts import Architecture, Likelihood, Prior
+from vaetool.contracts import Architecture, Latent, Likelihood, Prior
 from vaetool.distributions import SCALES, DiagonalGaussian
 from vaetool.errors import VaetoolError
+from vaetool.latent_types.gaussian import Gaussian
 from vaetool.priors.standard_normal import StandardNormal
 
 DEFAULT_PRIOR = "standard-normal"
+DEFAULT_LATENT = "gaussian"
 _LOG_2PI = math.log(2 * math.pi)
 
 
@@ -37,6 +39,9 @@ class ELBOTerms:
     # What objectives beyond the ELBO need (β-TCVAE): the sampled z (B, latent_dim) and q(z|x).
     z: Tensor | None = None
     posterior: DiagonalGaussian | None = None
+    # What the latent kind adds to every objective's loss, per example (B,): a vector-quantised
+    # latent's codebook and commitment terms. None when it adds nothing.
+    latent_loss: Tensor | None = None
 
     @property
     def elbo(self) -> Tensor:
@@ -108,13 +113,18 @@ def objective(terms: ELBOTerms, beta: float = 1.0, free_bits: float = 0.0, *, tc
             raise ValueError("the β-TCVAE objective needs terms.z, terms.posterior and the dataset size")
         parts = kl_decomposition(terms.z, terms.posterior, dataset_size)
         regulariser = parts.mutual_information + tc_weight * parts.total_correlation + parts.dimension_kl
-        return -reconstruction + beta * regulariser.mean()
+        return with_latent_loss(-reconstruction + beta * regulariser.mean(), terms)
     kl_per_dim = terms.kl.mean(0)
     if capacity is not None:
-        return -reconstruction + beta * (kl_per_dim.sum() - capacity).abs()
+        return with_latent_loss(-reconstruction + beta * (kl_per_dim.sum() - capacity).abs(), terms)
     if free_bits > 0:
         kl_per_dim = kl_per_dim.clamp(min=free_bits)
-    return -reconstruction + beta * kl_per_dim.sum()
+    return with_latent_loss(-reconstruction + beta * kl_per_dim.sum(), terms)
+
+
+def with_latent_loss(loss: Tensor, terms: ELBOTerms) -> Tensor:
+    """An objective's loss plus what the latent kind adds to every objective (its batch mean), if anything."""
+    return loss if terms.latent_loss is None else loss + terms.latent_loss.mean()
 
 
 class VAE(nn.Module):
@@ -128,12 +138,15 @@ class VAE(nn.Module):
     """
 
     def __init__(self, architecture: Architecture, likelihood: Likelihood, config: dict[str, Any],
-                 prior: Prior | None = None):
+                 prior: Prior | None = None, latent: Latent | None = None):
         super().__init__()
         self.architecture = architecture
         self.likelihood = likelihood
         self.prior = prior if prior is not None else StandardNormal(config["latent_dim"])
+        self.latent = latent if latent is not None else Gaussian(config["latent_dim"], config["encoder_scale"],
+                                                                 config["autoencoder"])
         self.config = config
+        self.prior.bind(self)
 
     # -- construction -------------------------------------------------------------------------
 
@@ -143,14 +156,20 @@ class VAE(nn.Module):
         config = copy.deepcopy(config)
         likelihood_cls = registry.get("likelihood", config["likelihood"])
         likelihood = likelihood_cls(**config["likelihood_options"])
+        # Files written before latents were plugins have no latent entry: theirs was the Gaussian.
+        latent_cls = registry.get("latent", config.setdefault("latent", DEFAULT_LATENT))
+        latent = latent_cls(config["latent_dim"], config["encoder_scale"], config["autoencoder"],
+                            **config.setdefault("latent_options", {}))
         architecture_cls = registry.get("architecture", config["architecture"])
-        architecture = architecture_cls(tuple(config["input_shape"]), config["latent_dim"],
+        # The latent kind says how wide the architecture's latent is: a code of latent_dim
+        # vectors of a quantised latent is latent_dim · dim features wide.
+        architecture = architecture_cls(tuple(config["input_shape"]), latent.features,
                                         likelihood.params_per_channel, config["num_classes"],
                                         **config["architecture_options"])
         # Files written before priors were plugins have no prior entry: theirs was N(0, I).
         prior_cls = registry.get("prior", config.setdefault("prior", DEFAULT_PRIOR))
         prior = prior_cls(config["latent_dim"], **config.setdefault("prior_options", {}))
-        return cls(architecture, likelihood, config, prior)
+        return cls(architecture, likelihood, config, prior, latent)
 
     @property
     def latent_dim(self) -> int:
@@ -192,15 +211,19 @@ class VAE(nn.Module):
 
     # -- the model's operations ---------------------------------------------------------------
 
-    def encode(self, x: Tensor, y: Tensor | None = None) -> DiagonalGaussian:
-        """q(z|x) for images in [0, 1]. For an autoencoder the variance is zero."""
+    @property
+    def discrete(self) -> bool:
+        """Whether the latent code is a row of integers (a vector-quantised latent)."""
+        return self.latent.discrete
+
+    def encode(self, x: Tensor, y: Tensor | None = None):
+        """q(z|x) for images in [0, 1], as the latent kind makes it: a
+        :class:`~vaetool.distributions.DiagonalGaussian` for the Gaussian latent (zero variance for an
+        autoencoder). Its ``mean`` is what :meth:`reconstruct` decodes."""
         mean, raw_scale = self.architecture.encode(x, self._label(y, len(x)))
         # Under mixed precision the network computes in bf16/fp16; the distribution, and so the
         # KL and the sample z, stay in the input's precision.
-        mean, raw_scale = mean.to(x.dtype), raw_scale.to(x.dtype)
-        if self.autoencoder:
-            return DiagonalGaussian(mean, torch.full_like(mean, -float("inf")))
-        return DiagonalGaussian.from_encoder(mean, raw_scale, self.config["encoder_scale"])
+        return self.latent.posterior(mean.to(x.dtype), raw_scale.to(x.dtype))
 
     def decode_params(self, z: Tensor, y: Tensor | None = None) -> Tensor:
         """The likelihood's parameters for latents z (in z's precision, also under mixed precision,
@@ -216,9 +239,14 @@ class VAE(nn.Module):
     def sample(self, n: int, y: Tensor | None = None, temperature: float = 1.0,
                generator: torch.Generator | None = None, sample_pixels: bool = False) -> Tensor:
         """n images decoded from z ~ p(z), scaled by ``temperature`` about the origin
-        (for the standard normal prior: z ~ N(0, temperature² I))."""
-        z = temperature * self.prior.sample(n, generator)
-        return self.decode(z, y, sample=sample_pixels, generator=generator)
+        (for the standard normal prior: z ~ N(0, temperature² I); for a discrete latent,
+        codes drawn from its prior over codes with the logits divided by ``temperature``)."""
+        return self.decode(self.sample_latents(n, generator, temperature), y, sample=sample_pixels,
+                           generator=generator)
+
+    def sample_latents(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0) -> Tensor:
+        """n decoder inputs z ~ p(z), ``(n, features)``; see :meth:`sample`."""
+        return self.latent.sample(n, self.prior, generator, temperature)
 
     def reconstruct(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         """Decode the posterior mean of each image."""
@@ -230,20 +258,14 @@ class VAE(nn.Module):
 
         ELBO = E_q[log p(x|z)] − KL(q(z|x) ‖ p(z))  (Kingma & Welling, ICLR 2014, eq. 10 and 7): the
         KL in closed form when the prior has one, else log q(z|x) − log p(z) at the sampled z.
-        ``noise``, when given, is the ε of that sample, ``(B, latent_dim)``.
+        ``noise``, when given, is the ε of that sample, ``(B, latent_dim)``. The latent kind makes
+        z and the KL (see :class:`vaetool.contracts.Latent`).
         """
         target = self.likelihood.target(x, generator)
         posterior = self.encode(x, y)
-        if self.autoencoder:
-            z, kl = posterior.mean, torch.zeros_like(posterior.mean)
-        else:
-            z = posterior.rsample(generator, noise=noise)
-            if self.prior.analytic_kl:
-                kl = self.prior.kl(posterior)
-            else:
-                kl = (posterior.log_prob(z) - self.prior.log_prob(z)).unsqueeze(-1)
+        z, kl, latent_loss = self.latent.terms(posterior, self.prior, generator, noise)
         reconstruction = self.likelihood.log_prob(target, self.decode_params(z, y))
-        return ELBOTerms(reconstruction, kl, z, posterior)
+        return ELBOTerms(reconstruction, kl, z, posterior, latent_loss)
 
     def forward(self, x: Tensor, y: Tensor | None = None, noise: Tensor | None = None) -> ELBOTerms:
         """The ELBO terms: what training calls, through DistributedDataParallel when there are several processes."""
@@ -255,7 +277,8 @@ def create(architecture: str = "conv", likelihood: str = "bernoulli", *,
            encoder_scale: str = "exp", autoencoder: bool = False,
            architecture_options: dict[str, Any] | None = None,
            likelihood_options: dict[str, Any] | None = None, prior: str = DEFAULT_PRIOR,
-           prior_options: dict[str, Any] | None = None, **extra: Any) -> VAE:
+           prior_options: dict[str, Any] | None = None, latent: str = DEFAULT_LATENT,
+           latent_options: dict[str, Any] | None = None, **extra: Any) -> VAE:
     """A new, untrained model from registry names and options.
 
     Options left out (or ``None``) take the plugin's own defaults; the config records the values
@@ -267,6 +290,9 @@ def create(architecture: str = "conv", likelihood: str = "bernoulli", *,
     if len(input_shape) != 3:
         raise VaetoolError(f"The input shape must be (channels, height, width), not {tuple(input_shape)}.")
     architecture_cls = registry.get("architecture", architecture)
+    if not registry.get("latent", latent).uses_prior and prior != DEFAULT_PRIOR:
+        raise VaetoolError(f"The {latent} latent brings its own prior over codes, so the prior {prior!r} does not "
+                           "apply; leave --prior out.")
     if architecture_cls.conditional and num_classes < 1:
         raise VaetoolError(f"The {architecture} architecture is conditional on a class label, "
                            "so it needs a labelled dataset; this one has no classes.")
@@ -277,6 +303,8 @@ def create(architecture: str = "conv", likelihood: str = "bernoulli", *,
         "likelihood_options": registry.resolve_options("likelihood", likelihood, likelihood_options or {}),
         "prior": prior,
         "prior_options": registry.resolve_options("prior", prior, prior_options or {}),
+        "latent": latent,
+        "latent_options": registry.resolve_options("latent", latent, latent_options or {}),
         "input_shape": [int(s) for s in input_shape],
         "latent_dim": int(latent_dim),
         "num_classes": int(num_classes),

@@ -58,6 +58,8 @@ class TrainConfig:
     dataset_options: dict[str, Any] = field(default_factory=dict)
     prior: str = "standard-normal"
     prior_options: dict[str, Any] = field(default_factory=dict)
+    latent: str = "gaussian"
+    latent_options: dict[str, Any] = field(default_factory=dict)
     latent_dim: int = 16
     encoder_scale: str = "exp"
     autoencoder: bool = False
@@ -251,6 +253,7 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
                    encoder_scale=config.encoder_scale, autoencoder=config.autoencoder,
                    architecture_options=config.architecture_options, likelihood_options=config.likelihood_options,
                    prior=config.prior, prior_options=config.prior_options,
+                   latent=config.latent, latent_options=config.latent_options,
                    dataset=config.dataset, dataset_options=dataset_options, class_names=list(dataset.class_names),
                    training=config.training_settings()).to(device)
     root = data_root(data_dir)

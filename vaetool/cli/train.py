@@ -45,6 +45,8 @@ def train(
     likelihood_opt: Annotated[Optional[list[str]], typer.Option(help="Any likelihood option as KEY=VALUE (repeatable).", rich_help_panel=MODEL)] = None,
     prior: Annotated[Optional[str], typer.Option(help="Prior p(z): standard-normal or a plugin's. \\[default: standard-normal]", rich_help_panel=MODEL)] = None,
     prior_opt: Annotated[Optional[list[str]], typer.Option(help="Any prior option as KEY=VALUE (repeatable).", rich_help_panel=MODEL)] = None,
+    latent: Annotated[Optional[str], typer.Option(help="What the latent code is: gaussian or a plugin's. \\[default: gaussian]", rich_help_panel=MODEL)] = None,
+    latent_opt: Annotated[Optional[list[str]], typer.Option(help="Any latent option as KEY=VALUE (repeatable), e.g. codebook=512.", rich_help_panel=MODEL)] = None,
     beta: Annotated[Optional[str], typer.Option("--beta", "-b", help="Weight of the KL term (β-VAE); 0 is the autoencoder limit. A list (0,0.1,1,4) trains one run per value: a β sweep. \\[default: 1]", rich_help_panel=OBJECTIVE)] = None,
     autoencoder: Annotated[bool, typer.Option("--autoencoder", help="Train a deterministic autoencoder: z is the encoder mean, no noise, no KL.", rich_help_panel=OBJECTIVE)] = False,
     warmup: Annotated[Optional[float], typer.Option(help="Epochs over which β rises linearly from 0 (KL warm-up). \\[default: 0]", rich_help_panel=OBJECTIVE)] = None,
@@ -79,6 +81,7 @@ def train(
       vaetool train --arch conv --beta 4                   [dim]# β-VAE on MNIST[/dim]
       vaetool train --arch linear --likelihood gaussian --sigma 0.1 --latent-dim 16
       vaetool train --arch cvae                            [dim]# conditional on the digit[/dim]
+      vaetool train --prior vamp --prior-opt components=500 [dim]# the VampPrior[/dim]
       vaetool train --arch mlp --beta 0,0.1,1,4,10         [dim]# a β sweep: one run per value[/dim]
       vaetool train --arch conv --precision bf16 --compile [dim]# faster on a GPU[/dim]
       vaetool train --nproc 4                              [dim]# data-parallel on 4 GPUs[/dim]
@@ -100,6 +103,7 @@ def train(
         changed = {"--arch": arch, "--likelihood": likelihood, "--latent-dim": latent_dim, "--encoder-scale": encoder_scale,
                    "--hidden": hidden, "--channels": channels, "--sigma": sigma, "--binarize": binarize,
                    "--arch-opt": arch_opt, "--likelihood-opt": likelihood_opt, "--prior": prior, "--prior-opt": prior_opt,
+                   "--latent": latent, "--latent-opt": latent_opt,
                    "--beta": beta,
                    "--autoencoder": autoencoder or None, "--warmup": warmup, "--free-bits": free_bits,
                    "--tc-weight": tc_weight, "--capacity": capacity, "--capacity-epochs": capacity_epochs, "--data": data,
@@ -131,8 +135,9 @@ def train(
                             **_given(sigma=sigma, binarize=binarize.value if binarize else None)},
         dataset_options={**dataset_options, **key_values(data_opt, "--data-opt")},
         prior_options=key_values(prior_opt, "--prior-opt"),
+        latent_options=key_values(latent_opt, "--latent-opt"),
         autoencoder=autoencoder,
-        **_given(prior=prior, latent_dim=latent_dim, encoder_scale=encoder_scale.value if encoder_scale else None,
+        **_given(prior=prior, latent=latent, latent_dim=latent_dim, encoder_scale=encoder_scale.value if encoder_scale else None,
                  warmup=warmup, free_bits=free_bits, tc_weight=tc_weight, capacity=capacity,
                  capacity_epochs=capacity_epochs, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                  precision=precision.value if precision else None),

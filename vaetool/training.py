@@ -87,6 +87,18 @@ class TrainConfig:
         if not self.lr > 0:
             raise VaetoolError(f"The learning rate must be positive, not {self.lr}.")
         self._check_objective()
+        self._check_latent()
+
+    def _check_latent(self) -> None:
+        """Refuse, before any data is read, what the chosen latent kind cannot do."""
+        if registry.get("latent", self.latent).gaussian_posterior:
+            return
+        shaping = {"tc-weight": self.tc_weight is not None, "capacity": self.capacity is not None,
+                   "free-bits": self.free_bits > 0}
+        for flag, given in shaping.items():
+            if given:
+                raise VaetoolError(f"{flag} shapes the KL of a Gaussian posterior q(z|x), which the {self.latent} "
+                                   "latent does not have; leave it out.")
 
     def _check_objective(self) -> None:
         for name in ("tc_weight", "capacity"):
@@ -256,6 +268,9 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
                    latent=config.latent, latent_options=config.latent_options,
                    dataset=config.dataset, dataset_options=dataset_options, class_names=list(dataset.class_names),
                    training=config.training_settings()).to(device)
+    if group.active and model.discrete:
+        raise VaetoolError(f"The {config.latent} latent updates its codebook from each batch within one process; "
+                           "train it without --nproc.")
     root = data_root(data_dir)
     train_split, test_split = dataset.load("train", root), dataset.load("test", root)
     for split, part in ((train_split, "training"), (test_split, "test")):

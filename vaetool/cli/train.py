@@ -45,7 +45,7 @@ def train(
     likelihood_opt: Annotated[Optional[list[str]], typer.Option(help="Any likelihood option as KEY=VALUE (repeatable).", rich_help_panel=MODEL)] = None,
     prior: Annotated[Optional[str], typer.Option(help="Prior p(z): standard-normal or a plugin's. \\[default: standard-normal]", rich_help_panel=MODEL)] = None,
     prior_opt: Annotated[Optional[list[str]], typer.Option(help="Any prior option as KEY=VALUE (repeatable).", rich_help_panel=MODEL)] = None,
-    latent: Annotated[Optional[str], typer.Option(help="What the latent code is: gaussian or a plugin's. \\[default: gaussian]", rich_help_panel=MODEL)] = None,
+    latent: Annotated[Optional[str], typer.Option(help="What the latent code is: gaussian, vq (a vector-quantised codebook, VQ-VAE) or a plugin's. \\[default: gaussian]", rich_help_panel=MODEL)] = None,
     latent_opt: Annotated[Optional[list[str]], typer.Option(help="Any latent option as KEY=VALUE (repeatable), e.g. codebook=512.", rich_help_panel=MODEL)] = None,
     beta: Annotated[Optional[str], typer.Option("--beta", "-b", help="Weight of the KL term (β-VAE); 0 is the autoencoder limit. A list (0,0.1,1,4) trains one run per value: a β sweep. \\[default: 1]", rich_help_panel=OBJECTIVE)] = None,
     autoencoder: Annotated[bool, typer.Option("--autoencoder", help="Train a deterministic autoencoder: z is the encoder mean, no noise, no KL.", rich_help_panel=OBJECTIVE)] = False,
@@ -82,6 +82,7 @@ def train(
       vaetool train --arch linear --likelihood gaussian --sigma 0.1 --latent-dim 16
       vaetool train --arch cvae                            [dim]# conditional on the digit[/dim]
       vaetool train --prior vamp --prior-opt components=500 [dim]# the VampPrior[/dim]
+      vaetool train --latent vq --latent-opt codebook=512 --arch conv   [dim]# a VQ-VAE[/dim]
       vaetool train --arch mlp --beta 0,0.1,1,4,10         [dim]# a β sweep: one run per value[/dim]
       vaetool train --arch conv --precision bf16 --compile [dim]# faster on a GPU[/dim]
       vaetool train --nproc 4                              [dim]# data-parallel on 4 GPUs[/dim]
@@ -257,12 +258,14 @@ class _RichProgress:
                      else f"capacity 0 → {t['capacity']:g} nats over {t['capacity_epochs']:g} epochs, γ = {t['beta']:g}"
                      if t.get("capacity") is not None else f"β = {t['beta']:g}")
         shape = "×".join(map(str, c["input_shape"]))
+        latent = (f"{c['latent_dim']}-D latent" if c.get("latent", "gaussian") == "gaussian"
+                  else f"{c['latent']} latent of {c['latent_dim']} codes")
         how = (f", {info['processes']} processes" if info["processes"] > 1 else "") \
             + (", streamed from disk" if info["streamed"] else "") \
             + (f", {t['precision']}" if t.get("precision") else "")
         resumed = f", resuming at epoch {info['start_epoch'] + 1}" if info["start_epoch"] or info["start_step"] else ""
         self.console.print(
-            f"[bold]{c['architecture']}[/bold] VAE, [bold]{c['likelihood']}[/bold] likelihood, {c['latent_dim']}-D latent, "
+            f"[bold]{c['architecture']}[/bold] VAE, [bold]{c['likelihood']}[/bold] likelihood, {latent}, "
             f"{objective}, {info['parameters']:,} parameters\n"
             f"data [bold]{c['dataset']}[/bold] ({info['train_size']:,} train / {info['test_size']:,} test, {shape}) "
             f"on {info['device']}{how} → {info['run_dir']}{resumed}", highlight=False)

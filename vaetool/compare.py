@@ -4,7 +4,9 @@
 one shared test set — the bound, its terms, an importance-weighted likelihood estimate, latent
 usage, how well the aggregate posterior matches the prior, sample quality — draws the same
 pictures for each, and states what the numbers say about the classic questions (is deeper
-better, what does β do, AE versus VAE, did the posterior collapse).
+better, what does β do, AE versus VAE, did the posterior collapse). A model with a discrete latent
+(vq) reports codebook usage and perplexity instead of active units and the aggregate posterior,
+and has no importance-weighted log p(x): its posterior is one code, so its bound is the ELBO.
 """
 from __future__ import annotations
 
@@ -46,7 +48,11 @@ class Entry:
                 else f"capacity {t['capacity']:g}, γ={t.get('beta', 1):g}" if t.get("capacity") is not None
                 else f"β={t.get('beta', 1):g}")
         conditional = ", conditional: log p(x|y)" if getattr(self.model, "conditional", False) else ""
-        return f"{c['architecture']}/{c['likelihood']}, {c['latent_dim']}-D, {kind}{conditional}"
+        latent = f"{c['latent_dim']}-D" if c.get("latent", "gaussian") == "gaussian" else \
+            f"{c['latent']} {c['latent_dim']} codes of {self.model.latent.codebook_size}" \
+            if getattr(self.model, "discrete", False) else f"{c['latent']} {c['latent_dim']}-D"
+        prior = f", {c['prior']} prior" if c.get("prior", "standard-normal") != "standard-normal" else ""
+        return f"{c['architecture']}/{c['likelihood']}, {latent}{prior}, {kind}{conditional}"
 
 
 def load_entries(paths: list[Path], device) -> list[Entry]:
@@ -96,16 +102,19 @@ def evaluate(entries: list[Entry], test_images: torch.Tensor, test_labels: torch
         beta = 0.0 if c["autoencoder"] else c.get("training", {}).get("beta", 1.0)
         n["beta"] = None if c["autoencoder"] else beta
         n["objective"] = -terms["rec"] + beta * terms["kl"]
-        if iw_samples > 0 and not c["autoencoder"]:
+        if iw_samples > 0 and not c["autoencoder"] and model.latent.gaussian_posterior:
             report = (lambda done, total, name=entry.name: progress(f"{name}: log p(x), K={iw_samples}", done, total)) \
                 if progress else None
             iw = metrics.iw_log_likelihood(model, test_images, test_labels, k=iw_samples, seed=seed, progress=report)
             n["iw_ll"] = float(iw.mean())
             n["iw_k"] = iw_samples
-        count, _ = metrics.active_units(model, test_images, test_labels)
-        n["active_units"] = int(count)
         n["latent_dim"] = c["latent_dim"]
-        n["aggregate_kl"] = metrics.aggregate_posterior_kl(model, test_images, test_labels)
+        if model.discrete:
+            n.update(metrics.codebook_usage(model, test_images, test_labels))
+        else:
+            count, _ = metrics.active_units(model, test_images, test_labels)
+            n["active_units"] = int(count)
+            n["aggregate_kl"] = metrics.aggregate_posterior_kl(model, test_images, test_labels)
         if classifier is not None:
             generator = torch.Generator(device=model.device).manual_seed(seed)
             requested = None
@@ -130,7 +139,7 @@ def _disentanglement(model, scale: float, seed: int, data_dir=None) -> dict[str,
     from vaetool import disentanglement
 
     ground_truth = disentanglement.ground_truth_for(model.config, data_dir)
-    if ground_truth is None or model.conditional:
+    if ground_truth is None or model.conditional or model.discrete:  # the metrics score continuous codes
         return {}
     scores = disentanglement.all_metrics(ground_truth, disentanglement.representation(model), seed=seed, scale=scale)
     return {"beta_vae": scores["beta_vae"]["eval_accuracy"], "factor_vae": scores["factor_vae"]["eval_accuracy"],
@@ -148,6 +157,8 @@ COLUMNS = [
     ("iw_ll", "log p(x) IW", "{:.2f}", "max"),
     ("bits_per_dim", "bits/dim", "{:.3f}", "min"),
     ("active_units", "active", "{}", None),
+    ("codes_used", "codes used", "{}", None),
+    ("perplexity", "perplexity", "{:.1f}", None),
     ("aggregate_kl", "agg. KL", "{:.2f}", "min"),
     ("fid", "FD", "{:.2f}", "min"),
     ("confidence", "conf.", "{:.3f}", "max"),
@@ -208,6 +219,9 @@ def same_but_beta(config: dict[str, Any]) -> str:
 def verdicts(entries: list[Entry]) -> list[str]:
     """One sentence per classic question that these models and their numbers can answer."""
     said = []
+    # A discrete latent has its own sentences below: the questions here are about Gaussian codes.
+    discrete = [e for e in entries if getattr(e.model, "discrete", False)]
+    entries = [e for e in entries if e not in discrete]
     score_key = "iw_ll" if all("iw_ll" in e.numbers for e in entries if not e.config["autoencoder"]) else "elbo"
     score_name = "log p(x)" if score_key == "iw_ll" else "ELBO"
     vaes = [e for e in entries if not e.config["autoencoder"]]
@@ -280,6 +294,14 @@ def verdicts(entries: list[Entry]) -> list[str]:
         said.append(f"Regularization: the aggregate posterior is closest to the prior for {closest.name} "
                     f"(KL {closest.numbers['aggregate_kl']:.2f}) and farthest for {farthest.name} "
                     f"({farthest.numbers['aggregate_kl']:.2f}); far means prior samples land where the decoder was never trained.")
+    for e in discrete:
+        used, size, perplexity = e.numbers["codes_used"], e.numbers["codebook_size"], e.numbers["perplexity"]
+        sentence = (f"{e.name}: the {e.config['latent']} latent uses {used} of its {size} codes on the test images "
+                    f"(perplexity {perplexity:.1f})")
+        if used < size / 2:
+            sentence += "; most of the codebook is dead"
+        said.append(sentence + f"; its KL, {e.numbers['kl']:.1f} nats, is −log p(codes) under its learned code prior, "
+                               "and with one code per image its ELBO is its only bound (no importance-weighted log p(x)).")
     return said
 
 
@@ -299,8 +321,11 @@ def pictures(entries: list[Entry], test_images: torch.Tensor, test_labels: torch
         generator = torch.Generator(device=model.device).manual_seed(seed)
         label = torch.arange(k, device=model.device) % model.num_classes if model.conditional else None
         rows["samples"].append(model.sample(k, label, generator=generator).cpu())
-        ends = model.encode(x[:2].to(model.device), cond[:2] if cond is not None else None).mean
-        route = latents.path(ends, k, "slerp")
+        ends = model.encode(x[:2].to(model.device), cond[:2] if cond is not None else None)
+        if model.discrete:  # no continuous path: swap the first image's codes for the second's, position by position
+            route = model.latent.embed(latents.code_path(model.latent.codes(ends), k))
+        else:
+            route = latents.path(ends.mean, k, "slerp")
         rows["interpolations"].append(model.decode(route, cond[:1].expand(k) if cond is not None else None).cpu())
     names = [e.name for e in entries]
     out = {}

@@ -7,7 +7,12 @@
 | ``.json`` | ``{"latent_dim": L, "items": [{"name", "label", "mean": [...], "log_var": [...]}]}`` |
 | ``.safetensors`` | tensors ``mean``, ``log_var``, ``label``; names in the header |
 
-A label of −1 means "none". ``read`` also accepts a plain ``(N, L)`` ``.npy`` array of latents.
+A model with a discrete latent (``--latent vq``) writes code indices instead: the field, columns,
+key or tensor ``code`` (int64, ``(L,)`` per image, ``code_0`` … ``code_{L-1}`` in CSV) in place of
+``mean`` and ``log_var``.
+
+A label of −1 means "none". ``read`` also accepts a plain ``(N, L)`` ``.npy`` array of latents:
+floats are posterior means, integers are codes.
 """
 from __future__ import annotations
 
@@ -27,14 +32,36 @@ SUFFIXES = (".npy", ".csv", ".json", ".safetensors")
 
 @dataclass
 class Latents:
-    """Posterior means (and log-variances), with each row's label (−1: none) and name."""
+    """Posterior means (and log-variances), or for a discrete latent the codes, with each row's label
+    (−1: none) and name."""
 
-    mean: np.ndarray  # (N, L) float32
+    mean: np.ndarray | None  # (N, L) float32; None when the rows are codes
     log_var: np.ndarray | None = None  # (N, L)
     labels: np.ndarray | None = None  # (N,) int64
     names: list[str] | None = None
+    codes: np.ndarray | None = None  # (N, L) int64: a discrete latent's code indices
+
+    @classmethod
+    def of_codes(cls, codes: np.ndarray, labels: np.ndarray | None = None, names: list[str] | None = None) -> Latents:
+        return cls(None, None, labels, names, codes=np.ascontiguousarray(codes, dtype=np.int64))
+
+    @property
+    def discrete(self) -> bool:
+        return self.codes is not None
+
+    @property
+    def rows(self) -> np.ndarray:
+        """What each image's latent is: its codes, or its posterior mean."""
+        return self.codes if self.discrete else self.mean
 
     def __post_init__(self):
+        if self.codes is not None:
+            n = len(self.codes)
+            if self.labels is None:
+                self.labels = np.full(n, -1, dtype=np.int64)
+            if self.names is None:
+                self.names = [str(i) for i in range(n)]
+            return
         n = len(self.mean)
         if self.labels is None:
             self.labels = np.full(n, -1, dtype=np.int64)
@@ -55,6 +82,8 @@ def write(path: str | Path, latents: Latents) -> None:
     """Write latents in the format the extension names, atomically."""
     path = Path(path)
     suffix = check_suffix(path)
+    if latents.discrete:
+        return _write_codes(path, suffix, latents)
     mean, log_var = latents.mean.astype(np.float32), latents.log_var.astype(np.float32)
     n, dim = mean.shape
     if suffix == ".npy":
@@ -81,6 +110,31 @@ def write(path: str | Path, latents: Latents) -> None:
                             "label": torch.from_numpy(latents.labels.astype(np.int64))}, {"names": latents.names})
 
 
+def _write_codes(path: Path, suffix: str, latents: Latents) -> None:
+    codes = latents.codes.astype(np.int64)
+    n, dim = codes.shape
+    if suffix == ".npy":
+        width = max([1, *map(len, latents.names)])
+        table = np.zeros(n, dtype=[("name", f"<U{width}"), ("label", "<i8"), ("code", "<i8", (dim,))])
+        table["name"], table["label"], table["code"] = latents.names, latents.labels, codes
+        atomic_write(path, lambda tmp: tmp.write_bytes(_npy_bytes(table)))
+    elif suffix == ".csv":
+        out = _io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["name", "label", *[f"code_{i}" for i in range(dim)]])
+        for i in range(n):
+            writer.writerow([latents.names[i], int(latents.labels[i]), *map(int, codes[i])])
+        atomic_write_text(path, out.getvalue())
+    elif suffix == ".json":
+        items = [{"name": latents.names[i], "label": int(latents.labels[i]), "code": codes[i].tolist()} for i in range(n)]
+        atomic_write_text(path, json.dumps({"latent_dim": dim, "items": items}, indent=1))
+    else:
+        import torch
+
+        save_tensors(path, {"code": torch.from_numpy(codes), "label": torch.from_numpy(latents.labels.astype(np.int64))},
+                     {"names": latents.names})
+
+
 def _num(value: float) -> str:
     return "" if np.isnan(value) else repr(float(value))
 
@@ -100,13 +154,21 @@ def read(path: str | Path) -> Latents:
     try:
         if suffix == ".npy":
             array = np.load(path, allow_pickle=False)
+            if array.dtype.names and "code" in array.dtype.names:
+                return Latents.of_codes(array["code"], array["label"], [str(s) for s in array["name"]])
             if array.dtype.names:
                 return Latents(array["mean"], array["log_var"], array["label"], [str(s) for s in array["name"]])
+            if np.issubdtype(array.dtype, np.integer):
+                return Latents.of_codes(np.atleast_2d(array))
             return Latents(np.atleast_2d(array).astype(np.float32))
         if suffix == ".csv":
             with path.open(newline="") as f:
                 rows = list(csv.reader(f))
             header, rows = rows[0], rows[1:]
+            code_columns = [i for i, h in enumerate(header) if h.startswith("code_")]
+            if code_columns:
+                return Latents.of_codes(np.array([[int(r[i]) for i in code_columns] for r in rows], dtype=np.int64),
+                                        np.array([int(r[header.index("label")]) for r in rows]), [r[0] for r in rows])
             means = [i for i, h in enumerate(header) if h.startswith("mean_")]
             log_vars = [i for i, h in enumerate(header) if h.startswith("log_var_")]
             value = lambda s: float(s) if s != "" else np.nan  # noqa: E731
@@ -115,10 +177,16 @@ def read(path: str | Path) -> Latents:
                            np.array([int(r[header.index("label")]) for r in rows]), [r[0] for r in rows])
         if suffix == ".json":
             items = json.loads(path.read_text())["items"]
+            if items and "code" in items[0]:
+                return Latents.of_codes(np.array([it["code"] for it in items], dtype=np.int64),
+                                        np.array([it.get("label", -1) for it in items]),
+                                        [str(it.get("name", i)) for i, it in enumerate(items)])
             return Latents(np.array([it["mean"] for it in items], dtype=np.float32),
                            np.array([[np.nan if v is None else v for v in it["log_var"]] for it in items], dtype=np.float32),
                            np.array([it.get("label", -1) for it in items]), [str(it.get("name", i)) for i, it in enumerate(items)])
         tensors, header = read_tensors(path)
+        if "code" in tensors:
+            return Latents.of_codes(tensors["code"].numpy(), tensors["label"].numpy(), header["names"])
         return Latents(tensors["mean"].numpy(), tensors["log_var"].numpy(), tensors["label"].numpy(), header["names"])
     except VaetoolError:
         raise

@@ -60,6 +60,13 @@ def open_model(model, runs_dir, device: str):
     return io.load(path, devices.resolve(device))
 
 
+def refuse_discrete(model, what: str, remedy: str) -> None:
+    """One sentence for a command that only makes sense for a continuous latent, given a discrete one."""
+    if model.discrete:
+        raise VaetoolError(f"{what}, but this model's {model.config['latent']} latent is a row of discrete codes, "
+                           f"which {remedy}.")
+
+
 def generator(model, seed: int):
     import torch
 

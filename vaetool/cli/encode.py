@@ -40,10 +40,14 @@ def encode(
 ) -> None:
     """Encode images into the posterior q(z|x): its mean and log-variance per image.
 
+    A model with a discrete (vq) latent writes each image's code indices instead, and --plot
+    draws the codebook vectors they choose.
+
       vaetool encode digit.png drawings/ -o latents.json
       vaetool encode --data mnist --split test -o latents.npy --plot latents.png --method tsne
     """
     import numpy as np
+    import torch
 
     from vaetool import images, latentfile, metrics, plots
     from vaetool.training import build_dataset
@@ -74,15 +78,23 @@ def encode(
     condition = y if vae.conditional else None
     if vae.conditional and condition is None:
         raise VaetoolError(f"This model is conditional: give --label, a class from 0 to {vae.num_classes - 1}.")
-    means, log_vars = metrics.posterior_moments(vae, x, condition)
-    mean, log_var = means.float().numpy(), log_vars.float().numpy()
-    if vae.autoencoder:
-        log_var = np.full_like(mean, np.nan)  # a deterministic encoder has no variance
     labels = y.cpu().numpy() if y is not None else None
-    result = latentfile.Latents(mean, log_var, labels, names)
+    if vae.discrete:
+        codes = metrics.codes(vae, x, condition)
+        result = latentfile.Latents.of_codes(codes.numpy(), labels, names)
+        # What the decoder sees: the codebook vectors the codes choose, one row per image.
+        with torch.no_grad():
+            mean = vae.latent.embed(codes.to(vae.device)).double().cpu().numpy()
+    else:
+        means, log_vars = metrics.posterior_moments(vae, x, condition)
+        mean, log_var = means.float().numpy(), log_vars.float().numpy()
+        if vae.autoencoder:
+            log_var = np.full_like(mean, np.nan)  # a deterministic encoder has no variance
+        result = latentfile.Latents(mean, log_var, labels, names)
     if output is not None:
         latentfile.write(output, result)
-        typer.echo(f"Wrote {len(mean)} latents of dimension {mean.shape[1]} to {output}")
+        what = f"codes of {result.rows.shape[1]} positions" if result.discrete else f"latents of dimension {mean.shape[1]}"
+        typer.echo(f"Wrote {len(result.rows)} {what} to {output}")
     else:
         _print_table(result)
     if plot is not None:
@@ -95,16 +107,18 @@ def _print_table(latents) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    shown = min(latents.mean.shape[1], 8)
-    table = Table(title=f"posterior means ({latents.mean.shape[1]}-D)", title_justify="left")
+    rows = latents.rows
+    shown = min(rows.shape[1], 8)
+    title = f"codes ({rows.shape[1]} positions)" if latents.discrete else f"posterior means ({rows.shape[1]}-D)"
+    table = Table(title=title, title_justify="left")
     table.add_column("image")
     table.add_column("label")
     for d in range(shown):
-        table.add_column(f"z{d}", justify="right")
-    if latents.mean.shape[1] > shown:
+        table.add_column(f"{'c' if latents.discrete else 'z'}{d}", justify="right")
+    if rows.shape[1] > shown:
         table.add_column("…")
-    for i in range(min(len(latents.mean), 50)):
+    for i in range(min(len(rows), 50)):
         label = "" if latents.labels[i] < 0 else str(int(latents.labels[i]))
-        cells = [f"{v:+.2f}" for v in latents.mean[i, :shown]]
-        table.add_row(latents.names[i], label, *cells, *([""] if latents.mean.shape[1] > shown else []))
+        cells = [str(int(v)) if latents.discrete else f"{v:+.2f}" for v in rows[i, :shown]]
+        table.add_row(latents.names[i], label, *cells, *([""] if rows.shape[1] > shown else []))
     Console().print(table)

@@ -37,6 +37,9 @@ def interpolate(
 ) -> None:
     """Interpolate between the posterior means of images and decode the path.
 
+    For a model with a discrete (vq) latent the path goes between the images' codes, swapping one
+    position's code at a time (--method does not apply).
+
       vaetool interpolate a.png b.png -o anim.gif
       vaetool interpolate a.png b.png c.png --steps 16 --method lerp -o strip.png
       vaetool interpolate a.png b.png -m runs/mlp-mnist-ae -o ae.gif     [dim]# the same for an autoencoder[/dim]
@@ -52,16 +55,24 @@ def interpolate(
     with torch.no_grad():
         for path in inputs or []:  # keep the order the user gave
             if path.suffix.lower() in latentfile.SUFFIXES:
-                points.append(torch.from_numpy(latentfile.read(path).mean).to(vae.device))
+                read = latentfile.read(path)
+                if read.discrete != vae.discrete:
+                    raise VaetoolError(f"{path} holds {'codes' if read.discrete else 'continuous latents'}, but this "
+                                       f"model's {vae.config['latent']} latent takes "
+                                       f"{'codes' if vae.discrete else 'continuous latents'}.")
+                points.append(torch.from_numpy(read.rows).to(vae.device))
             else:
                 x, _ = images.load_images([path], vae.input_shape, invert, vae.config.get("background"))
-                points.append(vae.encode(x.to(vae.device), labels_for(vae, label, len(x))).mean)
+                encoded = vae.encode(x.to(vae.device), labels_for(vae, label, len(x)))
+                points.append(vae.latent.codes(encoded) if vae.discrete else encoded.mean)
         for text in z or []:
             row = literal(text)
             row = row if isinstance(row, list) else [row]
-            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in row):
-                raise VaetoolError(f"--z takes comma-separated numbers, not {text!r}.")
-            points.append(torch.tensor([row], dtype=torch.float32, device=vae.device))
+            kind = (int,) if vae.discrete else (int, float)
+            if not all(isinstance(v, kind) and not isinstance(v, bool) for v in row):
+                raise VaetoolError(f"--z takes comma-separated {'whole numbers (codes)' if vae.discrete else 'numbers'}, "
+                                   f"not {text!r}.")
+            points.append(torch.tensor([row], dtype=torch.long if vae.discrete else torch.float32, device=vae.device))
         if not points:
             raise VaetoolError("Give two or more images (or latent files, or --z values) to interpolate between.")
         for point in points:
@@ -71,7 +82,13 @@ def interpolate(
         if len(points) < 2:
             raise VaetoolError(f"Interpolation needs two or more points; got {len(points)}"
                                f"{' (' + str(len(image_paths)) + ' image)' if image_paths else ''}.")
-        route = latents.path(points, steps, method.value)
+        if vae.discrete:
+            size = vae.latent.codebook_size
+            if points.min() < 0 or points.max() >= size:
+                raise VaetoolError(f"Codes must lie in 0 to {size - 1} for this model's codebook of {size}.")
+            route = vae.latent.embed(latents.code_path(points, steps))
+        else:
+            route = latents.path(points, steps, method.value)
         frames = vae.decode(route, labels_for(vae, label, len(route)))
     if output.suffix.lower() == ".gif":
         if bounce:

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from vaetool.cli import options
-from vaetool.cli.common import check_output, handle_errors, labels_for, literal, open_model
+from vaetool.cli.common import check_output, handle_errors, labels_for, literal, open_model, refuse_discrete
 from vaetool.errors import VaetoolError
 
 
@@ -51,6 +51,8 @@ def traverse(
     if not span > 0:
         raise VaetoolError(f"--range must be positive, not {span}.")
     vae = open_model(model, runs_dir, device)
+    refuse_discrete(vae, "traverse moves one continuous latent dimension at a time",
+                    "have no direction to move along; change an encoded image's codes and decode them instead")
     y = labels_for(vae, label, 1)
     with torch.no_grad():
         if image is not None:

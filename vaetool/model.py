@@ -19,6 +19,7 @@ from vaetool.distributions import SCALES, DiagonalGaussian
 from vaetool.errors import VaetoolError
 from vaetool.latent_types.gaussian import Gaussian
 from vaetool.priors.standard_normal import StandardNormal
+from vaetool.validate import plugin_errors
 
 DEFAULT_PRIOR = "standard-normal"
 DEFAULT_LATENT = "gaussian"
@@ -155,20 +156,24 @@ class VAE(nn.Module):
         """Rebuild a model from its config: registry names and options, nothing else."""
         config = copy.deepcopy(config)
         likelihood_cls = registry.get("likelihood", config["likelihood"])
-        likelihood = likelihood_cls(**config["likelihood_options"])
+        with plugin_errors("likelihood", config["likelihood"], config["likelihood_options"]):
+            likelihood = likelihood_cls(**config["likelihood_options"])
         # Files written before latents were plugins have no latent entry: theirs was the Gaussian.
         latent_cls = registry.get("latent", config.setdefault("latent", DEFAULT_LATENT))
-        latent = latent_cls(config["latent_dim"], config["encoder_scale"], config["autoencoder"],
-                            **config.setdefault("latent_options", {}))
+        with plugin_errors("latent", config["latent"], config.setdefault("latent_options", {})):
+            latent = latent_cls(config["latent_dim"], config["encoder_scale"], config["autoencoder"],
+                                **config["latent_options"])
         architecture_cls = registry.get("architecture", config["architecture"])
         # The latent kind says how wide the architecture's latent is: a code of latent_dim
         # vectors of a quantised latent is latent_dim · dim features wide.
-        architecture = architecture_cls(tuple(config["input_shape"]), latent.features,
-                                        likelihood.params_per_channel, config["num_classes"],
-                                        **config["architecture_options"])
+        with plugin_errors("architecture", config["architecture"], config["architecture_options"]):
+            architecture = architecture_cls(tuple(config["input_shape"]), latent.features,
+                                            likelihood.params_per_channel, config["num_classes"],
+                                            **config["architecture_options"])
         # Files written before priors were plugins have no prior entry: theirs was N(0, I).
         prior_cls = registry.get("prior", config.setdefault("prior", DEFAULT_PRIOR))
-        prior = prior_cls(config["latent_dim"], **config.setdefault("prior_options", {}))
+        with plugin_errors("prior", config["prior"], config.setdefault("prior_options", {})):
+            prior = prior_cls(config["latent_dim"], **config["prior_options"])
         return cls(architecture, likelihood, config, prior, latent)
 
     @property

@@ -83,3 +83,16 @@ def test_train_and_sample_with_the_vamp_prior_from_the_command_line(tmp_path, ti
     error = assert_clean_error(invoke("train", "--prior", "vamp", "--prior-opt", "components=0", "--data",
                                       tiny_dataset, "--runs-dir", tmp_path, "--name", "bad"))
     assert "components" in error and not (tmp_path / "bad").exists()
+
+
+def test_the_test_kl_of_a_monte_carlo_prior_is_counted_once(tmp_path):
+    """The Monte Carlo KL is one column (B, 1); summing it into a per-dimension total once counted it latent_dim times."""
+    from vaetool import metrics
+
+    vae = model().eval()
+    x = torch.rand(6, 1, 6, 6)
+    terms = metrics.elbo_terms(vae, x, seed=2)
+    direct = vae.elbo(x, generator=torch.Generator().manual_seed(2))
+    assert terms["kl"] == pytest.approx(direct.kl.sum().item() / 6, rel=1e-5)
+    assert len(terms["kl_per_dim"]) == 1
+    assert terms["elbo"] == pytest.approx(direct.elbo.mean().item(), rel=1e-5)

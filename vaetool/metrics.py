@@ -162,19 +162,20 @@ def elbo_terms(model, images: Tensor, labels: Tensor | None = None, seed: int = 
 
     ELBO = E_q[log p(x|z)] − KL(q(z|x) ‖ N(0, I)) (Kingma & Welling, ICLR 2014, eq. 10), each image
     with one reparameterised sample z ~ q(z|x) and the analytic KL. Returns ``elbo``, ``rec``
-    (the reconstruction term), ``kl``, ``kl_per_dim`` (a list, one value per latent dimension) and,
+    (the reconstruction term), ``kl``, ``kl_per_dim`` (a list, one value per latent dimension, or a
+    single value when the prior's KL is a Monte Carlo estimate, not per dimension) and,
     for a discrete likelihood, ``bits_per_dim`` = −ELBO / (D · ln 2). With uint8 images and the same
     seed and batch size it gives exactly the numbers of :func:`vaetool.training.evaluate`.
     """
     device = model.device
     generator = torch.Generator(device=device).manual_seed(seed)
     rec_total = torch.zeros((), device=device, dtype=_wide(device))
-    kl_total = torch.zeros(model.latent_dim, device=device, dtype=_wide(device))
+    kl_total = 0.0  # as wide as the KL terms: (latent_dim,), or (1,) for a Monte Carlo KL
     with _evaluating(model):
         for x, y in _batches(model, images, labels, batch_size):
             terms = model.elbo(x, y, generator=generator)
             rec_total += terms.reconstruction.sum().to(rec_total.dtype)
-            kl_total += terms.kl.sum(0).to(kl_total.dtype)
+            kl_total = kl_total + terms.kl.sum(0).to(rec_total.dtype)
     n = len(images)
     rec, kl_per_dim = rec_total.item() / n, (kl_total / n).tolist()
     kl = sum(kl_per_dim)

@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 import typer
 
 from vaetool.cli import options
-from vaetool.cli.common import check_output, generator, handle_errors, labels_for, literal, open_model, write_pictures
+from vaetool.cli.common import (check_output, generator, handle_errors, labels_for, literal, open_model, read_latents,
+                                write_pictures)
 from vaetool.errors import VaetoolError
 
 
@@ -39,18 +40,13 @@ def decode(
     import numpy as np
     import torch
 
-    from vaetool import latentfile
-
     check_output(output, (".png", ".gif"))
     if (latents is None) == (not z):
         raise VaetoolError("Give a latent file or --z values, not both or neither.")
     vae = open_model(model, runs_dir, device, allow_nonfinite)
     file_labels = None
     if latents is not None:
-        read = latentfile.read(latents)
-        if read.discrete != vae.discrete:
-            raise VaetoolError(f"{latents} holds {'codes' if read.discrete else 'continuous latents'}, but this model's "
-                               f"{vae.config['latent']} latent takes {'codes' if vae.discrete else 'continuous latents'}.")
+        read = read_latents(vae, latents)
         values = read.rows
         if (read.labels >= 0).all():
             file_labels = read.labels

@@ -9,7 +9,7 @@ import typer
 
 from vaetool.cli import options
 from vaetool.cli.common import (check_output, condition_label, dataset_images, handle_errors, labels_for, literal,
-                                open_model, say_latest, write_pictures)
+                                open_model, read_latents, say_latest, write_pictures)
 from vaetool.errors import VaetoolError
 
 
@@ -81,12 +81,7 @@ def interpolate(
     with torch.no_grad():
         for path in inputs or []:  # keep the order the user gave
             if path.suffix.lower() in latentfile.SUFFIXES:
-                read = latentfile.read(path)
-                if read.discrete != vae.discrete:
-                    raise VaetoolError(f"{path} holds {'codes' if read.discrete else 'continuous latents'}, but this "
-                                       f"model's {vae.config['latent']} latent takes "
-                                       f"{'codes' if vae.discrete else 'continuous latents'}.")
-                points.append(torch.from_numpy(read.rows).to(vae.device))
+                points.append(torch.from_numpy(read_latents(vae, path).rows).to(vae.device))
             else:
                 x, _ = images.load_images([path], vae.input_shape, invert, vae.config.get("background"))
                 points.append(point(vae.encode(x.to(vae.device), labels_for(vae, condition, len(x)))))

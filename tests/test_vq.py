@@ -13,7 +13,6 @@ from conftest import TINY_DATASET, TinySquares, assert_clean_error, invoke, ok, 
 from vaetool import latentfile, latents, registry, training
 from vaetool.errors import VaetoolError
 from vaetool.latent_types.vq import VectorQuantised
-from vaetool.model import objective
 from vaetool.training import TrainConfig
 
 FORMATS = [".npy", ".csv", ".json", ".safetensors"]
@@ -45,7 +44,8 @@ def test_the_gradient_passes_straight_through_and_the_losses_are_the_papers():
     latent = VectorQuantised(3, codebook=5, dim=2, commitment_cost=0.25).eval()
     h = torch.randn(4, 6, requires_grad=True)
     code = latent.posterior(h, torch.zeros_like(h))
-    z, kl, loss = latent.terms(code, None)
+    drawn = latent.terms(code, None)
+    z, kl, loss = drawn.z, drawn.kl, drawn.loss
     assert torch.allclose(z, code.mean, atol=1e-6)  # the decoder sees the codebook vectors (to rounding)
     (grad,) = torch.autograd.grad(z.sum(), h, retain_graph=True)
     assert torch.equal(grad, torch.ones_like(h))  # and the encoder gets the decoder's gradient unchanged
@@ -104,7 +104,7 @@ def test_the_prior_over_codes_learns_the_codes_training_chose_and_sample_draws_f
     assert torch.allclose(p.sum(-1), torch.ones(2))
     assert p[0, 3] > 0.95 and p[1, 1] > 0.95
     code = latent.eval().posterior(h[:1], h[:1])
-    _, kl, _ = latent.terms(code, None)
+    kl = latent.terms(code, None).kl
     assert torch.allclose(kl, -torch.stack([p[0, 3], p[1, 1]]).log()[None])  # KL = −log p(code)
     drawn = latent.sample_codes(1000, torch.Generator().manual_seed(0))
     assert drawn.shape == (1000, 2) and (drawn[:, 0] == 3).float().mean() > 0.9 and (drawn[:, 1] == 1).float().mean() > 0.9
@@ -186,9 +186,9 @@ def test_vq_learns_to_reconstruct_better_than_its_first_steps(tmp_path):
 
 
 @pytest.mark.parametrize(("flags", "fragment"), [
-    (["--tc-weight", "6"], "tc-weight shapes the KL of a Gaussian posterior"),
-    (["--capacity", "25"], "capacity shapes the KL of a Gaussian posterior"),
-    (["--free-bits", "0.5"], "free-bits shapes the KL of a Gaussian posterior"),
+    (["--tc-weight", "6"], "The tcvae objective needs the Gaussian posterior"),
+    (["--capacity", "25"], "The capacity objective needs a stochastic encoder and its KL term"),
+    (["--objective", "iwae"], "The iwae objective needs several samples of z"),
     (["--prior", "vamp"], "brings its own prior over codes"),
     (["--autoencoder"], "deterministic already"),
     (["--latent-opt", "codebook=1"], "codebook must be"),

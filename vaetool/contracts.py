@@ -1,4 +1,5 @@
-"""The base classes every plugin kind implements: architectures, likelihoods, priors, latents and datasets.
+"""The base classes every plugin kind implements: architectures, likelihoods, priors, latents, datasets and
+objectives.
 
 A plugin is a class registered under an entry-point group (see :mod:`vaetool.registry`).
 Its constructor arguments are its options: each one typed and defaulted, because the
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -77,11 +78,18 @@ class Likelihood(nn.Module):
       otherwise for its mean, as the gaussian's identity link does for exact pPCA).
     - ``discrete``: True when ``log_prob`` is a probability mass on 8-bit or binary values,
       so that bits per dimension are a meaningful report.
+    - ``levels``: when the distribution of one pixel is a probability mass on the values
+      ``k / (levels − 1)`` (2 for a Bernoulli, 256 for 8-bit data), their number; ``None`` for a
+      density, which integrates to 1 over ``support`` (the real line unless said otherwise). The
+      conformance kit checks either on a one-pixel image: an unnormalised ``log_prob`` silently
+      changes the objective.
     """
 
     api_version: ClassVar[int] = PLUGIN_API_VERSION
     params_per_channel: int = 1
     discrete: bool = False
+    levels: int | None = None
+    support: tuple[float, float] = (-float("inf"), float("inf"))
 
     def target(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         return x
@@ -137,6 +145,26 @@ class Prior(nn.Module):
         """
 
 
+@dataclass
+class LatentTerms:
+    """What a latent kind gives the bound for a batch (see :meth:`Latent.terms`).
+
+    ``z``: the decoder's input, ``(B, features)``, or ``(S, B, features)`` for S samples per image;
+    ``kl``: KL(q(z|x) ‖ p(z)) per image, per latent dimension ``(B, latent_dim)`` or as one column
+    ``(B, 1)``; ``posterior``: q(z|x) as the samples were drawn, when it differs from the encoding
+    (expanded to S samples); ``log_prior`` and ``log_posterior``: log p(z) and log q(z|x) at z,
+    ``(B,)`` or ``(S, B)``, for importance weights (``None`` when there is no density);
+    ``loss``: what the latent adds to any objective's loss, per example ``(B,)``, or ``None``.
+    """
+
+    z: Tensor
+    kl: Tensor
+    posterior: object | None = None
+    log_prior: Tensor | None = None
+    log_posterior: Tensor | None = None
+    loss: Tensor | None = None
+
+
 class Latent(nn.Module):
     """What the latent code is: how the encoder's output becomes the decoder's input, what that
     code costs in the bound, and how codes are drawn for sampling.
@@ -151,11 +179,11 @@ class Latent(nn.Module):
       and its decoder takes ``z`` ``(B, features)``. So any architecture serves any latent.
     - ``posterior(mean, raw_scale)``: the encoding of a batch, an object whose ``mean``
       ``(B, features)`` is what a reconstruction decodes.
-    - ``terms(posterior, prior, generator, noise)``: ``(z, kl, loss)``. ``z`` ``(B, features)`` is what
-      the reconstruction term decodes, differentiable in the encoder's outputs; ``kl`` is the
-      example's KL(q(z|x) ‖ p(z)) per latent dimension ``(B, latent_dim)``, or as one column
-      ``(B, 1)``; ``loss`` is what this latent adds to any objective's loss, per example ``(B,)``,
-      or ``None``. ``noise`` is the reparameterisation ε when the caller draws it.
+    - ``terms(posterior, prior, generator, noise, samples)``: a :class:`LatentTerms`, whose ``z`` is
+      what the reconstruction term decodes, differentiable in the encoder's outputs. ``noise`` is
+      the reparameterisation ε when the caller draws it; ``samples`` is how many z an objective
+      asks for per image (0: the posterior mean, used deterministically). A latent without a
+      Gaussian posterior is only asked for one.
     - ``sample(n, prior, generator, temperature)``: ``(n, features)`` decoder inputs drawn from the prior.
     - ``uses_prior``: True when the model's prior plugin scores z; False when the latent brings
       its own prior (a distribution over codes).
@@ -184,7 +212,7 @@ class Latent(nn.Module):
         raise NotImplementedError
 
     def terms(self, posterior, prior: Prior, generator: torch.Generator | None = None,
-              noise: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
+              noise: Tensor | None = None, samples: int = 1) -> LatentTerms:
         raise NotImplementedError
 
     def sample(self, n: int, prior: Prior, generator: torch.Generator | None = None,
@@ -272,3 +300,70 @@ class Dataset:
 
     def load(self, split: str, root: Path) -> Split:
         raise NotImplementedError
+
+
+#: What an objective may need from the model, and how to say it in a sentence. A model says which
+#: of these it lacks, and why, through ``VAE.lacks``.
+NEEDS = {
+    "kl": "a stochastic encoder and its KL term",
+    "posterior": "the Gaussian posterior q(z|x) and its sampled z",
+    "samples": "several samples of z for each image",
+    "standard-normal-prior": "the standard-normal prior, whose marginals it estimates",
+}
+
+
+@dataclass
+class TrainingContext:
+    """What an objective learns about the run in :meth:`Objective.begin`."""
+
+    dataset_size: int  # examples in the training split
+    epochs: int  # the run's total epochs
+    steps_per_epoch: int
+    lr: float  # the model's learning rate (an objective's own optimiser may follow it)
+    device: torch.device
+
+
+class Objective:
+    """How a model is trained: its per-batch terms turned into the scalar loss.
+
+    Built as ``cls(**options)``; the options are typed and defaulted, validated in the
+    constructor (a :class:`~vaetool.errors.VaetoolError` for a bad value) and recorded in the model
+    file as ``objective`` and ``objective_options``.
+
+    - ``needs``: names from :data:`NEEDS`; a model lacking one is refused in one sentence before
+      any data is read.
+    - ``samples``: z samples the model draws per image each step (an instance attribute when an
+      option sets it). With more than one, the terms carry a leading sample dimension; 0 takes z
+      as the posterior mean (a deterministic encoder).
+    - ``bound``: what the run's reported bound means: ``"elbo"`` (the β = 1 ELBO bounds
+      log p(x)), ``"iw"`` (trained on an importance-weighted bound of log p(x)) or ``"none"`` (no
+      likelihood bound: the WAE family, judged by reconstruction and MMD).
+    - ``begin(model, context)``: once, before the first step (also on resume). Builds extra
+      trainable state, if any, and returns options settled only now (a schedule's length, say) to
+      record in the model file.
+    - ``loss(terms, epochs_done)``: the scalar loss for a batch; ``epochs_done`` is fractional.
+    - ``schedule(epochs_done)``: the values of its schedules (β, a capacity), shown while training
+      and recorded each epoch.
+    - ``module``, ``optimizer``: extra trainable state (FactorVAE's discriminator) and its own
+      optimiser, both saved in the checkpoint so that resuming is exact; ``None`` when there is none.
+    - ``after_step(terms)``: called after the model's optimiser step, to train that extra state.
+    """
+
+    api_version: ClassVar[int] = PLUGIN_API_VERSION
+    needs: ClassVar[tuple[str, ...]] = ()
+    samples: int = 1
+    bound: ClassVar[str] = "elbo"
+    module: nn.Module | None = None
+    optimizer: torch.optim.Optimizer | None = None
+
+    def begin(self, model: nn.Module, context: TrainingContext) -> dict[str, Any]:
+        return {}
+
+    def loss(self, terms, epochs_done: float) -> Tensor:
+        raise NotImplementedError
+
+    def schedule(self, epochs_done: float) -> dict[str, float]:
+        return {}
+
+    def after_step(self, terms) -> None:
+        pass

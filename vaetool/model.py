@@ -6,7 +6,6 @@ training loop, the CLI and the Python API all call the same code.
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from vaetool import registry
-from vaetool.contracts import Architecture, Latent, Likelihood, Prior
+from vaetool.contracts import NEEDS, Architecture, Latent, Likelihood, Prior
 from vaetool.distributions import SCALES, DiagonalGaussian
 from vaetool.errors import VaetoolError
 from vaetool.latent_types.gaussian import Gaussian
@@ -23,23 +22,30 @@ from vaetool.validate import plugin_errors
 
 DEFAULT_PRIOR = "standard-normal"
 DEFAULT_LATENT = "gaussian"
-_LOG_2PI = math.log(2 * math.pi)
 
 
 @dataclass
 class ELBOTerms:
-    """The evidence lower bound of each example and its two parts, in nats.
+    """The evidence lower bound of each example and its parts, in nats: what an objective is given.
 
     ``elbo = reconstruction − kl.sum(-1)``, with β = 1: the bound itself, comparable across models
     whatever β they were trained with. ``kl`` is per latent dimension ``(B, latent_dim)`` when the
     prior's KL is analytic, else the Monte Carlo estimate as one column ``(B, 1)``.
+
+    With S > 1 samples of z per image (``VAE.elbo(samples=S)``), ``reconstruction``,
+    ``log_prior`` and ``log_posterior`` are ``(S, B)``, ``z`` is ``(S, B, latent_dim)`` and
+    ``posterior`` is q(z|x) expanded to that shape; ``kl`` stays per image (the closed form, or the
+    Monte Carlo estimate averaged over the samples).
     """
 
     reconstruction: Tensor  # (B,) log p(x|z) for one z ~ q(z|x)
     kl: Tensor  # (B, latent_dim) or (B, 1): KL(q(z|x) ‖ p(z))
-    # What objectives beyond the ELBO need (β-TCVAE): the sampled z (B, latent_dim) and q(z|x).
+    # What objectives beyond the ELBO need: the sampled z (B, latent_dim), q(z|x), and
+    # log p(z), log q(z|x) at that z (importance weights). None for an autoencoder.
     z: Tensor | None = None
     posterior: DiagonalGaussian | None = None
+    log_prior: Tensor | None = None
+    log_posterior: Tensor | None = None
     # What the latent kind adds to every objective's loss, per example (B,): a vector-quantised
     # latent's codebook and commitment terms. None when it adds nothing.
     latent_loss: Tensor | None = None
@@ -48,79 +54,15 @@ class ELBOTerms:
     def elbo(self) -> Tensor:
         return self.reconstruction - self.kl.sum(-1)
 
+    @property
+    def log_weights(self) -> Tensor:
+        """log p(x, z) − log q(z|x) for each sample, ``(S, B)`` (S = 1 for a single sample)."""
+        return torch.atleast_2d(self.reconstruction + self.log_prior - self.log_posterior)
 
-@dataclass
-class KLDecomposition:
-    """The KL term split three ways, per example ``(B,)`` in nats (Chen et al., NeurIPS 2018, eq. 2).
-
-    ``mutual_information + total_correlation + dimension_kl`` is the Monte Carlo KL estimate
-    log q(z|x) − log p(z) at the sampled z, exactly (the three telescope).
-    """
-
-    mutual_information: Tensor  # log q(z|x) − log q(z): index-code MI
-    total_correlation: Tensor  # log q(z) − Σ_j log q(z_j)
-    dimension_kl: Tensor  # Σ_j log q(z_j) − log p(z_j)
-
-
-def kl_decomposition(z: Tensor, posterior: DiagonalGaussian, dataset_size: int) -> KLDecomposition:
-    """Estimate the KL decomposition of a minibatch, for the standard normal prior.
-
-    β-TCVAE (Chen et al., NeurIPS 2018, §4.1 and Appendix C.2) needs the aggregate posterior
-    q(z) = 1/N Σ_n q(z|n) and its marginals q(z_j) at each sampled z_i. Both are estimated by
-    stratified sampling from the batch of M codes drawn from N examples: z_i's own example counts
-    with its true weight 1/N and the other M − 1 examples of the batch, a uniform draw from the
-    other N − 1, with (N − 1) / (N (M − 1)) each. That estimate of q(z_i) is unbiased (the weights
-    sum to 1 and, when the batch is the whole dataset, it is exact), unlike the plain minibatch
-    weighted sampling 1/(NM) whose log is off by a constant for each term.
-    """
-    batch = len(z)
-    if dataset_size < batch:
-        raise ValueError(f"the dataset size ({dataset_size}) cannot be smaller than the batch ({batch})")
-    # log q(z_i,d | x_j,d) for every pair (i, j) and dimension d: (M, M, L).
-    diff = (z[:, None, :] - posterior.mean[None, :, :]) / posterior.std[None, :, :]
-    log_q_pairs = -0.5 * (diff ** 2 + posterior.log_var[None, :, :] + _LOG_2PI)
-    if batch > 1:
-        log_weights = torch.full((batch, batch), math.log((dataset_size - 1) / (dataset_size * (batch - 1))),
-                                 dtype=z.dtype, device=z.device)
-        log_weights.fill_diagonal_(-math.log(dataset_size))
-    else:  # nothing else to average over: q(z) is taken as q(z|x), which leaves the ELBO's KL as dimension-wise KL
-        log_weights = torch.zeros(1, 1, dtype=z.dtype, device=z.device)
-    log_q_z = torch.logsumexp(log_weights + log_q_pairs.sum(-1), dim=1)
-    log_q_marginals = torch.logsumexp(log_weights[:, :, None] + log_q_pairs, dim=1).sum(-1)
-    log_q_z_given_x = log_q_pairs.diagonal(dim1=0, dim2=1).sum(0)  # the same sums as the pairs, so the parts telescope
-    log_p_z = -0.5 * (z ** 2 + _LOG_2PI).sum(-1)
-    return KLDecomposition(log_q_z_given_x - log_q_z, log_q_z - log_q_marginals, log_q_marginals - log_p_z)
-
-
-def objective(terms: ELBOTerms, beta: float = 1.0, free_bits: float = 0.0, *, tc_weight: float | None = None,
-              dataset_size: int | None = None, capacity: float | None = None) -> Tensor:
-    """The training loss, a scalar: −E[log p(x|z)] + β · KL, averaged over the batch.
-
-    β-VAE (Higgins et al., ICLR 2017) weighs the KL; β = 0 is the autoencoder limit. Free bits
-    (Kingma et al., NeurIPS 2016) stop penalising a latent dimension's batch-average KL below
-    ``free_bits`` nats, so dimensions are not pushed to collapse early in training (with a prior
-    whose KL is not per dimension, the threshold applies to the whole KL).
-
-    ``tc_weight`` B makes it β-TCVAE (Chen et al., NeurIPS 2018, eq. 4 with α = γ = 1):
-    −log p(x|z) + β · (MI + B · TC + dimension-wise KL), the three estimated by
-    :func:`kl_decomposition` over the batch of ``dataset_size`` examples; ``terms`` must carry
-    ``z`` and ``posterior``, and β is 1 or its warm-up ramp. ``capacity`` C makes it the
-    controlled capacity increase (Burgess et al. 2018, eq. 8): −log p(x|z) + β · |KL − C|, β
-    being the paper's γ and KL the batch-average total. Neither takes free bits.
-    """
-    reconstruction = terms.reconstruction.mean()
-    if tc_weight is not None:
-        if terms.z is None or terms.posterior is None or dataset_size is None:
-            raise ValueError("the β-TCVAE objective needs terms.z, terms.posterior and the dataset size")
-        parts = kl_decomposition(terms.z, terms.posterior, dataset_size)
-        regulariser = parts.mutual_information + tc_weight * parts.total_correlation + parts.dimension_kl
-        return with_latent_loss(-reconstruction + beta * regulariser.mean(), terms)
-    kl_per_dim = terms.kl.mean(0)
-    if capacity is not None:
-        return with_latent_loss(-reconstruction + beta * (kl_per_dim.sum() - capacity).abs(), terms)
-    if free_bits > 0:
-        kl_per_dim = kl_per_dim.clamp(min=free_bits)
-    return with_latent_loss(-reconstruction + beta * kl_per_dim.sum(), terms)
+    def sums(self) -> tuple[Tensor, Tensor]:
+        """Σ over the batch of log p(x|z) (averaged over samples) and of the KL: what progress shows."""
+        reconstruction = self.reconstruction if self.reconstruction.dim() == 1 else self.reconstruction.mean(0)
+        return reconstruction.sum(), self.kl.sum()
 
 
 def with_latent_loss(loss: Tensor, terms: ELBOTerms) -> Tensor:
@@ -196,6 +138,26 @@ class VAE(nn.Module):
     def autoencoder(self) -> bool:
         return self.config["autoencoder"]
 
+    def lacks(self, need: str) -> str | None:
+        """Why this model cannot give what an objective needs (a name from ``contracts.NEEDS``), or None."""
+        if need not in NEEDS:
+            return f"{need!r} is nothing vaetool knows (it knows {', '.join(NEEDS)})"
+        if need in ("kl", "posterior", "samples") and self.autoencoder:
+            return "an autoencoder (--autoencoder) has a deterministic encoder and no KL term"
+        if need in ("kl", "posterior", "samples") and not self.latent.gaussian_posterior:
+            return (f"this model's {self.config['latent']} latent is a discrete code, with no Gaussian posterior "
+                    "to sample and no KL that the encoder shapes")
+        if need == "standard-normal-prior" and self.config["prior"] != DEFAULT_PRIOR:
+            return f"this model's prior is {self.config['prior']}"
+        return None
+
+    def draw_noise(self, batch: int, samples: int = 1, device=None) -> Tensor | None:
+        """The ε of ``samples`` draws of z for each of ``batch`` images, batch first; None when z is deterministic."""
+        if self.autoencoder or samples == 0 or not self.latent.gaussian_posterior:
+            return None
+        shape = (batch, self.latent_dim) if samples == 1 else (batch, samples, self.latent_dim)
+        return torch.randn(shape, device=device)
+
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
@@ -258,23 +220,34 @@ class VAE(nn.Module):
         return self.decode(self.encode(x, y).mean, y)
 
     def elbo(self, x: Tensor, y: Tensor | None = None, generator: torch.Generator | None = None,
-             noise: Tensor | None = None) -> ELBOTerms:
-        """ELBO terms for images in [0, 1], with one reparameterised sample z ~ q(z|x).
+             noise: Tensor | None = None, samples: int = 1) -> ELBOTerms:
+        """ELBO terms for images in [0, 1], with reparameterised samples z ~ q(z|x) (one by default).
 
         ELBO = E_q[log p(x|z)] − KL(q(z|x) ‖ p(z))  (Kingma & Welling, ICLR 2014, eq. 10 and 7): the
         KL in closed form when the prior has one, else log q(z|x) − log p(z) at the sampled z.
-        ``noise``, when given, is the ε of that sample, ``(B, latent_dim)``. The latent kind makes
-        z and the KL (see :class:`vaetool.contracts.Latent`).
+        ``noise``, when given, is the ε of the samples, as :meth:`draw_noise` lays it out.
+        ``samples`` > 1 draws that many z per image (importance-weighted objectives); see
+        :class:`ELBOTerms` for the shapes. ``samples`` = 0 takes z as the posterior mean, a
+        deterministic encoder (the Wasserstein autoencoder's).
         """
         target = self.likelihood.target(x, generator)
         posterior = self.encode(x, y)
-        z, kl, latent_loss = self.latent.terms(posterior, self.prior, generator, noise)
-        reconstruction = self.likelihood.log_prob(target, self.decode_params(z, y))
-        return ELBOTerms(reconstruction, kl, z, posterior, latent_loss)
+        # The latent kind makes z, the KL and the densities (see vaetool.contracts.Latent).
+        drawn = self.latent.terms(posterior, self.prior, generator, noise, samples)
+        if drawn.z.dim() == 2:
+            reconstruction = self.likelihood.log_prob(target, self.decode_params(drawn.z, y))
+        else:  # (S, B, features): S samples of each image, decoded as one batch of S·B
+            count, batch = drawn.z.shape[:2]
+            labels = y.repeat(count) if y is not None else None  # row s·B + b is image b
+            params = self.decode_params(drawn.z.reshape(count * batch, -1), labels)
+            repeated = target.expand(count, *target.shape).reshape(count * batch, *target.shape[1:])
+            reconstruction = self.likelihood.log_prob(repeated, params).reshape(count, batch)
+        return ELBOTerms(reconstruction, drawn.kl, drawn.z, drawn.posterior or posterior, drawn.log_prior,
+                         drawn.log_posterior, drawn.loss)
 
-    def forward(self, x: Tensor, y: Tensor | None = None, noise: Tensor | None = None) -> ELBOTerms:
+    def forward(self, x: Tensor, y: Tensor | None = None, noise: Tensor | None = None, samples: int = 1) -> ELBOTerms:
         """The ELBO terms: what training calls, through DistributedDataParallel when there are several processes."""
-        return self.elbo(x, y, noise=noise)
+        return self.elbo(x, y, noise=noise, samples=samples)
 
 
 def create(architecture: str = "conv", likelihood: str = "bernoulli", *,

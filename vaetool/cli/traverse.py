@@ -118,14 +118,13 @@ def traverse(
 def _captured_factors(vae) -> list[str] | None:
     """For each latent dimension, "factor score": the factor it shares most information with on the
     model's test data. None when the dataset has no factors or cannot be loaded here."""
-    from vaetool import disentanglement
+    from vaetool import disentanglement, registry
     from vaetool.datasets import data_root
-    from vaetool.training import build_dataset
 
     if vae.conditional or "dataset" not in vae.config:
         return None
     try:
-        dataset, _ = build_dataset(vae.config["dataset"], vae.config.get("dataset_options", {}))
+        dataset, _ = registry.build("dataset", vae.config["dataset"], vae.config.get("dataset_options", {}))
         if not dataset.factor_names:
             return None
         split = dataset.load("test", data_root(None))

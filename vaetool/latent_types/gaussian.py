@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from vaetool.contracts import Latent, Prior
+from vaetool.contracts import Latent, LatentTerms, Prior
 from vaetool.distributions import DiagonalGaussian
 
 
@@ -25,15 +25,25 @@ class Gaussian(Latent):
         return DiagonalGaussian.from_encoder(mean, raw_scale, self.encoder_scale)
 
     def terms(self, posterior: DiagonalGaussian, prior: Prior, generator: torch.Generator | None = None,
-              noise: Tensor | None = None) -> tuple[Tensor, Tensor, None]:
+              noise: Tensor | None = None, samples: int = 1) -> LatentTerms:
+        """One reparameterised z per image (``samples`` S > 1: S of them, ``(S, B, L)``; 0: the mean)."""
         if self.autoencoder:
-            return posterior.mean, torch.zeros_like(posterior.mean), None
-        z = posterior.rsample(generator, noise=noise)
-        if prior.analytic_kl:
-            kl = prior.kl(posterior)
-        else:
-            kl = (posterior.log_prob(z) - prior.log_prob(z)).unsqueeze(-1)
-        return z, kl, None
+            return LatentTerms(posterior.mean, torch.zeros_like(posterior.mean))
+        if samples == 0:  # the encoder used deterministically (WAE): z is the posterior mean
+            z = posterior.mean
+            # The KL is reported in closed form; a prior without one has no single-point estimate.
+            return LatentTerms(z, prior.kl(posterior) if prior.analytic_kl else torch.zeros_like(z[:, :1]))
+        if samples == 1:
+            z = posterior.rsample(generator, noise=noise)
+            log_posterior, log_prior = posterior.log_prob(z), prior.log_prob(z)
+            kl = prior.kl(posterior) if prior.analytic_kl else (log_posterior - log_prior).unsqueeze(-1)
+            return LatentTerms(z, kl, None, log_prior, log_posterior)
+        expanded = DiagonalGaussian(posterior.mean.expand(samples, *posterior.mean.shape),
+                                    posterior.log_var.expand(samples, *posterior.log_var.shape))
+        z = expanded.rsample(generator, noise=noise.transpose(0, 1) if noise is not None else None)
+        log_posterior, log_prior = expanded.log_prob(z), prior.log_prob(z)
+        kl = prior.kl(posterior) if prior.analytic_kl else (log_posterior - log_prior).mean(0).unsqueeze(-1)
+        return LatentTerms(z, kl, expanded, log_prior, log_posterior)
 
     def sample(self, n: int, prior: Prior, generator: torch.Generator | None = None,
                temperature: float = 1.0) -> Tensor:

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from vaetool.contracts import DiscreteLatent, Prior
+from vaetool.contracts import DiscreteLatent, LatentTerms, Prior
 from vaetool.errors import VaetoolError
 
 
@@ -138,7 +138,7 @@ class VectorQuantised(DiscreteLatent):
         return torch.log((self.code_counts + 1.0) / (self.code_counts.sum(-1, keepdim=True) + self.codebook_size))
 
     def terms(self, posterior: QuantisedCode, prior: Prior, generator: torch.Generator | None = None,
-              noise: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+              noise: Tensor | None = None, samples: int = 1) -> LatentTerms:
         h, e = posterior.features, posterior.quantised
         # Straight-through: the decoder sees e, the encoder receives the decoder's gradient as if it had seen h.
         z = (h + (e - h).detach()).flatten(1)
@@ -148,7 +148,8 @@ class VectorQuantised(DiscreteLatent):
             loss = loss + (h.detach() - e).pow(2).sum((1, 2))
         if self.training:
             self._learn(h.detach(), posterior.codes)
-        return z, kl, loss
+        # The posterior is one code, so log q(z|x) = 0 and the importance weight is the ELBO's.
+        return LatentTerms(z, kl, log_prior=-kl.sum(-1), log_posterior=torch.zeros_like(loss), loss=loss)
 
     @torch.no_grad()
     def _learn(self, features: Tensor, codes: Tensor) -> None:

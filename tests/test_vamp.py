@@ -96,3 +96,17 @@ def test_the_test_kl_of_a_monte_carlo_prior_is_counted_once(tmp_path):
     assert terms["kl"] == pytest.approx(direct.kl.sum().item() / 6, rel=1e-5)
     assert len(terms["kl_per_dim"]) == 1
     assert terms["elbo"] == pytest.approx(direct.elbo.mean().item(), rel=1e-5)
+
+
+def test_compare_measures_the_aggregate_posterior_against_n01_only_for_the_standard_prior(tmp_path, tiny_dataset):
+    import json
+
+    for name, prior in (("std", []), ("vamp", ["--prior", "vamp", "--prior-opt", "components=20"])):
+        ok(invoke("train", *prior, "--data", tiny_dataset, "--arch", "mlp", "--hidden", "16", "--latent-dim", "2",
+                  "--epochs", "1", "--runs-dir", tmp_path, "--name", name))
+    ok(invoke("compare", tmp_path / "std", tmp_path / "vamp", "--iw-samples", "5", "--no-sample-quality",
+              "-o", tmp_path / "c.json"))
+    report = json.loads((tmp_path / "c.json").read_text())
+    numbers = {m["name"]: m for m in report["models"]}
+    assert "aggregate_kl" in numbers["std"] and "aggregate_kl" not in numbers["vamp"]
+    assert "iw_ll" in numbers["vamp"] and numbers["vamp"]["iw_ll"] >= numbers["vamp"]["elbo"] - 5

@@ -331,3 +331,12 @@ def test_compare_reports_codebook_usage_and_perplexity_and_no_iw_bound(straight,
     assert numbers["codes_used"] == expected["codes_used"] and numbers["perplexity"] == pytest.approx(expected["perplexity"])
     assert 1 <= numbers["perplexity"] <= numbers["codes_used"] <= 16
     assert any("codes on the test images" in v for v in report["verdicts"])
+
+
+def test_a_damaged_code_file_is_one_clear_sentence(tmp_path, vq_file):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"latent_dim": 4, "items": [{"name": "a", "label": -1, "code": [0.5, 1, 2, 3]}]}))
+    assert "not whole numbers" in assert_clean_error(invoke("decode", bad, "--model", vq_file))
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("name,label,code_0,code_1\na,-1,1,x\n")
+    assert_clean_error(invoke("decode", ragged, "--model", vq_file))

@@ -49,7 +49,8 @@ class Entry:
             f"{c['latent']} {c['latent_dim']} codes of {self.model.latent.codebook_size}" \
             if getattr(self.model, "discrete", False) else f"{c['latent']} {c['latent_dim']}-D"
         prior = f", {c['prior']} prior" if c.get("prior", "standard-normal") != "standard-normal" else ""
-        return f"{c['architecture']}/{c['likelihood']}, {latent}{prior}, {kind}{conditional}"
+        averaged = ", trained on the averaged log p(x|z)" if c.get("likelihood_options", {}).get("reduction") == "mean" else ""
+        return f"{c['architecture']}/{c['likelihood']}, {latent}{prior}, {kind}{conditional}{averaged}"
 
 
 def load_entries(paths: list[Path], device, *, allow_nonfinite: bool = False) -> list[Entry]:

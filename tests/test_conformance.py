@@ -24,7 +24,7 @@ from vaetool.errors import VaetoolError
 from vaetool.priors.standard_normal import StandardNormal
 from vaetool.testing import (ArchitectureConformance, ContractViolation, DatasetConformance, LikelihoodConformance,
                              PriorConformance, check_all_installed, check_architecture, check_dataset,
-                             check_likelihood, check_objective, check_plugin, check_prior)
+                             check_latent, check_likelihood, check_objective, check_plugin, check_prior)
 
 # Every installed likelihood with its defaults, plus the built-ins' other modes; discrete ones with
 # the levels their probabilities must sum to 1 over.
@@ -58,6 +58,11 @@ def test_installed_likelihood_conforms(name, options, levels):
 @pytest.mark.parametrize("name", registry.names("prior"))
 def test_installed_prior_conforms(name):
     check_prior(name)
+
+
+@pytest.mark.parametrize("name", registry.names("latent"))
+def test_installed_latent_conforms(name):
+    check_latent(name)
 
 
 @pytest.mark.parametrize("name", registry.names("objective"))

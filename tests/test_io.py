@@ -56,7 +56,8 @@ def test_header_records_what_rebuilds_the_model(saved, model):
     assert config["likelihood_options"] == {"sigma": None, "per_pixel": True, "link": "sigmoid", "reduction": "sum"}
     assert config["input_shape"] == [1, 8, 8] and config["latent_dim"] == 3 and config["num_classes"] == 0
     assert config["dataset"] == "shapes" and config["training"] == {"epochs": 3}
-    assert config["packages"] == {"architecture": "vaetool", "likelihood": "vaetool", "prior": "vaetool"}
+    assert config["packages"] == {"architecture": "vaetool", "likelihood": "vaetool", "prior": "vaetool",
+                                  "latent": "vaetool"}
 
 
 def test_the_file_is_plain_safetensors(saved, model):

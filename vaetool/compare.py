@@ -4,7 +4,9 @@
 one shared test set — the bound, its terms, an importance-weighted likelihood estimate, latent
 usage, how well the aggregate posterior matches the prior, sample quality — draws the same
 pictures for each, and states what the numbers say about the classic questions (is deeper
-better, what does β do, AE versus VAE, did the posterior collapse).
+better, what does β do, AE versus VAE, did the posterior collapse). A model with a discrete latent
+(vq) reports codebook usage and perplexity instead of active units and the aggregate posterior,
+and has no importance-weighted log p(x): its posterior is one code, so its bound is the ELBO.
 """
 from __future__ import annotations
 
@@ -43,8 +45,12 @@ class Entry:
         c = self.config
         kind = "AE" if c["autoencoder"] else objective_label(c)
         conditional = ", conditional: log p(x|y)" if getattr(self.model, "conditional", False) else ""
+        latent = f"{c['latent_dim']}-D" if c.get("latent", "gaussian") == "gaussian" else \
+            f"{c['latent']} {c['latent_dim']} codes of {self.model.latent.codebook_size}" \
+            if getattr(self.model, "discrete", False) else f"{c['latent']} {c['latent_dim']}-D"
+        prior = f", {c['prior']} prior" if c.get("prior", "standard-normal") != "standard-normal" else ""
         averaged = ", trained on the averaged log p(x|z)" if c.get("likelihood_options", {}).get("reduction") == "mean" else ""
-        return f"{c['architecture']}/{c['likelihood']}, {c['latent_dim']}-D, {kind}{conditional}{averaged}"
+        return f"{c['architecture']}/{c['likelihood']}, {latent}{prior}, {kind}{conditional}{averaged}"
 
 
 def load_entries(paths: list[Path], device, *, allow_nonfinite: bool = False) -> list[Entry]:
@@ -112,8 +118,10 @@ def evaluate(entries: list[Entry], test_images: torch.Tensor, test_labels: torch
         samples = min(trained_with.samples, 1) if trained_with is not None else 1
         terms = stage(f"{entry.name}: ELBO", lambda: metrics.elbo_terms(model, scored, test_labels, seed=seed,
                                                                        samples=samples))
-        # How well the codes cover the prior, for every model: what the WAE family is judged by.
-        n["mmd"] = stage(f"{entry.name}: MMD to the prior", lambda: _mmd_to_prior(model, test_images, test_labels, seed))
+        if not model.discrete:
+            # How well the codes cover the prior, for every model: what the WAE family is judged by.
+            n["mmd"] = stage(f"{entry.name}: MMD to the prior",
+                             lambda: _mmd_to_prior(model, test_images, test_labels, seed))
         if n["bound"] == "none":
             # Trained without a likelihood bound (the WAE family): judged by reconstruction and MMD,
             # never by an ELBO it did not optimise.
@@ -125,7 +133,8 @@ def evaluate(entries: list[Entry], test_images: torch.Tensor, test_labels: torch
             beta = 0.0 if c["autoencoder"] else options.get("beta", 1.0)
             n["beta"] = None if c["autoencoder"] else beta
             n["objective"] = -terms["rec"] + beta * terms["kl"]
-        if iw_samples > 0 and not c["autoencoder"] and n["bound"] != "none":
+        # A discrete latent's posterior is one code: its bound is the ELBO, with no importance weights.
+        if iw_samples > 0 and not c["autoencoder"] and n["bound"] != "none" and model.latent.gaussian_posterior:
             count = len(test_images) if iw_images is None else min(iw_images, len(test_images))
             label = f"{entry.name}: log p(x), K={iw_samples} on {count:,} images"
             iw = metrics.iw_log_likelihood(model, scored[:count],
@@ -134,12 +143,19 @@ def evaluate(entries: list[Entry], test_images: torch.Tensor, test_labels: torch
             n["iw_ll"] = float(iw.mean())
             n["iw_k"] = iw_samples
             n["iw_images"] = count
-        units = stage(f"{entry.name}: latent usage", lambda: (
-            metrics.active_units(model, test_images, test_labels)[0],
-            metrics.aggregate_posterior_kl(model, test_images, test_labels)))
-        n["active_units"] = int(units[0])
         n["latent_dim"] = c["latent_dim"]
-        n["aggregate_kl"] = units[1]
+        if model.discrete:
+            n.update(stage(f"{entry.name}: codebook usage",
+                           lambda: metrics.codebook_usage(model, test_images, test_labels)))
+        else:
+            units = stage(f"{entry.name}: latent usage", lambda: (
+                metrics.active_units(model, test_images, test_labels)[0],
+                # measured against N(0, I), so only for models with that prior
+                metrics.aggregate_posterior_kl(model, test_images, test_labels)
+                if c.get("prior", "standard-normal") == "standard-normal" else None))
+            n["active_units"] = int(units[0])
+            if units[1] is not None:
+                n["aggregate_kl"] = units[1]
         if classifier is not None:
             n.update(stage(f"{entry.name}: sample quality",
                            lambda: _sample_quality(model, classifier, test_images, sample_count, seed, quality)))
@@ -198,7 +214,7 @@ def _disentanglement(model, scale: float, seed: int, data_dir=None, progress=Non
     from vaetool import disentanglement
 
     ground_truth = disentanglement.ground_truth_for(model.config, data_dir)
-    if ground_truth is None or model.conditional:
+    if ground_truth is None or model.conditional or model.discrete:  # the metrics score continuous codes
         return {}
     scores = disentanglement.all_metrics(ground_truth, disentanglement.representation(model), seed=seed, scale=scale,
                                          progress=progress)
@@ -218,6 +234,8 @@ COLUMNS = [
     ("mmd", "MMD² to prior", "{:.4f}", "min"),
     ("bits_per_dim", "bits/dim", "{:.3f}", "min"),
     ("active_units", "active", "{}", None),
+    ("codes_used", "codes used", "{}", None),
+    ("perplexity", "perplexity", "{:.1f}", None),
     ("aggregate_kl", "agg. KL", "{:.2f}", "min"),
     ("fid", "FD", "{:.2f}", "min"),
     ("confidence", "conf.", "{:.3f}", "max"),
@@ -356,7 +374,10 @@ def verdicts(entries: list[Entry]) -> list[str]:
     for (text, published), names in protocols.items():
         said.append(f"What the log-likelihoods measure ({', '.join(names)}): {text}"
                     + ("; comparable with published tables of the same protocol." if published else "."))
-    # Models with a likelihood bound; the WAE family has none, and no verdict ranks its ELBO.
+    # Models with a likelihood bound; the WAE family has none, and no verdict ranks its ELBO. A
+    # discrete latent has its own sentences below: the questions here are about Gaussian codes.
+    discrete = [e for e in entries if getattr(e.model, "discrete", False)]
+    entries = [e for e in entries if e not in discrete]
     vaes = [e for e in entries if not e.config["autoencoder"] and e.numbers.get("bound") != "none"]
     score_key = "iw_ll" if all("iw_ll" in e.numbers for e in vaes) else "elbo"
     score_name = "log p(x)" if score_key == "iw_ll" else "ELBO"
@@ -408,8 +429,9 @@ def verdicts(entries: list[Entry]) -> list[str]:
         vae = max(rivals, key=lambda e: e.numbers["elbo"])
         parts = [f"AE vs VAE: {ae.name} reconstructs {'better' if ae.numbers['rec'] > vae.numbers['rec'] else 'worse'} "
                  f"than {vae.name} (log p(x|z) {ae.numbers['rec']:.1f} vs {vae.numbers['rec']:.1f})"]
-        parts.append(f"its codes are {'farther from' if ae.numbers['aggregate_kl'] > vae.numbers['aggregate_kl'] else 'closer to'} "
-                     f"the prior (aggregate KL {ae.numbers['aggregate_kl']:.1f} vs {vae.numbers['aggregate_kl']:.1f})")
+        if "aggregate_kl" in ae.numbers and "aggregate_kl" in vae.numbers:
+            parts.append(f"its codes are {'farther from' if ae.numbers['aggregate_kl'] > vae.numbers['aggregate_kl'] else 'closer to'} "
+                         f"the prior (aggregate KL {ae.numbers['aggregate_kl']:.1f} vs {vae.numbers['aggregate_kl']:.1f})")
         if "fid" in ae.numbers and "fid" in vae.numbers:
             parts.append(f"so its samples from N(0, I) are {'worse' if ae.numbers['fid'] > vae.numbers['fid'] else 'better'} "
                          f"(FD {ae.numbers['fid']:.1f} vs {vae.numbers['fid']:.1f})")
@@ -437,12 +459,21 @@ def verdicts(entries: list[Entry]) -> list[str]:
             rest = total - active
             said.append(f"{e.name}: {active} of {total} latent dimensions are active; the other {rest} "
                         f"{'has' if rest == 1 else 'have'} collapsed to the prior (unused).")
-    if len(vaes) >= 2:
-        closest = min(vaes, key=lambda e: e.numbers["aggregate_kl"])
-        farthest = max(vaes, key=lambda e: e.numbers["aggregate_kl"])
+    against_normal = [e for e in vaes if "aggregate_kl" in e.numbers]  # models with the N(0, I) prior
+    if len(against_normal) >= 2:
+        closest = min(against_normal, key=lambda e: e.numbers["aggregate_kl"])
+        farthest = max(against_normal, key=lambda e: e.numbers["aggregate_kl"])
         said.append(f"Regularization: the aggregate posterior is closest to the prior for {closest.name} "
                     f"(KL {closest.numbers['aggregate_kl']:.2f}) and farthest for {farthest.name} "
                     f"({farthest.numbers['aggregate_kl']:.2f}); far means prior samples land where the decoder was never trained.")
+    for e in discrete:
+        used, size, perplexity = e.numbers["codes_used"], e.numbers["codebook_size"], e.numbers["perplexity"]
+        sentence = (f"{e.name}: the {e.config['latent']} latent uses {used} of its {size} codes on the test images "
+                    f"(perplexity {perplexity:.1f})")
+        if used < size / 2:
+            sentence += "; most of the codebook is dead"
+        said.append(sentence + f"; its KL, {e.numbers['kl']:.1f} nats, is −log p(codes) under its learned code prior, "
+                               "and with one code per image its ELBO is its only bound (no importance-weighted log p(x)).")
     return said
 
 
@@ -472,8 +503,11 @@ def pictures(entries: list[Entry], test_images: torch.Tensor, test_labels: torch
         rows["samples"].append(model.sample(k, label, generator=generator).cpu())
         for ends, end_labels, caption in pairs:
             end_cond = end_labels.to(model.device) if model.conditional and end_labels is not None else None
-            mean = model.encode(ends.to(model.device), end_cond).mean
-            route = latents.path(mean, k, "slerp")
+            encoded = model.encode(ends.to(model.device), end_cond)
+            if model.discrete:  # no continuous path: swap the first image's codes for the second's, position by position
+                route = model.latent.embed(latents.code_path(model.latent.codes(encoded), k))
+            else:
+                route = latents.path(encoded.mean, k, "slerp")
             rows["interpolations"].append(
                 model.decode(route, end_cond[:1].expand(k) if end_cond is not None else None).cpu())
             interpolation_names.append(f"{entry.name} {caption}".strip())

@@ -1,4 +1,5 @@
-"""The base classes every plugin kind implements: architectures, likelihoods, priors, datasets and objectives.
+"""The base classes every plugin kind implements: architectures, likelihoods, priors, latents, datasets and
+objectives.
 
 A plugin is a class registered under an entry-point group (see :mod:`vaetool.registry`).
 Its constructor arguments are its options: each one typed and defaulted, because the
@@ -141,6 +142,129 @@ class Prior(nn.Module):
 
     def kl(self, posterior) -> Tensor:
         raise NotImplementedError
+
+    def bind(self, model: nn.Module) -> None:
+        """Called once by the model that owns this prior, as soon as the model is built.
+
+        A prior defined through the model's own networks keeps what it needs here: the VampPrior
+        (Tomczak & Welling, AISTATS 2018) pushes its pseudo-inputs through ``model.encode``, and
+        creates them here, where it learns the input shape. It must not store ``model`` as a
+        submodule (that would nest the model inside itself); a bound method such as
+        ``model.encode`` is a plain attribute. Parameters created here are trained and saved like
+        any other. The default needs nothing.
+        """
+
+
+@dataclass
+class LatentTerms:
+    """What a latent kind gives the bound for a batch (see :meth:`Latent.terms`).
+
+    ``z``: the decoder's input, ``(B, features)``, or ``(S, B, features)`` for S samples per image;
+    ``kl``: KL(q(z|x) ‖ p(z)) per image, per latent dimension ``(B, latent_dim)`` or as one column
+    ``(B, 1)``; ``posterior``: q(z|x) as the samples were drawn, when it differs from the encoding
+    (expanded to S samples); ``log_prior`` and ``log_posterior``: log p(z) and log q(z|x) at z,
+    ``(B,)`` or ``(S, B)``, for importance weights (``None`` when there is no density);
+    ``loss``: what the latent adds to any objective's loss, per example ``(B,)``, or ``None``.
+    """
+
+    z: Tensor
+    kl: Tensor
+    posterior: object | None = None
+    log_prior: Tensor | None = None
+    log_posterior: Tensor | None = None
+    loss: Tensor | None = None
+
+
+class Latent(nn.Module):
+    """What the latent code is: how the encoder's output becomes the decoder's input, what that
+    code costs in the bound, and how codes are drawn for sampling.
+
+    Built as ``cls(latent_dim, encoder_scale, autoencoder, **options)``: ``latent_dim`` is the length
+    of the code (``--latent-dim``); ``encoder_scale`` and ``autoencoder`` are the model's settings of
+    those names, which a latent uses or refuses. It may own parameters and buffers (a codebook, a
+    prior over codes): they are trained and saved with the model.
+
+    - ``features``: the width of the architecture's latent. The architecture is built with
+      ``latent_dim = features``: its encoder returns ``(mean, raw_scale)``, each ``(B, features)``,
+      and its decoder takes ``z`` ``(B, features)``. So any architecture serves any latent.
+    - ``posterior(mean, raw_scale)``: the encoding of a batch, an object whose ``mean``
+      ``(B, features)`` is what a reconstruction decodes.
+    - ``terms(posterior, prior, generator, noise, samples)``: a :class:`LatentTerms`, whose ``z`` is
+      what the reconstruction term decodes, differentiable in the encoder's outputs. ``noise`` is
+      the reparameterisation ε when the caller draws it; ``samples`` is how many z an objective
+      asks for per image (0: the posterior mean, used deterministically). A latent without a
+      Gaussian posterior is only asked for one.
+    - ``sample(n, prior, generator, temperature)``: ``(n, features)`` decoder inputs drawn from the prior.
+    - ``uses_prior``: True when the model's prior plugin scores z; False when the latent brings
+      its own prior (a distribution over codes).
+    - ``gaussian_posterior``: True when ``posterior`` is a
+      :class:`~vaetool.distributions.DiagonalGaussian` with a density: what β-TCVAE's
+      decomposition and the importance-weighted likelihood need.
+    - ``discrete``: True when the code is a row of integers; see :class:`DiscreteLatent`.
+    """
+
+    api_version: ClassVar[int] = PLUGIN_API_VERSION
+    uses_prior: ClassVar[bool] = True
+    gaussian_posterior: ClassVar[bool] = False
+    discrete: ClassVar[bool] = False
+
+    def __init__(self, latent_dim: int, encoder_scale: str = "exp", autoencoder: bool = False):
+        super().__init__()
+        self.latent_dim = int(latent_dim)
+        self.encoder_scale = encoder_scale
+        self.autoencoder = bool(autoencoder)
+
+    @property
+    def features(self) -> int:
+        return self.latent_dim
+
+    def posterior(self, mean: Tensor, raw_scale: Tensor):
+        raise NotImplementedError
+
+    def terms(self, posterior, prior: Prior, generator: torch.Generator | None = None,
+              noise: Tensor | None = None, samples: int = 1) -> LatentTerms:
+        raise NotImplementedError
+
+    def sample(self, n: int, prior: Prior, generator: torch.Generator | None = None,
+               temperature: float = 1.0) -> Tensor:
+        raise NotImplementedError
+
+
+class DiscreteLatent(Latent):
+    """A latent whose code is ``latent_dim`` integers, each one of ``codebook_size`` values.
+
+    On top of :class:`Latent`:
+
+    - ``codes(posterior)``: the code of each example, int64 ``(B, latent_dim)``;
+    - ``embed(codes)``: the decoder input for codes, ``(B, features)``;
+    - ``sample_codes(n, generator, temperature)``: int64 ``(n, latent_dim)`` drawn from the latent's
+      own prior over codes; ``temperature`` divides its logits;
+    - ``usage(codes)``: how many of the codebook's entries ``codes`` use, and the perplexity
+      exp(H) of their empirical distribution.
+    """
+
+    discrete = True
+    uses_prior = False
+    codebook_size: int
+
+    def codes(self, posterior) -> Tensor:
+        raise NotImplementedError
+
+    def embed(self, codes: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def sample_codes(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0) -> Tensor:
+        raise NotImplementedError
+
+    def sample(self, n: int, prior: Prior, generator: torch.Generator | None = None,
+               temperature: float = 1.0) -> Tensor:
+        return self.embed(self.sample_codes(n, generator, temperature))
+
+    def usage(self, codes: Tensor) -> tuple[int, float]:
+        counts = torch.bincount(codes.flatten(), minlength=self.codebook_size).double()
+        share = counts / counts.sum()
+        entropy = -(share[share > 0] * share[share > 0].log()).sum()
+        return int((counts > 0).sum()), float(entropy.exp())
 
 
 @dataclass

@@ -150,7 +150,8 @@ def save(model, path: str | Path) -> None:
 
     config = dict(model.config)
     config["packages"] = {kind: registry.package_of(kind, config[kind])
-                          for kind in ("architecture", "likelihood", "prior") if registry.package_of(kind, config[kind])}
+                          for kind in ("architecture", "likelihood", "prior", "latent")
+                          if registry.package_of(kind, config[kind])}
     header = {"schema": SCHEMA_VERSION, "vaetool_version": __version__, "config": config}
     save_tensors(model_path(path), model.state_dict(), header)
 

@@ -7,7 +7,12 @@
 | ``.json`` | ``{"latent_dim": L, "items": [{"name", "label", "mean": [...], "log_var": [...]}]}`` |
 | ``.safetensors`` | tensors ``mean``, ``log_var``, ``label``; names in the header |
 
-A label of −1 means "none". ``read`` also accepts a plain ``(N, L)`` ``.npy`` array of latents.
+A model with a discrete latent (``--latent vq``) writes code indices instead: the field, columns,
+key or tensor ``code`` (int64, ``(L,)`` per image, ``code_0`` … ``code_{L-1}`` in CSV) in place of
+``mean`` and ``log_var``.
+
+A label of −1 means "none". ``read`` also accepts a plain ``(N, L)`` ``.npy`` array of latents:
+floats are posterior means, integers are codes.
 """
 from __future__ import annotations
 
@@ -30,20 +35,35 @@ MAX_JSON_CHARS = 1 << 28  # a JSON latent file of 256 MB holds some 700,000 16-D
 
 @dataclass
 class Latents:
-    """Posterior means (and log-variances), with each row's label (−1: none) and name."""
+    """Posterior means (and log-variances), or for a discrete latent the codes, with each row's label
+    (−1: none) and name."""
 
-    mean: np.ndarray  # (N, L) float32
+    mean: np.ndarray | None  # (N, L) float32; None when the rows are codes
     log_var: np.ndarray | None = None  # (N, L)
     labels: np.ndarray | None = None  # (N,) int64
     names: list[str] | None = None
+    codes: np.ndarray | None = None  # (N, L) int64: a discrete latent's code indices
+
+    @classmethod
+    def of_codes(cls, codes: np.ndarray, labels: np.ndarray | None = None, names: list[str] | None = None) -> Latents:
+        return cls(None, None, labels, names, codes=np.ascontiguousarray(codes))
+
+    @property
+    def discrete(self) -> bool:
+        return self.codes is not None
+
+    @property
+    def rows(self) -> np.ndarray:
+        """What each image's latent is: its codes, or its posterior mean."""
+        return self.codes if self.discrete else self.mean
 
     def __post_init__(self):
-        n = len(self.mean)
+        n = len(self.rows)
         if self.labels is None:
             self.labels = np.full(n, -1, dtype=np.int64)
         if self.names is None:
             self.names = [str(i) for i in range(n)]
-        if self.log_var is None:
+        if self.log_var is None and not self.discrete:
             self.log_var = np.full_like(self.mean, np.nan)
 
 
@@ -58,6 +78,8 @@ def write(path: str | Path, latents: Latents) -> None:
     """Write latents in the format the extension names, atomically."""
     path = Path(path)
     suffix = check_suffix(path)
+    if latents.discrete:
+        return _write_codes(path, suffix, latents)
     mean, log_var = latents.mean.astype(np.float32), latents.log_var.astype(np.float32)
     n, dim = mean.shape
     if suffix == ".npy":
@@ -82,6 +104,31 @@ def write(path: str | Path, latents: Latents) -> None:
 
         save_tensors(path, {"mean": torch.from_numpy(mean), "log_var": torch.from_numpy(log_var),
                             "label": torch.from_numpy(latents.labels.astype(np.int64))}, {"names": latents.names})
+
+
+def _write_codes(path: Path, suffix: str, latents: Latents) -> None:
+    codes = latents.codes.astype(np.int64)
+    n, dim = codes.shape
+    if suffix == ".npy":
+        width = max([1, *map(len, latents.names)])
+        table = np.zeros(n, dtype=[("name", f"<U{width}"), ("label", "<i8"), ("code", "<i8", (dim,))])
+        table["name"], table["label"], table["code"] = latents.names, latents.labels, codes
+        atomic_write(path, lambda tmp: tmp.write_bytes(_npy_bytes(table)))
+    elif suffix == ".csv":
+        out = _io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["name", "label", *[f"code_{i}" for i in range(dim)]])
+        for i in range(n):
+            writer.writerow([latents.names[i], int(latents.labels[i]), *map(int, codes[i])])
+        atomic_write_text(path, out.getvalue())
+    elif suffix == ".json":
+        items = [{"name": latents.names[i], "label": int(latents.labels[i]), "code": codes[i].tolist()} for i in range(n)]
+        atomic_write_text(path, json.dumps({"latent_dim": dim, "items": items}, indent=1))
+    else:
+        import torch
+
+        save_tensors(path, {"code": torch.from_numpy(codes), "label": torch.from_numpy(latents.labels.astype(np.int64))},
+                     {"names": latents.names})
 
 
 def _num(value: float) -> str:
@@ -117,15 +164,24 @@ def read(path: str | Path) -> Latents:
 def _read(path: Path, suffix: str) -> Latents:
     if suffix == ".npy":
         array = np.load(path, allow_pickle=False)
+        if array.dtype.names and "code" in array.dtype.names:
+            return Latents.of_codes(array["code"], array["label"], [str(s) for s in array["name"]])
         if array.dtype.names:
             return Latents(array["mean"], array["log_var"], array["label"], [str(s) for s in array["name"]])
         if array.ndim > 2:
             raise VaetoolError(f"{path} holds an array of shape {array.shape}; latents are one row per image, (N, L).")
+        if np.issubdtype(array.dtype, np.integer):
+            return Latents.of_codes(np.atleast_2d(array))
         return Latents(np.atleast_2d(array).astype(np.float32))
     if suffix == ".csv":
         with path.open(newline="") as f:
             rows = list(csv.reader(f))
         header, rows = rows[0], rows[1:]
+        code_columns = [i for i, h in enumerate(header) if h.startswith("code_")]
+        if code_columns:
+            return Latents.of_codes(np.array([[int(r[i]) for i in code_columns] for r in rows], dtype=np.int64),
+                                    np.array([int(r[header.index("label")]) for r in rows], dtype=np.int64),
+                                    [r[0] for r in rows])
         means = [i for i, h in enumerate(header) if h.startswith("mean_")]
         log_vars = [i for i, h in enumerate(header) if h.startswith("log_var_")]
         value = lambda s: float(s) if s != "" else np.nan  # noqa: E731
@@ -134,16 +190,24 @@ def _read(path: Path, suffix: str) -> Latents:
                        np.array([int(r[header.index("label")]) for r in rows], dtype=np.int64), [r[0] for r in rows])
     if suffix == ".json":
         items = validate.loads_json(path.read_bytes(), str(path), max_chars=MAX_JSON_CHARS)["items"]
+        if items and isinstance(items[0], dict) and "code" in items[0]:
+            return Latents.of_codes(np.array([it["code"] for it in items]),
+                                    np.array([it.get("label", -1) for it in items], dtype=np.int64),
+                                    [str(it.get("name", i)) for i, it in enumerate(items)])
         return Latents(np.array([it["mean"] for it in items], dtype=np.float32),
                        np.array([[np.nan if v is None else v for v in it["log_var"]] for it in items], dtype=np.float32),
                        np.array([it.get("label", -1) for it in items], dtype=np.int64),
                        [str(it.get("name", i)) for i, it in enumerate(items)])
     tensors, header = read_tensors(path)
+    if "code" in tensors:
+        return Latents.of_codes(tensors["code"].numpy(), tensors["label"].numpy(), header["names"])
     return Latents(tensors["mean"].numpy(), tensors["log_var"].numpy(), tensors["label"].numpy(), header["names"])
 
 
 def _checked(latents: Latents, path: Path) -> Latents:
     """Latents whose parts agree: ``(N, L)`` numbers, log-variances of the same shape, N labels and N names."""
+    if latents.discrete:
+        return _checked_codes(latents, path)
     mean, log_var, labels = (np.asarray(a) for a in (latents.mean, latents.log_var, latents.labels))
     for name, array in (("means", mean), ("log-variances", log_var), ("labels", labels)):
         if array.dtype.kind not in "biuf":
@@ -158,3 +222,16 @@ def _checked(latents: Latents, path: Path) -> Latents:
         raise VaetoolError(f"The labels in {path} must be whole numbers.")
     return Latents(mean.astype(np.float32), log_var.astype(np.float32), labels.astype(np.int64),
                    [str(n) for n in latents.names])
+
+
+def _checked_codes(latents: Latents, path: Path) -> Latents:
+    """Codes whose parts agree: ``(N, L)`` whole numbers, N labels and N names."""
+    codes, labels = np.asarray(latents.codes), np.asarray(latents.labels)
+    if codes.dtype.kind not in "iu":
+        raise VaetoolError(f"The codes in {path} are not whole numbers ({codes.dtype}).")
+    if codes.ndim != 2 or codes.shape[0] == 0 or codes.shape[1] == 0:
+        raise VaetoolError(f"{path} holds codes of shape {codes.shape}; they must be one row per image, (N, L).")
+    if labels.dtype.kind not in "biu" or labels.shape != (len(codes),) or not isinstance(latents.names, list) \
+            or len(latents.names) != len(codes):
+        raise VaetoolError(f"{path} holds {len(codes)} codes but not one whole-number label and one name for each.")
+    return Latents.of_codes(codes.astype(np.int64), labels.astype(np.int64), [str(n) for n in latents.names])

@@ -55,6 +55,27 @@ def path(points: Tensor, steps: int, method: str = "slerp") -> Tensor:
     return torch.cat(segments)
 
 
+def code_path(points: Tensor, steps: int) -> Tensor:
+    """A path through discrete codes ``points`` (K ≥ 2, L) int64, laid out as :func:`path`'s.
+
+    Codes have no straight line between them, so a segment from a to b swaps a's codes for b's one
+    position after another: at fraction t of the way, the first round(t·L) positions hold b's codes.
+    """
+    if len(points) < 2:
+        raise VaetoolError("Interpolation needs at least two points.")
+    if steps < 2:
+        raise VaetoolError(f"Interpolation needs at least 2 steps, not {steps}.")
+    length = points.shape[1]
+    swapped = torch.round(torch.linspace(0, length, steps, device=points.device)).long()
+    positions = torch.arange(length, device=points.device)
+    segments = []
+    for i, (a, b) in enumerate(zip(points[:-1], points[1:])):
+        taken = positions[None, :] < swapped[:, None]  # (steps, L): which positions already hold b's code
+        segment = torch.where(taken, b, a)
+        segments.append(segment if i == 0 else segment[1:])
+    return torch.cat(segments)
+
+
 def traversal(start: Tensor, dims: list[int], values: Tensor) -> Tensor:
     """Latents ``(len(dims), len(values), L)``: row i is ``start`` with dimension ``dims[i]`` set to each value.
 

@@ -65,7 +65,9 @@ def _batches(model, images: Tensor, labels: Tensor | None, batch_size: int) -> I
 def posterior_moments(model, images: Tensor, labels: Tensor | None = None,
                       batch_size: int = 500) -> tuple[Tensor, Tensor]:
     """Mean and log-variance of q(z|x) for every image (uint8, or float in [0, 1]), batched in eval
-    mode: float64 ``(N, L)`` each, on the CPU. An autoencoder's log-variance is −inf."""
+    mode: float64 ``(N, L)`` each, on the CPU. An autoencoder's log-variance is −inf. A discrete
+    latent has codes instead (see :func:`codes`), and is refused."""
+    _need_gaussian(model, "posterior means and variances")
     means, log_vars, wide = [], [], _wide(model.device)
     with _evaluating(model):
         for x, y in _batches(model, images, labels, batch_size):
@@ -73,6 +75,32 @@ def posterior_moments(model, images: Tensor, labels: Tensor | None = None,
             means.append(posterior.mean.to(wide))
             log_vars.append(posterior.log_var.to(wide))
     return torch.cat(means).cpu().double(), torch.cat(log_vars).cpu().double()
+
+
+@torch.no_grad()
+def codes(model, images: Tensor, labels: Tensor | None = None, batch_size: int = 500) -> Tensor:
+    """A discrete latent's code of every image, int64 ``(N, latent_dim)`` on the CPU, batched in eval mode."""
+    if not model.discrete:
+        raise VaetoolError(f"The {model.config['latent']} latent is continuous: it has posterior means, not codes.")
+    found = []
+    with _evaluating(model):
+        for x, y in _batches(model, images, labels, batch_size):
+            found.append(model.latent.codes(model.encode(x, y)).cpu())
+    return torch.cat(found)
+
+
+def codebook_usage(model, images: Tensor, labels: Tensor | None = None, batch_size: int = 500) -> dict:
+    """How much of a discrete latent's codebook ``images`` use: ``codes_used`` (distinct codes over every
+    position), ``codebook_size``, and ``perplexity``, exp of the entropy of the codes' empirical
+    distribution (van den Oord et al. 2017's usage measure): K when all K codes are used equally, 1 when one is."""
+    used, perplexity = model.latent.usage(codes(model, images, labels, batch_size))
+    return {"codes_used": used, "codebook_size": model.latent.codebook_size, "perplexity": perplexity}
+
+
+def _need_gaussian(model, what: str) -> None:
+    if not model.latent.gaussian_posterior:
+        raise VaetoolError(f"{what[0].upper()}{what[1:]} need a Gaussian posterior q(z|x); the "
+                           f"{model.config['latent']} latent's code is discrete.")
 
 
 def _log_standard_normal(z: Tensor) -> Tensor:
@@ -95,7 +123,7 @@ def parameter_counts(model) -> dict[str, int]:
     device, dtype = model.device, _dtype(model)
     generator = torch.Generator(device=device).manual_seed(0)
     x = torch.rand(2, *model.input_shape, generator=generator, device=device, dtype=dtype)
-    z = torch.randn(2, model.latent_dim, generator=generator, device=device, dtype=dtype)
+    z = torch.randn(2, model.latent.features, generator=generator, device=device, dtype=dtype)
     y = torch.arange(2, device=device) % model.num_classes if model.conditional else None
     requires = [p.requires_grad for p in params]
     try:
@@ -183,7 +211,8 @@ def elbo_terms(model, images: Tensor, labels: Tensor | None = None, seed: int = 
 
     ELBO = E_q[log p(x|z)] − KL(q(z|x) ‖ N(0, I)) (Kingma & Welling, ICLR 2014, eq. 10), each image
     with one reparameterised sample z ~ q(z|x) and the analytic KL. Returns ``elbo``, ``rec``
-    (the reconstruction term), ``kl``, ``kl_per_dim`` (a list, one value per latent dimension) and,
+    (the reconstruction term), ``kl``, ``kl_per_dim`` (a list, one value per latent dimension, or a
+    single value when the prior's KL is a Monte Carlo estimate, not per dimension) and,
     for a discrete likelihood, ``bits_per_dim`` = −ELBO / (D · ln 2). With uint8 images and the same
     seed and batch size it gives exactly the numbers of :func:`vaetool.training.evaluate`.
     ``samples=0`` takes z as the posterior mean instead, for a model trained with a deterministic
@@ -192,12 +221,12 @@ def elbo_terms(model, images: Tensor, labels: Tensor | None = None, seed: int = 
     device = model.device
     generator = torch.Generator(device=device).manual_seed(seed)
     rec_total = torch.zeros((), device=device, dtype=_wide(device))
-    kl_total = torch.zeros(model.latent_dim, device=device, dtype=_wide(device))
+    kl_total = 0.0  # as wide as the KL terms: (latent_dim,), or (1,) for a Monte Carlo KL
     with _evaluating(model):
         for x, y in _batches(model, images, labels, batch_size):
             terms = model.elbo(x, y, generator=generator, samples=samples)
             rec_total += terms.reconstruction.sum().to(rec_total.dtype)
-            kl_total += terms.kl.sum(0).to(kl_total.dtype)
+            kl_total = kl_total + terms.kl.sum(0).to(rec_total.dtype)
     n = len(images)
     rec, kl_per_dim = rec_total.item() / n, (kl_total / n).tolist()
     kl = sum(kl_per_dim)
@@ -230,6 +259,7 @@ def iw_log_likelihood(model, images: Tensor, labels: Tensor | None = None, k: in
     if model.autoencoder:
         raise VaetoolError("An autoencoder has no posterior variance and so no density p(x); "
                            "the importance-weighted log-likelihood needs a VAE.")
+    _need_gaussian(model, "the importance-weighted log-likelihood's samples")
     for name, value in (("k", k), ("k_batch", k_batch)):
         if value < 1:
             raise VaetoolError(f"{name} must be at least 1, not {value}.")

@@ -1,4 +1,4 @@
-"""The VAE: an architecture, a likelihood and the standard-normal prior, built from a config.
+"""The VAE: an architecture, a likelihood, a prior and a latent kind, built from a config.
 
 Everything a model can do — the ELBO, encoding, decoding, sampling — lives here, so the
 training loop, the CLI and the Python API all call the same code.
@@ -14,13 +14,15 @@ import torch
 from torch import Tensor, nn
 
 from vaetool import registry
-from vaetool.contracts import NEEDS, Architecture, Likelihood, Prior
+from vaetool.contracts import NEEDS, Architecture, Latent, Likelihood, Prior
 from vaetool.distributions import SCALES, DiagonalGaussian
 from vaetool.errors import VaetoolError
+from vaetool.latent_types.gaussian import Gaussian
 from vaetool.priors.standard_normal import StandardNormal
 from vaetool.validate import plugin_errors
 
 DEFAULT_PRIOR = "standard-normal"
+DEFAULT_LATENT = "gaussian"
 
 
 def _inference(method):
@@ -74,6 +76,9 @@ class ELBOTerms:
     posterior: DiagonalGaussian | None = None
     log_prior: Tensor | None = None
     log_posterior: Tensor | None = None
+    # What the latent kind adds to every objective's loss, per example (B,): a vector-quantised
+    # latent's codebook and commitment terms. None when it adds nothing.
+    latent_loss: Tensor | None = None
 
     @property
     def elbo(self) -> Tensor:
@@ -105,6 +110,11 @@ def upgrade_config(config: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
+def with_latent_loss(loss: Tensor, terms: ELBOTerms) -> Tensor:
+    """An objective's loss plus what the latent kind adds to every objective (its batch mean), if anything."""
+    return loss if terms.latent_loss is None else loss + terms.latent_loss.mean()
+
+
 class VAE(nn.Module):
     """A variational autoencoder: architecture, likelihood and prior. Build it with :func:`create`
     or :func:`VAE.from_config`.
@@ -116,12 +126,15 @@ class VAE(nn.Module):
     """
 
     def __init__(self, architecture: Architecture, likelihood: Likelihood, config: dict[str, Any],
-                 prior: Prior | None = None):
+                 prior: Prior | None = None, latent: Latent | None = None):
         super().__init__()
         self.architecture = architecture
         self.likelihood = likelihood
         self.prior = prior if prior is not None else StandardNormal(config["latent_dim"])
+        self.latent = latent if latent is not None else Gaussian(config["latent_dim"], config["encoder_scale"],
+                                                                 config["autoencoder"])
         self.config = config
+        self.prior.bind(self)
 
     # -- construction -------------------------------------------------------------------------
 
@@ -132,16 +145,23 @@ class VAE(nn.Module):
         likelihood_cls = registry.get("likelihood", config["likelihood"])
         with plugin_errors("likelihood", config["likelihood"], config["likelihood_options"]):
             likelihood = likelihood_cls(**config["likelihood_options"])
+        # Files written before latents were plugins have no latent entry: theirs was the Gaussian.
+        latent_cls = registry.get("latent", config.setdefault("latent", DEFAULT_LATENT))
+        with plugin_errors("latent", config["latent"], config.setdefault("latent_options", {})):
+            latent = latent_cls(config["latent_dim"], config["encoder_scale"], config["autoencoder"],
+                                **config["latent_options"])
         architecture_cls = registry.get("architecture", config["architecture"])
+        # The latent kind says how wide the architecture's latent is: a code of latent_dim
+        # vectors of a quantised latent is latent_dim · dim features wide.
         with plugin_errors("architecture", config["architecture"], config["architecture_options"]):
-            architecture = architecture_cls(tuple(config["input_shape"]), config["latent_dim"],
+            architecture = architecture_cls(tuple(config["input_shape"]), latent.features,
                                             likelihood.params_per_channel, config["num_classes"],
                                             **config["architecture_options"])
         # Files written before priors were plugins have no prior entry: theirs was N(0, I).
         prior_cls = registry.get("prior", config.setdefault("prior", DEFAULT_PRIOR))
         with plugin_errors("prior", config["prior"], config.setdefault("prior_options", {})):
             prior = prior_cls(config["latent_dim"], **config["prior_options"])
-        return cls(architecture, likelihood, config, prior)
+        return cls(architecture, likelihood, config, prior, latent)
 
     @property
     def latent_dim(self) -> int:
@@ -169,13 +189,16 @@ class VAE(nn.Module):
             return f"{need!r} is nothing vaetool knows (it knows {', '.join(NEEDS)})"
         if need in ("kl", "posterior", "samples") and self.autoencoder:
             return "an autoencoder (--autoencoder) has a deterministic encoder and no KL term"
+        if need in ("kl", "posterior", "samples") and not self.latent.gaussian_posterior:
+            return (f"this model's {self.config['latent']} latent is a discrete code, with no Gaussian posterior "
+                    "to sample and no KL that the encoder shapes")
         if need == "standard-normal-prior" and self.config["prior"] != DEFAULT_PRIOR:
             return f"this model's prior is {self.config['prior']}"
         return None
 
     def draw_noise(self, batch: int, samples: int = 1, device=None) -> Tensor | None:
         """The ε of ``samples`` draws of z for each of ``batch`` images, batch first; None when z is deterministic."""
-        if self.autoencoder or samples == 0:
+        if self.autoencoder or samples == 0 or not self.latent.gaussian_posterior:
             return None
         shape = (batch, self.latent_dim) if samples == 1 else (batch, samples, self.latent_dim)
         return torch.randn(shape, device=device)
@@ -200,16 +223,20 @@ class VAE(nn.Module):
 
     # -- the model's operations ---------------------------------------------------------------
 
+    @property
+    def discrete(self) -> bool:
+        """Whether the latent code is a row of integers (a vector-quantised latent)."""
+        return self.latent.discrete
+
     @_inference
-    def encode(self, x: Tensor, y: Tensor | None = None) -> DiagonalGaussian:
-        """q(z|x) for images in [0, 1]. For an autoencoder the variance is zero."""
+    def encode(self, x: Tensor, y: Tensor | None = None):
+        """q(z|x) for images in [0, 1], as the latent kind makes it: a
+        :class:`~vaetool.distributions.DiagonalGaussian` for the Gaussian latent (zero variance for an
+        autoencoder). Its ``mean`` is what :meth:`reconstruct` decodes."""
         mean, raw_scale = self.architecture.encode(x, self._label(y, len(x)))
         # Under mixed precision the network computes in bf16/fp16; the distribution, and so the
         # KL and the sample z, stay in the input's precision.
-        mean, raw_scale = mean.to(x.dtype), raw_scale.to(x.dtype)
-        if self.autoencoder:
-            return DiagonalGaussian(mean, torch.full_like(mean, -float("inf")))
-        return DiagonalGaussian.from_encoder(mean, raw_scale, self.config["encoder_scale"])
+        return self.latent.posterior(mean.to(x.dtype), raw_scale.to(x.dtype))
 
     def decode_params(self, z: Tensor, y: Tensor | None = None) -> Tensor:
         """The likelihood's parameters for latents z (in z's precision, also under mixed precision,
@@ -227,9 +254,15 @@ class VAE(nn.Module):
     def sample(self, n: int, y: Tensor | None = None, temperature: float = 1.0,
                generator: torch.Generator | None = None, sample_pixels: bool = False) -> Tensor:
         """n images decoded from z ~ p(z), scaled by ``temperature`` about the origin
-        (for the standard normal prior: z ~ N(0, temperature² I))."""
-        z = temperature * self.prior.sample(n, generator)
-        return self.decode(z, y, sample=sample_pixels, generator=generator)
+        (for the standard normal prior: z ~ N(0, temperature² I); for a discrete latent,
+        codes drawn from its prior over codes with the logits divided by ``temperature``)."""
+        return self.decode(self.sample_latents(n, generator, temperature), y, sample=sample_pixels,
+                           generator=generator)
+
+    @_inference
+    def sample_latents(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0) -> Tensor:
+        """n decoder inputs z ~ p(z), ``(n, features)``; see :meth:`sample`."""
+        return self.latent.sample(n, self.prior, generator, temperature)
 
     @_inference
     def reconstruct(self, x: Tensor, y: Tensor | None = None) -> Tensor:
@@ -254,33 +287,18 @@ class VAE(nn.Module):
         # sample reaches both (the protocol of the binarized-MNIST literature, e.g. Burda et al. 2016).
         target = self.likelihood.target(x, generator)
         posterior = self.encode(target, y)
-        if self.autoencoder:
-            z = posterior.mean
-            reconstruction = self.likelihood.log_prob(target, self.decode_params(z, y))
-            return ELBOTerms(reconstruction, torch.zeros_like(posterior.mean), z, posterior)
-        if samples == 0:  # the encoder used deterministically (WAE): z is the posterior mean
-            z = posterior.mean
-            # The KL is reported in closed form; a prior without one has no single-point estimate.
-            kl = self.prior.kl(posterior) if self.prior.analytic_kl else torch.zeros_like(z[:, :1])
-            reconstruction = self.likelihood.log_prob(target, self.decode_params(z, y))
-            return ELBOTerms(reconstruction, kl, z, posterior)
-        if samples == 1:
-            z = posterior.rsample(generator, noise=noise)
-            log_posterior, log_prior = posterior.log_prob(z), self.prior.log_prob(z)
-            kl = self.prior.kl(posterior) if self.prior.analytic_kl else (log_posterior - log_prior).unsqueeze(-1)
-            reconstruction = self.likelihood.log_prob(target, self.decode_params(z, y))
-            return ELBOTerms(reconstruction, kl, z, posterior, log_prior, log_posterior)
-        batch = len(x)
-        expanded = DiagonalGaussian(posterior.mean.expand(samples, *posterior.mean.shape),
-                                    posterior.log_var.expand(samples, *posterior.log_var.shape))
-        z = expanded.rsample(generator, noise=noise.transpose(0, 1) if noise is not None else None)
-        log_posterior, log_prior = expanded.log_prob(z), self.prior.log_prob(z)
-        kl = self.prior.kl(posterior) if self.prior.analytic_kl else (log_posterior - log_prior).mean(0).unsqueeze(-1)
-        labels = y.repeat(samples) if y is not None else None  # row s·B + b is image b
-        params = self.decode_params(z.reshape(samples * batch, -1), labels)
-        repeated = target.expand(samples, *target.shape).reshape(samples * batch, *target.shape[1:])
-        reconstruction = self.likelihood.log_prob(repeated, params).reshape(samples, batch)
-        return ELBOTerms(reconstruction, kl, z, expanded, log_prior, log_posterior)
+        # The latent kind makes z, the KL and the densities (see vaetool.contracts.Latent).
+        drawn = self.latent.terms(posterior, self.prior, generator, noise, samples)
+        if drawn.z.dim() == 2:
+            reconstruction = self.likelihood.log_prob(target, self.decode_params(drawn.z, y))
+        else:  # (S, B, features): S samples of each image, decoded as one batch of S·B
+            count, batch = drawn.z.shape[:2]
+            labels = y.repeat(count) if y is not None else None  # row s·B + b is image b
+            params = self.decode_params(drawn.z.reshape(count * batch, -1), labels)
+            repeated = target.expand(count, *target.shape).reshape(count * batch, *target.shape[1:])
+            reconstruction = self.likelihood.log_prob(repeated, params).reshape(count, batch)
+        return ELBOTerms(reconstruction, drawn.kl, drawn.z, drawn.posterior or posterior, drawn.log_prior,
+                         drawn.log_posterior, drawn.loss)
 
     def forward(self, x: Tensor, y: Tensor | None = None, noise: Tensor | None = None, samples: int = 1) -> ELBOTerms:
         """The ELBO terms: what training calls, through DistributedDataParallel when there are several processes."""
@@ -292,7 +310,8 @@ def create(architecture: str = "conv", likelihood: str = "bernoulli", *,
            encoder_scale: str = "exp", autoencoder: bool = False,
            architecture_options: dict[str, Any] | None = None,
            likelihood_options: dict[str, Any] | None = None, prior: str = DEFAULT_PRIOR,
-           prior_options: dict[str, Any] | None = None, **extra: Any) -> VAE:
+           prior_options: dict[str, Any] | None = None, latent: str = DEFAULT_LATENT,
+           latent_options: dict[str, Any] | None = None, **extra: Any) -> VAE:
     """A new, untrained model from registry names and options.
 
     Options left out (or ``None``) take the plugin's own defaults; the config records the values
@@ -304,6 +323,9 @@ def create(architecture: str = "conv", likelihood: str = "bernoulli", *,
     if len(input_shape) != 3:
         raise VaetoolError(f"The input shape must be (channels, height, width), not {tuple(input_shape)}.")
     architecture_cls = registry.get("architecture", architecture)
+    if not registry.get("latent", latent).uses_prior and prior != DEFAULT_PRIOR:
+        raise VaetoolError(f"The {latent} latent brings its own prior over codes, so the prior {prior!r} does not "
+                           "apply; leave --prior out.")
     if architecture_cls.conditional and num_classes < 1:
         raise VaetoolError(f"The {architecture} architecture is conditional on a class label, "
                            "so it needs a labelled dataset; this one has no classes.")
@@ -314,6 +336,8 @@ def create(architecture: str = "conv", likelihood: str = "bernoulli", *,
         "likelihood_options": registry.resolve_options("likelihood", likelihood, likelihood_options or {}),
         "prior": prior,
         "prior_options": registry.resolve_options("prior", prior, prior_options or {}),
+        "latent": latent,
+        "latent_options": registry.resolve_options("latent", latent, latent_options or {}),
         "input_shape": [int(s) for s in input_shape],
         "latent_dim": int(latent_dim),
         "num_classes": int(num_classes),

@@ -24,12 +24,14 @@ GROUPS = {
     "architecture": "vaetool.architectures",
     "likelihood": "vaetool.likelihoods",
     "prior": "vaetool.priors",
+    "latent": "vaetool.latents",
     "dataset": "vaetool.datasets",
     "objective": "vaetool.objectives",
 }
 
 # Constructor arguments that vaetool itself supplies; everything else is a plugin option.
-CORE_ARGUMENTS = {"self", "input_shape", "latent_dim", "params_per_channel", "num_classes"}
+CORE_ARGUMENTS = {"self", "input_shape", "latent_dim", "params_per_channel", "num_classes", "encoder_scale",
+                  "autoencoder"}
 
 _registered: dict[str, dict[str, type]] = {kind: {} for kind in GROUPS}
 _reported: set[tuple[str, str]] = set()

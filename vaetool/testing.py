@@ -13,12 +13,13 @@ A check returns ``None`` when the plugin keeps its contract (:mod:`vaetool.contr
 A class is registered in this process under a temporary name for the duration of the check (so that
 save → load can find it) and unregistered afterwards.
 
-- :func:`check_architecture`, :func:`check_likelihood`, :func:`check_prior`, :func:`check_dataset`,
-  :func:`check_objective`: one plugin, thoroughly.
+- :func:`check_architecture`, :func:`check_likelihood`, :func:`check_prior`, :func:`check_latent`,
+  :func:`check_dataset`, :func:`check_objective`: one plugin, thoroughly.
 - :func:`check_plugin`: the right one of those for a kind and a name.
 - :func:`check_all_installed`: every installed plugin, with every failure reported at once.
 - :class:`ArchitectureConformance`, :class:`LikelihoodConformance`, :class:`PriorConformance`,
-  :class:`DatasetConformance`, :class:`ObjectiveConformance`: mixins for a pytest test class, in the manner of diffusers' ``ModelTesterMixin``.
+  :class:`LatentConformance`, :class:`DatasetConformance`, :class:`ObjectiveConformance`: mixins for a
+  pytest test class, in the manner of diffusers' ``ModelTesterMixin``.
 
 Nothing here needs pytest. Everything runs on the CPU in seconds with small options.
 """
@@ -41,17 +42,18 @@ from torch import Tensor, nn
 
 import vaetool
 from vaetool import devices, registry
-from vaetool.contracts import NEEDS, PLUGIN_API_VERSION, Architecture, Dataset, Likelihood, Objective, Prior, Split
+from vaetool.contracts import (NEEDS, PLUGIN_API_VERSION, Architecture, Dataset, Latent, Likelihood, Objective, Prior,
+                               Split)
 from vaetool.errors import VaetoolError
 
 __all__ = [
-    "ArchitectureConformance", "ContractViolation", "DatasetConformance", "LikelihoodConformance", "ObjectiveConformance",
-    "PriorConformance", "check_all_installed", "check_architecture", "check_dataset", "check_likelihood",
-    "check_objective", "check_plugin", "check_prior",
+    "ArchitectureConformance", "ContractViolation", "DatasetConformance", "LatentConformance", "LikelihoodConformance",
+    "ObjectiveConformance", "PriorConformance", "check_all_installed", "check_architecture", "check_dataset",
+    "check_latent", "check_likelihood", "check_objective", "check_plugin", "check_prior",
 ]
 
-CONTRACTS = {"architecture": Architecture, "likelihood": Likelihood, "prior": Prior, "dataset": Dataset,
-             "objective": Objective}
+CONTRACTS = {"architecture": Architecture, "likelihood": Likelihood, "prior": Prior, "latent": Latent,
+             "dataset": Dataset, "objective": Objective}
 
 #: What an objective's ``bound`` may say (see :class:`vaetool.contracts.Objective`).
 BOUNDS = ("elbo", "iw", "none")
@@ -61,7 +63,8 @@ BOUNDS = ("elbo", "iw", "none")
 LIKELIHOOD_FOR_PARAMS = {1: "bernoulli", 2: "logistic"}
 
 # The arguments vaetool passes positionally, before the options, to each kind's constructor.
-_CORE = {"architecture": ("input_shape", "latent_dim", "params_per_channel", "num_classes"), "prior": ("latent_dim",)}
+_CORE = {"architecture": ("input_shape", "latent_dim", "params_per_channel", "num_classes"), "prior": ("latent_dim",),
+         "latent": ("latent_dim", "encoder_scale", "autoencoder")}
 
 
 class ContractViolation(AssertionError):
@@ -631,7 +634,7 @@ def check_prior(name_or_cls: str | type, *, options: Mapping[str, Any] | None = 
             _expect(isinstance(cls.analytic_kl, bool), f"analytic_kl is {cls.analytic_kl!r}")
         with subject.rule("it builds as cls(latent_dim, **options) and passes latent_dim on to Prior.__init__"):
             torch.manual_seed(0)
-            prior = cls(latent_dim, **resolved).to(device)
+            prior = _built_prior(name, cls, latent_dim, resolved, device)
             _expect(prior.latent_dim == latent_dim, f"latent_dim is {prior.latent_dim!r}, not {latent_dim}")
         _check_placement(subject, prior, device)
         _check_prior_samples(subject, prior, latent_dim, device)
@@ -648,7 +651,7 @@ def check_prior(name_or_cls: str | type, *, options: Mapping[str, Any] | None = 
         with subject.rule("sample and log_prob describe the same normalised distribution "
                           "(checked in one dimension: interval probabilities match the samples)"):
             torch.manual_seed(0)
-            one = cls(1, **resolved).to(device)
+            one = _built_prior(name, cls, 1, resolved, device)
             _check_density_matches_samples(one, device)
         if cls.analytic_kl:
             with torch.no_grad(), subject.rule("with analytic_kl, kl(posterior) is (B, latent_dim) and sums to "
@@ -666,6 +669,15 @@ def check_prior(name_or_cls: str | type, *, options: Mapping[str, Any] | None = 
                 _expect((gap <= 6 * error + 1e-3).all(), f"kl sums to {_numbers(kl.sum(-1))}; the Monte Carlo estimate "
                                                          f"is {_numbers(estimates.mean(0))} ± {_numbers(error)}")
         _check_prior_in_a_model(subject, name, resolved, generator, device)
+
+
+def _built_prior(name: str, cls: type, latent_dim: int, options: dict, device: torch.device) -> Prior:
+    """The prior on its own, or, for one that binds to a model (:meth:`Prior.bind`), inside a tiny model."""
+    if cls.bind is Prior.bind:
+        return cls(latent_dim, **options).to(device)
+    model = vaetool.create("linear", "bernoulli", input_shape=(1, 6, 6), latent_dim=latent_dim, prior=name,
+                           prior_options=options).to(device).eval()
+    return model.prior
 
 
 def _check_prior_samples(subject: _Subject, prior: Prior, latent_dim: int, device: torch.device) -> None:
@@ -721,6 +733,137 @@ def _check_prior_in_a_model(subject: _Subject, name: str, options: dict, generat
             before = run(model, torch.Generator(device=device).manual_seed(4))
             after = run(loaded, torch.Generator(device=device).manual_seed(4))
             _expect(_same(before, after), f"the {what} differ after loading")
+
+
+# -- latents --------------------------------------------------------------------------------------
+
+def check_latent(name_or_cls: str | type, *, options: Mapping[str, Any] | None = None, latent_dim: int = 3,
+                 device: str = "cpu") -> None:
+    """Check that a latent kind keeps the :class:`~vaetool.contracts.Latent` contract.
+
+    ``name_or_cls`` is a registry name or the class itself; ``options`` are its options (left out:
+    its defaults). Inside a small model it checks that:
+
+    - it is built as ``cls(latent_dim, encoder_scale, autoencoder, **options)``, its options keyword
+      arguments with JSON-able defaults; ``features`` is a whole number of 1 or more;
+    - ``posterior(...).mean`` is ``(B, features)``; the ELBO terms are finite: z ``(B, features)``, the
+      KL ``(B, latent_dim)`` or ``(B, 1)``, the latent's loss ``None`` or ``(B,)``;
+    - the reconstruction term's gradient reaches the encoder's outputs through z (through a
+      quantiser too: a straight-through estimate), and the objective's gradient reaches the latent's
+      own weights and is finite;
+    - ``sample(n, prior, generator)`` is ``(n, features)``, finite, decodable, and depends on the
+      generator's seed only;
+    - a few training steps keep every weight and buffer finite;
+    - save → load gives the same config, weights and buffers, encodings, ELBO and samples;
+    - for a discrete latent: ``codes`` are int64 ``(B, latent_dim)`` in 0 … ``codebook_size`` − 1,
+      the same after loading; ``embed(codes)`` is the posterior's mean; ``sample_codes`` draws valid
+      codes; ``usage`` counts the codes used and gives a perplexity between 1 and that count;
+    - ``.to(device)`` moves its tensors.
+    """
+    from vaetool.model import with_latent_loss
+    from vaetool.objectives.elbo import ELBO
+
+    def objective(terms):  # what training minimises: the ELBO objective and the latent's own loss
+        return with_latent_loss(ELBO().loss(terms, 0.0), terms)
+
+    device = _device(device)
+    generator = torch.Generator().manual_seed(0)
+    shape = (1, 6, 6)
+    with _installed("latent", name_or_cls, device) as (subject, name, cls):
+        resolved = _check_options(subject, "latent", name, cls, options)
+        with subject.rule("it builds as cls(latent_dim, encoder_scale, autoencoder, **options) inside a model, "
+                          "and features is a whole number of 1 or more"):
+            torch.manual_seed(0)
+            model = vaetool.create("linear", "bernoulli", input_shape=shape, latent_dim=latent_dim, latent=name,
+                                   latent_options=resolved).to(device)
+            features = model.latent.features
+            _expect(isinstance(features, int) and features >= 1, f"features is {features!r}")
+            _expect(model.latent.latent_dim == latent_dim, f"latent_dim is {model.latent.latent_dim!r}, not {latent_dim}")
+        _check_placement(subject, model, device)
+        x = _images((5, *shape), generator, device)
+        with subject.rule("training steps keep every weight and buffer finite"):
+            optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+            for step in range(3):
+                loss = objective(model.elbo(x, generator=torch.Generator(device=device).manual_seed(step)))
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            for tensor_name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+                if tensor.is_floating_point():
+                    _expect(torch.isfinite(tensor).all(), f"{tensor_name} is not finite after three steps")
+        with subject.rule("posterior(mean, raw_scale).mean is (B, features) and the ELBO terms are finite: "
+                          "z (B, features), kl (B, latent_dim) or (B, 1), the latent's loss None or (B,)"):
+            terms = model.elbo(x, generator=torch.Generator(device=device).manual_seed(1))
+            posterior = terms.posterior
+            _expect(_shape(posterior.mean) == (5, features), f"the posterior's mean is {_shape(posterior.mean)}")
+            _expect(_shape(terms.z) == (5, features), f"z is {_shape(terms.z)}, not {(5, features)}")
+            _expect(_shape(terms.kl) in ((5, latent_dim), (5, 1)), f"kl is {_shape(terms.kl)}")
+            _expect(torch.isfinite(terms.kl).all() and torch.isfinite(terms.reconstruction).all(),
+                    f"kl is {_numbers(terms.kl)}, the reconstruction {_numbers(terms.reconstruction)}")
+            _expect(terms.latent_loss is None or (_shape(terms.latent_loss) == (5,)
+                                                   and torch.isfinite(terms.latent_loss).all()),
+                    f"the latent's loss is {_shape(terms.latent_loss)}")
+        with subject.rule("the reconstruction term's gradient reaches the encoder's outputs through z"):
+            mean, raw_scale = model.architecture.encode(x)
+            z = model.latent.terms(model.latent.posterior(mean, raw_scale), model.prior,
+                                   torch.Generator(device=device).manual_seed(1)).z
+            reconstruction = model.likelihood.log_prob(x, model.decode_params(z))
+            grad, = torch.autograd.grad(reconstruction.sum(), mean)
+            _expect(torch.isfinite(grad).all() and grad.abs().sum() > 0, "the encoder's mean gets no finite, "
+                                                                          "non-zero gradient from log p(x|z)")
+        with subject.rule("the objective's gradient reaches the latent's own weights and is finite"):
+            model.zero_grad(set_to_none=True)
+            objective(model.elbo(x, generator=torch.Generator(device=device).manual_seed(1))).backward()
+            for weight_name, weight in model.latent.named_parameters():
+                if weight.requires_grad:
+                    _expect(weight.grad is not None and torch.isfinite(weight.grad).all(),
+                            f"its weight {weight_name} gets no finite gradient")
+        model.eval()
+        with torch.no_grad(), subject.rule("sample(n, prior, generator) is (n, features), finite and decodable, "
+                                           "and the same seed gives the same sample"):
+            draw = lambda m, seed: m.sample_latents(4, torch.Generator(device=device).manual_seed(seed))  # noqa: E731
+            z = draw(model, 5)
+            _expect(_shape(z) == (4, features) and torch.isfinite(z).all(), f"sample(4) is {_shape(z)}")
+            _expect(_shape(model.decode(z)) == (4, *shape), "the samples do not decode to images")
+            with torch.random.fork_rng(devices=_cuda_indices(device)):
+                torch.manual_seed(12345)
+                _expect(_same(z, draw(model, 5)), "two samples with generators seeded alike differ")
+        if cls.discrete:
+            _check_discrete_latent(subject, model, x, latent_dim, device)
+        with torch.no_grad(), subject.rule("it round-trips inside a model: save → load gives the same config, "
+                                           "weights, encodings, ELBO and samples"):
+            loaded = _save_and_load(model, device)
+            _check_placement(subject, loaded, device)
+            _same_model(subject, model, loaded)
+            for what, run in (("encodings", lambda m, g: m.encode(x).mean),
+                              ("ELBO", lambda m, g: m.elbo(x, generator=g).elbo),
+                              ("samples", lambda m, g: m.sample(3, generator=g)),
+                              *((("codes", lambda m, g: m.latent.codes(m.encode(x))),) if cls.discrete else ())):
+                before = run(model, torch.Generator(device=device).manual_seed(4))
+                after = run(loaded, torch.Generator(device=device).manual_seed(4))
+                _expect(_same(before, after), f"the {what} differ after loading")
+
+
+@torch.no_grad()
+def _check_discrete_latent(subject: _Subject, model, x: Tensor, latent_dim: int, device: torch.device) -> None:
+    latent = model.latent
+    size = latent.codebook_size
+    with subject.rule("codes(posterior) are int64 (B, latent_dim) in 0 … codebook_size − 1, and embed(codes) is "
+                      "the posterior's mean"):
+        posterior = model.encode(x)
+        codes = latent.codes(posterior)
+        _expect(torch.is_tensor(codes) and codes.dtype == torch.int64 and codes.shape == (len(x), latent_dim),
+                f"codes are {_shape(codes)} of {getattr(codes, 'dtype', None)}")
+        _expect(bool(((codes >= 0) & (codes < size)).all()), f"codes {_numbers(codes)} leave 0 … {size - 1}")
+        _expect(_same(latent.embed(codes), posterior.mean), "embed(codes) is not the posterior's mean")
+    with subject.rule("sample_codes(n, generator) draws int64 (n, latent_dim) codes in 0 … codebook_size − 1"):
+        drawn = latent.sample_codes(200, torch.Generator(device=device).manual_seed(6))
+        _expect(drawn.dtype == torch.int64 and drawn.shape == (200, latent_dim), f"they are {_shape(drawn)}")
+        _expect(bool(((drawn >= 0) & (drawn < size)).all()), "some leave the codebook")
+    with subject.rule("usage(codes) is the number of codes used and a perplexity between 1 and that number"):
+        used, perplexity = latent.usage(drawn)
+        _expect(used == len(torch.unique(drawn)), f"usage says {used} codes are used, not {len(torch.unique(drawn))}")
+        _expect(1 - 1e-6 <= perplexity <= used + 1e-6, f"the perplexity {perplexity} is outside 1 … {used}")
 
 
 # -- datasets -------------------------------------------------------------------------------------
@@ -1001,12 +1144,12 @@ def _check_objective_loss(subject: _Subject, name: str, options: dict) -> None:
 # -- every plugin -----------------------------------------------------------------------------------
 
 _CHECKS = {"architecture": check_architecture, "likelihood": check_likelihood, "prior": check_prior,
-           "dataset": check_dataset, "objective": check_objective}
+           "latent": check_latent, "dataset": check_dataset, "objective": check_objective}
 
 
 def check_plugin(kind: str, name_or_cls: str | type, **kwargs: Any) -> None:
-    """Run the check for a plugin of ``kind`` ("architecture", "likelihood", "prior", "dataset" or
-    "objective"); ``kwargs`` go to that kind's check (:func:`check_architecture`, …, :func:`check_objective`)."""
+    """Run the check for a plugin of ``kind`` ("architecture", "likelihood", "prior", "latent", "dataset"
+    or "objective"); ``kwargs`` go to that kind's check (:func:`check_architecture`, …, :func:`check_objective`)."""
     if kind not in _CHECKS:
         raise ValueError(f"unknown plugin kind {kind!r}; kinds are {', '.join(_CHECKS)}")
     _CHECKS[kind](name_or_cls, **kwargs)
@@ -1070,6 +1213,12 @@ class PriorConformance(_Conformance):
     """Mixin for a pytest class; runs :func:`check_prior` on ``plugin``."""
 
     _kind = "prior"
+
+
+class LatentConformance(_Conformance):
+    """Mixin for a pytest class; runs :func:`check_latent` on ``plugin``."""
+
+    _kind = "latent"
 
 
 class DatasetConformance(_Conformance):

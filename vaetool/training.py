@@ -37,7 +37,7 @@ from vaetool.datasets import data_root
 from vaetool.errors import VaetoolError
 from vaetool.images import background as images_background
 from vaetool.io import MODEL_FILE, atomic_write_text, read_tensors, save, save_tensors
-from vaetool.model import VAE, create, upgrade_config
+from vaetool.model import VAE, create, upgrade_config, with_latent_loss
 from vaetool.runs import CHECKPOINT_FILE, METRICS_FILE
 
 EVAL_BATCH = 500
@@ -60,6 +60,8 @@ class TrainConfig:
     dataset_options: dict[str, Any] = field(default_factory=dict)
     prior: str = "standard-normal"
     prior_options: dict[str, Any] = field(default_factory=dict)
+    latent: str = "gaussian"
+    latent_options: dict[str, Any] = field(default_factory=dict)
     latent_dim: int = 16
     encoder_scale: str = "exp"
     autoencoder: bool = False
@@ -249,6 +251,7 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
                    encoder_scale=config.encoder_scale, autoencoder=config.autoencoder,
                    architecture_options=config.architecture_options, likelihood_options=config.likelihood_options,
                    prior=config.prior, prior_options=config.prior_options,
+                   latent=config.latent, latent_options=config.latent_options,
                    dataset=config.dataset, dataset_options=dataset_options, class_names=list(dataset.class_names),
                    objective=objective_name, objective_options=objective_options,
                    training=config.training_settings()).to(device)
@@ -256,6 +259,9 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
         reason = model.lacks(need)
         if reason is not None:
             raise VaetoolError(f"The {objective_name} objective needs {NEEDS[need]}, but {reason}.")
+    if group.active and model.discrete:
+        raise VaetoolError(f"The {config.latent} latent updates its codebook from each batch within one process; "
+                           "train it without --nproc.")
     root = data_root(data_dir)
     train_split, test_split = dataset.load("train", root), dataset.load("test", root)
     # --train-limit / --test-limit: seeded subsets, recorded in the training settings.
@@ -335,7 +341,8 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
                 at = epoch + step / steps
                 with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
                     terms = network(x, y, noise, objective.samples)
-                loss = objective.loss(terms.weighted(model.likelihood.training_weight(x)), at)
+                # What the latent kind adds to every objective (VQ's codebook and commitment terms) comes on top.
+                loss = with_latent_loss(objective.loss(terms.weighted(model.likelihood.training_weight(x)), at), terms)
                 # Each process's mean is weighted by its share of the global batch, so the gradient
                 # DistributedDataParallel averages is that of the global batch's mean loss.
                 share = len(x) * group.world / global_batch

@@ -78,10 +78,11 @@ def check_config(config: Any, where: str | Path) -> dict[str, Any]:
                 "latent_dim", "num_classes"):
         if key not in config:
             raise VaetoolError(f"The model config in {where} has no {key!r} entry.")
-    for key in ("architecture", "likelihood", "prior", "dataset", "encoder_scale"):
+    for key in ("architecture", "likelihood", "prior", "latent", "dataset", "encoder_scale"):
         if key in config and (not isinstance(config[key], str) or not config[key]):
             raise VaetoolError(f"The model config in {where} has {key} {_show(config[key])}; it must be a name.")
-    for key in ("architecture_options", "likelihood_options", "prior_options", "dataset_options", "training"):
+    for key in ("architecture_options", "likelihood_options", "prior_options", "latent_options", "dataset_options",
+                "training"):
         if key in config and not isinstance(config[key], dict):
             raise VaetoolError(f"The model config in {where} has {key} {_show(config[key])}; it must be a mapping.")
     shape = config["input_shape"]
@@ -139,10 +140,11 @@ def build_model(config: dict[str, Any], stored: dict[str, tuple[tuple[int, ...],
     import torch
 
     from vaetool import registry
-    from vaetool.model import DEFAULT_PRIOR, VAE
+    from vaetool.model import DEFAULT_LATENT, DEFAULT_PRIOR, VAE
 
-    for kind in ("architecture", "likelihood", "prior"):  # imported outside the meta context below
-        registry.get(kind, config.get(kind, DEFAULT_PRIOR))
+    defaults = {"prior": DEFAULT_PRIOR, "latent": DEFAULT_LATENT}
+    for kind in ("architecture", "likelihood", "prior", "latent"):  # imported outside the meta context below
+        registry.get(kind, config.get(kind, defaults.get(kind)))
     try:
         with torch.device("meta"):
             meta = VAE.from_config(config)

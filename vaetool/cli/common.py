@@ -147,6 +147,24 @@ def dataset_images(vae, data: str, *, split: str, label: str | None, index: str 
     return picked.floats().to(vae.device), y, picked
 
 
+def read_latents(model, path):
+    """A latent file for ``model``: codes for a discrete latent, posterior means otherwise, or one sentence."""
+    from vaetool import latentfile
+
+    read = latentfile.read(path)
+    if read.discrete != model.discrete:
+        held, taken = ("codes", "continuous latents") if read.discrete else ("continuous latents", "codes")
+        raise VaetoolError(f"{path} holds {held}, but this model's {model.config['latent']} latent takes {taken}.")
+    return read
+
+
+def refuse_discrete(model, what: str, remedy: str) -> None:
+    """One sentence for a command that only makes sense for a continuous latent, given a discrete one."""
+    if model.discrete:
+        raise VaetoolError(f"{what}, but this model's {model.config['latent']} latent is a row of discrete codes, "
+                           f"which {remedy}.")
+
+
 def generator(model, seed: int):
     import torch
 

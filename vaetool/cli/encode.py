@@ -49,12 +49,16 @@ def encode(
 ) -> None:
     """Encode images into the posterior q(z|x): its mean and log-variance per image.
 
+    A model with a discrete (vq) latent writes each image's code indices instead, and --plot
+    draws the codebook vectors they choose.
+
       vaetool encode digit.png drawings/ -o latents.json --plot z.png
       vaetool encode --data mnist --split test -o latents.npy --plot latents.png --method tsne
       vaetool encode --data mnist --label 2,7 --limit 500 --plot z.png
       vaetool encode --data mnist --limit 2000 --plot z.png -m runs/a -m runs/b   [dim]# side by side[/dim]
     """
     import numpy as np
+    import torch
 
     from vaetool import images, latentfile, metrics, plots
 
@@ -84,24 +88,34 @@ def encode(
             y = labels_for(vae, condition, len(x))
         if vae.conditional and y is None:
             raise VaetoolError(f"This model is conditional: give --label, a class from 0 to {vae.num_classes - 1}.")
+        labels = y.cpu().numpy() if y is not None else None
+        if vae.discrete:
+            codes = metrics.codes(vae, x, y if vae.conditional else None)
+            # What --plot draws: the codebook vectors the codes choose, which the decoder sees.
+            with torch.no_grad():
+                chosen = vae.latent.embed(codes.to(vae.device)).double().cpu().numpy()
+            results.append((vae, latentfile.Latents.of_codes(codes.numpy(), labels, names), chosen))
+            continue
         means, log_vars = metrics.posterior_moments(vae, x, y if vae.conditional else None)
         mean, log_var = means.float().numpy(), log_vars.float().numpy()
         if vae.autoencoder:
             log_var = np.full_like(mean, np.nan)  # a deterministic encoder has no variance
-        labels = y.cpu().numpy() if y is not None else None
-        results.append((vae, latentfile.Latents(mean, log_var, labels, names)))
+        results.append((vae, latentfile.Latents(mean, log_var, labels, names), mean))
     if model is None and data:
         say_latest(results[0][0], None)
     if output is not None:
-        latentfile.write(output, results[0][1])
-        typer.echo(f"Wrote {len(results[0][1].mean)} latents of dimension {results[0][1].mean.shape[1]} to {output}")
+        written = results[0][1]
+        latentfile.write(output, written)
+        what = "codes of" if written.discrete else "latents of dimension"
+        unit = " positions" if written.discrete else ""
+        typer.echo(f"Wrote {len(written.rows)} {what} {written.rows.shape[1]}{unit} to {output}")
     elif len(results) == 1:
         _print_table(results[0][1])
     if plot is not None:
         show_names = annotate if annotate is not None else (not data and len(results[0][1].names) <= 50)
         class_names = results[0][0].config.get("class_names") or None
-        panels = [(_model_name(vae) if len(results) > 1 else "", r.mean, r.labels, r.names if show_names else None)
-                  for vae, r in results]
+        panels = [(_model_name(vae) if len(results) > 1 else "", points, r.labels, r.names if show_names else None)
+                  for vae, r, points in results]
         used = plots.latent_scatters(panels, plot, method=method.value, class_names=class_names, seed=seed)
         typer.echo(f"Wrote {plot} ({', '.join(sorted(set(used)))}{f', {len(results)} models' if len(results) > 1 else ''})")
 
@@ -115,16 +129,18 @@ def _print_table(latents) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    shown = min(latents.mean.shape[1], 8)
-    table = Table(title=f"posterior means ({latents.mean.shape[1]}-D)", title_justify="left")
+    rows = latents.rows
+    shown = min(rows.shape[1], 8)
+    title = f"codes ({rows.shape[1]} positions)" if latents.discrete else f"posterior means ({rows.shape[1]}-D)"
+    table = Table(title=title, title_justify="left")
     table.add_column("image")
     table.add_column("label")
     for d in range(shown):
-        table.add_column(f"z{d}", justify="right")
-    if latents.mean.shape[1] > shown:
+        table.add_column(f"{'c' if latents.discrete else 'z'}{d}", justify="right")
+    if rows.shape[1] > shown:
         table.add_column("…")
-    for i in range(min(len(latents.mean), 50)):
+    for i in range(min(len(rows), 50)):
         label = "" if latents.labels[i] < 0 else str(int(latents.labels[i]))
-        cells = [f"{v:+.2f}" for v in latents.mean[i, :shown]]
-        table.add_row(latents.names[i], label, *cells, *([""] if latents.mean.shape[1] > shown else []))
+        cells = [str(int(v)) if latents.discrete else f"{v:+.2f}" for v in rows[i, :shown]]
+        table.add_row(latents.names[i], label, *cells, *([""] if rows.shape[1] > shown else []))
     Console().print(table)

@@ -9,7 +9,7 @@ import typer
 
 from vaetool.cli import options
 from vaetool.cli.common import (check_output, condition_label, dataset_images, handle_errors, labels_for, literal,
-                                open_model, say_latest, write_pictures)
+                                open_model, read_latents, say_latest, write_pictures)
 from vaetool.errors import VaetoolError
 
 
@@ -46,6 +46,9 @@ def interpolate(
 ) -> None:
     """Interpolate between the posterior means of images and decode the path.
 
+    For a model with a discrete (vq) latent the path goes between the images' codes, swapping one
+    position's code at a time (--method does not apply).
+
       vaetool interpolate a.png b.png -o anim.gif
       vaetool interpolate --data mnist --label 2,7 -o two-to-seven.gif   [dim]# the first 2 and 7 of the test split[/dim]
       vaetool interpolate --data mnist --index 0,1,2 -o strip.png
@@ -61,29 +64,35 @@ def interpolate(
         raise VaetoolError("Give image files, or --data with --label or --index, not both.")
     condition = condition_label(label, index) if data is None else None
     vae = open_model(model, runs_dir, device, allow_nonfinite)
+
+    def point(encoded):  # where a path starts or ends: the posterior mean, or a discrete latent's codes
+        return vae.latent.codes(encoded) if vae.discrete else encoded.mean
+
     points = []
     if data is not None:
         x, y, picked = dataset_images(vae, data, split=split, label=label, index=index, data_dir=data_dir,
                                       per_label=1, seed=seed)
         say_latest(vae, model)
         with torch.no_grad():
-            points.append(vae.encode(x, y).mean)
+            points.append(point(vae.encode(x, y)))
         # A conditional model's whole path is decoded with the first image's class.
         condition = int(y[0]) if y is not None else None
     image_paths = [p for p in inputs or [] if p.suffix.lower() not in latentfile.SUFFIXES]
     with torch.no_grad():
         for path in inputs or []:  # keep the order the user gave
             if path.suffix.lower() in latentfile.SUFFIXES:
-                points.append(torch.from_numpy(latentfile.read(path).mean).to(vae.device))
+                points.append(torch.from_numpy(read_latents(vae, path).rows).to(vae.device))
             else:
                 x, _ = images.load_images([path], vae.input_shape, invert, vae.config.get("background"))
-                points.append(vae.encode(x.to(vae.device), labels_for(vae, condition, len(x))).mean)
+                points.append(point(vae.encode(x.to(vae.device), labels_for(vae, condition, len(x)))))
         for text in z or []:
             row = literal(text)
             row = row if isinstance(row, list) else [row]
-            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in row):
-                raise VaetoolError(f"--z takes comma-separated numbers, not {text!r}.")
-            points.append(torch.tensor([row], dtype=torch.float32, device=vae.device))
+            kind = (int,) if vae.discrete else (int, float)
+            if not all(isinstance(v, kind) and not isinstance(v, bool) for v in row):
+                raise VaetoolError(f"--z takes comma-separated {'whole numbers (codes)' if vae.discrete else 'numbers'}, "
+                                   f"not {text!r}.")
+            points.append(torch.tensor([row], dtype=torch.long if vae.discrete else torch.float32, device=vae.device))
         if not points:
             raise VaetoolError("Give two or more images (or latent files, or --z values) to interpolate between.")
         for point in points:
@@ -93,7 +102,13 @@ def interpolate(
         if len(points) < 2:
             raise VaetoolError(f"Interpolation needs two or more points; got {len(points)}"
                                f"{' (' + str(len(image_paths)) + ' image)' if image_paths else ''}.")
-        route = latents.path(points, steps, method.value)
+        if vae.discrete:
+            size = vae.latent.codebook_size
+            if points.min() < 0 or points.max() >= size:
+                raise VaetoolError(f"Codes must lie in 0 to {size - 1} for this model's codebook of {size}.")
+            route = vae.latent.embed(latents.code_path(points, steps))
+        else:
+            route = latents.path(points, steps, method.value)
         frames = vae.decode(route, labels_for(vae, condition, len(route)))
     if output.suffix.lower() == ".gif":
         if bounce:

@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from vaetool.cli import options
-from vaetool.cli.common import (check_output, generator, handle_errors, labels_for, open_model, say_latest,
-                                write_pictures)
+from vaetool.cli.common import (check_output, generator, handle_errors, labels_for, open_model, refuse_discrete,
+                                say_latest, write_pictures)
 from vaetool.errors import VaetoolError
 
 
@@ -18,7 +18,7 @@ def sample(
     n: Annotated[int, typer.Option("-n", "--num", help="How many samples (with --manifold: -n 400 is a 20×20 grid).")] = 64,
     output: Annotated[Path, typer.Option("--output", "-o", help=".png grid, or .gif: a smooth walk through the samples.",
                                          rich_help_panel=options.OUTPUT_PANEL)] = Path("samples.png"),
-    temperature: Annotated[float, typer.Option(help="Scale of the prior: z ~ N(0, T²I). Below 1 trades variety for quality.")] = 1.0,
+    temperature: Annotated[float, typer.Option(help="Scale of the prior: z ~ N(0, T²I); for a vq latent it divides the code prior's logits. Below 1 trades variety for quality.")] = 1.0,
     label: options.Label = None,
     manifold: Annotated[bool, typer.Option("--manifold", help="For a 2-D latent: decode a grid over the prior's quantiles.")] = False,
     sample_pixels: Annotated[bool, typer.Option("--sample-pixels", help="Draw pixels from p(x|z) instead of showing its mean.")] = False,
@@ -32,7 +32,8 @@ def sample(
 ) -> None:
     """Decode samples from the prior p(z) into a grid (or a GIF that walks between them).
 
-    A conditional model draws the class given by --label, or one row per class without it.
+    A conditional model draws the class given by --label, or one row per class without it. A model
+    with a discrete (vq) latent draws codes from its prior over codes; its GIF shows one sample a frame.
 
       vaetool sample -n 64 -o samples.png
       vaetool sample --label 3 --temperature 0.8
@@ -51,6 +52,7 @@ def sample(
     rng = generator(vae, seed)
     nrow = 8
     if manifold:
+        refuse_discrete(vae, "--manifold lays a grid over a continuous 2-D latent", "form no such grid")
         if vae.latent_dim != 2:
             raise VaetoolError(f"--manifold needs a model with a 2-D latent; this one has {vae.latent_dim} dimensions.")
         if vae.config["prior"] != "standard-normal":
@@ -61,15 +63,14 @@ def sample(
         y = labels_for(vae, label, len(z))
     elif vae.conditional and label is None:  # one row per class, the same z in every row
         per_class = max(1, n // vae.num_classes)
-        z = vae.prior.sample(per_class, rng).repeat(vae.num_classes, 1)
+        z = vae.sample_latents(per_class, rng, temperature).repeat(vae.num_classes, 1)
         y = torch.arange(vae.num_classes, device=vae.device).repeat_interleave(per_class)
         nrow = per_class
     else:
-        z = vae.prior.sample(n, rng)
+        z = vae.sample_latents(n, rng, temperature)
         y = labels_for(vae, label, n)
-    z = z * temperature if not manifold else z
     with torch.no_grad():
-        if output.suffix.lower() == ".gif":
+        if output.suffix.lower() == ".gif" and not vae.discrete:
             z = latents.path(torch.cat([z, z[:1]]), steps=12, method="slerp")  # a loop through every sample
             y = y[:1].expand(len(z)) if y is not None else None
         pictures = vae.decode(z, y, sample=sample_pixels, generator=rng)

@@ -47,8 +47,10 @@ def train(
     binarize: Annotated[Optional[Binarize], typer.Option(help="Bernoulli data: grey levels (none), a fresh binarization each batch (dynamic), one fixed stochastic binarization (static) or grey > 0.5 (threshold); the encoder sees the same binary images. \\[default: none]", rich_help_panel=MODEL)] = None,
     arch_opt: Annotated[Optional[list[str]], typer.Option(help="Any architecture option as KEY=VALUE (repeatable).", rich_help_panel=MODEL)] = None,
     likelihood_opt: Annotated[Optional[list[str]], typer.Option(help="Any likelihood option as KEY=VALUE (repeatable).", rich_help_panel=MODEL)] = None,
-    prior: Annotated[Optional[str], typer.Option(help="Prior p(z): standard-normal or a plugin's. \\[default: standard-normal]", rich_help_panel=MODEL)] = None,
+    prior: Annotated[Optional[str], typer.Option(help="Prior p(z): standard-normal, vamp (the VampPrior) or a plugin's. \\[default: standard-normal]", rich_help_panel=MODEL)] = None,
     prior_opt: Annotated[Optional[list[str]], typer.Option(help="Any prior option as KEY=VALUE (repeatable).", rich_help_panel=MODEL)] = None,
+    latent: Annotated[Optional[str], typer.Option(help="What the latent code is: gaussian, vq (a vector-quantised codebook, VQ-VAE) or a plugin's. \\[default: gaussian]", rich_help_panel=MODEL)] = None,
+    latent_opt: Annotated[Optional[list[str]], typer.Option(help="Any latent option as KEY=VALUE (repeatable), e.g. codebook=512.", rich_help_panel=MODEL)] = None,
     objective: Annotated[Optional[str], typer.Option(help="How the model is trained: elbo, tcvae, capacity, iwae, infovae, wae, factorvae, dipvae or a plugin's (see vaetool plugins). \\[default: elbo]", rich_help_panel=OBJECTIVE)] = None,
     objective_opt: Annotated[Optional[list[str]], typer.Option(help="Any objective option as KEY=VALUE (repeatable), e.g. k=5 for iwae.", rich_help_panel=OBJECTIVE)] = None,
     beta: Annotated[Optional[str], typer.Option("--beta", "-b", help="Weight of the KL term (β-VAE); 0 is the autoencoder limit. A list (0,0.1,1,4) trains one run per value: a β sweep. \\[default: 1]", rich_help_panel=OBJECTIVE)] = None,
@@ -92,6 +94,8 @@ def train(
       vaetool train --arch conv --beta 4                   [dim]# β-VAE on MNIST[/dim]
       vaetool train --arch linear --likelihood gaussian --sigma 0.1 --latent-dim 16
       vaetool train --arch cvae                            [dim]# conditional on the digit[/dim]
+      vaetool train --prior vamp --prior-opt components=500 [dim]# the VampPrior[/dim]
+      vaetool train --latent vq --latent-opt codebook=512 --arch conv   [dim]# a VQ-VAE[/dim]
       vaetool train --arch mlp --beta 0,0.1,1,4,10         [dim]# a β sweep: one run per value[/dim]
       vaetool train --objective iwae --objective-opt k=5   [dim]# another family: see vaetool plugins[/dim]
       vaetool train --train-limit 5000                     [dim]# a quick look on a seeded subset[/dim]
@@ -126,6 +130,7 @@ def train(
         changed = {"--arch": arch, "--likelihood": likelihood, "--latent-dim": latent_dim, "--encoder-scale": encoder_scale,
                    "--hidden": hidden, "--channels": channels, "--sigma": sigma, "--binarize": binarize,
                    "--arch-opt": arch_opt, "--likelihood-opt": likelihood_opt, "--prior": prior, "--prior-opt": prior_opt,
+                   "--latent": latent, "--latent-opt": latent_opt,
                    "--objective": objective, "--objective-opt": objective_opt, "--beta": beta,
                    "--autoencoder": autoencoder or None, "--warmup": warmup, "--free-bits": free_bits,
                    "--tc-weight": tc_weight, "--capacity": capacity, "--capacity-epochs": capacity_epochs, "--data": data,
@@ -154,7 +159,7 @@ def train(
     betas = _betas(beta)
     base = config_file.replace(file_config, _given_settings(
         data, arch, likelihood, prior, arch_opt, likelihood_opt, prior_opt, data_opt, objective_opt=objective_opt,
-        objective=objective, hidden=_list(hidden, "--hidden"),
+        latent_opt=latent_opt, objective=objective, latent=latent, hidden=_list(hidden, "--hidden"),
         channels=_list(channels, "--channels"), sigma=sigma, binarize=binarize.value if binarize else None,
         autoencoder=autoencoder or None, latent_dim=latent_dim,
         encoder_scale=encoder_scale.value if encoder_scale else None, warmup=warmup, free_bits=free_bits,
@@ -236,7 +241,7 @@ def _progress(run_dir: Path, logger_names: list[str] | None):
 
 
 def _given_settings(data, arch, likelihood, prior, arch_opt, likelihood_opt, prior_opt, data_opt, *, objective_opt,
-                    hidden, channels, sigma, binarize, **settings) -> dict:
+                    latent_opt, hidden, channels, sigma, binarize, **settings) -> dict:
     """The TrainConfig settings the flags give (only those given), plugin options as dicts."""
     given = _given(architecture=arch, likelihood=likelihood, prior=prior, **settings)
     if data is not None:
@@ -250,6 +255,7 @@ def _given_settings(data, arch, likelihood, prior, arch_opt, likelihood_opt, pri
                        ("likelihood_options", {**key_values(likelihood_opt, "--likelihood-opt"),
                                                **_given(sigma=sigma, binarize=binarize)}),
                        ("prior_options", key_values(prior_opt, "--prior-opt")),
+                       ("latent_options", key_values(latent_opt, "--latent-opt")),
                        ("objective_options", key_values(objective_opt, "--objective-opt")),
                        ("dataset_options", {**dataset_options, **key_values(data_opt, "--data-opt")})):
         if value:
@@ -309,12 +315,14 @@ class _RichProgress:
                             for k, v in c["objective_options"].items())
         objective = "deterministic autoencoder" if c["autoencoder"] else f"{c['objective']} objective ({options})"
         shape = "×".join(map(str, c["input_shape"]))
+        latent = (f"{c['latent_dim']}-D latent" if c.get("latent", "gaussian") == "gaussian"
+                  else f"{c['latent']} latent of {c['latent_dim']} codes")
         how = (f", {info['processes']} processes" if info["processes"] > 1 else "") \
             + (", streamed from disk" if info["streamed"] else "") \
             + (f", {t['precision']}" if t.get("precision") else "")
         resumed = f", resuming at epoch {info['start_epoch'] + 1}" if info["start_epoch"] or info["start_step"] else ""
         self.console.print(
-            f"[bold]{c['architecture']}[/bold] VAE, [bold]{c['likelihood']}[/bold] likelihood, {c['latent_dim']}-D latent, "
+            f"[bold]{c['architecture']}[/bold] VAE, [bold]{c['likelihood']}[/bold] likelihood, {latent}, "
             f"{objective}, {info['parameters']:,} parameters\n"
             f"data [bold]{c['dataset']}[/bold] ({info['train_size']:,} train / {info['test_size']:,} test, {shape}) "
             f"on {info['device']}{how} → {info['run_dir']}{resumed}", highlight=False)

@@ -8,7 +8,7 @@ import typer
 
 from vaetool.cli import options
 from vaetool.cli.common import (check_output, condition_label, dataset_images, handle_errors, labels_for, literal,
-                                open_model, say_latest)
+                                open_model, refuse_discrete, say_latest)
 from vaetool.errors import VaetoolError
 
 
@@ -60,6 +60,8 @@ def traverse(
     if data is not None and image is not None:
         raise VaetoolError("Start from an image file, or from --data with --label or --index, not both.")
     vae = open_model(model, runs_dir, device, allow_nonfinite)
+    refuse_discrete(vae, "traverse moves one continuous latent dimension at a time",
+                    "have no direction to move along; change an encoded image's codes and decode them instead")
     if data is not None:
         x, y, picked = dataset_images(vae, data, split=split, label=label, index=index, data_dir=data_dir, per_label=1)
         if len(x) != 1:

@@ -1,0 +1,64 @@
+"""The gaussian latent kind is today's VAE exactly: old files load as it, and training is bit-identical.
+
+``tests/data/pre-latent-*.safetensors`` were trained (one epoch on tiny-squares) by the code before
+latents became a plugin kind, with the outputs of each model on fixed images recorded beside them;
+``pre-latent-runs.json`` holds each run's settings and metrics.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import vaetool
+from conftest import TINY_DATASET, TinySquares, state_dicts_equal
+from vaetool import io, registry, training
+from vaetool.training import TrainConfig
+
+DATA = Path(__file__).parent / "data"
+RUNS = json.loads((DATA / "pre-latent-runs.json").read_text())
+
+
+@pytest.fixture(autouse=True)
+def tiny_squares():
+    registry.register("dataset", TINY_DATASET, TinySquares)
+    yield
+    registry.unregister("dataset", TINY_DATASET)
+
+
+@pytest.mark.parametrize("name", sorted(RUNS))
+def test_an_old_model_file_loads_as_the_gaussian_latent_with_the_same_outputs(name):
+    header = io.read_tensors(DATA / f"pre-latent-{name}.safetensors")[1]
+    assert "latent" not in header["config"]  # truly a file from before
+    model = vaetool.load(DATA / f"pre-latent-{name}.safetensors")
+    assert model.config["latent"] == "gaussian" and model.config["latent_options"] == {}
+    expected, _ = io.read_tensors(DATA / f"pre-latent-{name}-outputs.safetensors")
+    x = TinySquares(8, 8, seed=5).load("test").images.float() / 255
+    with torch.no_grad():
+        posterior = model.encode(x)
+        terms = model.elbo(x, generator=torch.Generator().manual_seed(3))
+        outputs = {"mean": posterior.mean, "log_var": posterior.log_var, "rec": terms.reconstruction, "kl": terms.kl,
+                   "samples": model.sample(4, generator=torch.Generator().manual_seed(4)),
+                   "reconstruction": model.reconstruct(x)}
+    for key, value in expected.items():
+        assert torch.equal(outputs[key], value), key
+
+
+@pytest.mark.parametrize("name", sorted(RUNS))
+def test_training_with_the_gaussian_latent_is_bit_identical_to_before(name, tmp_path):
+    run = RUNS[name]
+    result = training.train(TrainConfig(**run["config"]), tmp_path / "run", device="cpu")
+    old = io.read_tensors(DATA / f"pre-latent-{name}.safetensors")[0]
+    new = io.read_tensors(tmp_path / "run" / "model.safetensors")[0]
+    assert state_dicts_equal(old, new)
+    strip = lambda line: {k: v for k, v in line.items() if not k.endswith("seconds")}  # noqa: E731
+    assert [strip(m) for m in result.metrics] == [strip(m) for m in run["metrics"]]
+
+
+def test_a_new_model_file_records_the_latent_kind(tmp_path):
+    model = vaetool.create("linear", input_shape=(1, 6, 6), latent_dim=2)
+    vaetool.save(model, tmp_path / "m.safetensors")
+    config = io.read_tensors(tmp_path / "m.safetensors")[1]["config"]
+    assert config["latent"] == "gaussian" and config["latent_options"] == {}

@@ -1,0 +1,1 @@
+"""The built-in latent kinds: what the code between encoder and decoder is (registered as ``vaetool.latents``)."""

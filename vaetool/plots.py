@@ -35,10 +35,10 @@ def training_curves(metrics: list[dict[str, Any]], path: str | Path) -> None:
     plt.close(fig)
 
 
-def latent_scatter(z, labels, path: str | Path, method: str = "auto", class_names=None, seed: int = 0) -> str:
-    """The latent space in 2-D, one point per image, coloured by label; returns the projection used.
+def projection(z, method: str = "auto", seed: int = 0):
+    """Latents ``(N, L)`` in 2-D: ``(points (N, 2), the projection's name, the two axis titles)``.
 
-    A 2-D latent is drawn as it is. Otherwise ``pca`` projects on the two principal axes (``auto``
+    A 2-D latent is kept as it is. Otherwise ``pca`` projects on the two principal axes (``auto``
     does this), and ``tsne`` runs scikit-learn's t-SNE (van der Maaten & Hinton 2008), which keeps
     neighbourhoods rather than distances.
     """
@@ -46,21 +46,27 @@ def latent_scatter(z, labels, path: str | Path, method: str = "auto", class_name
 
     z = np.asarray(z, dtype=np.float64)
     if z.shape[1] == 2 and method in ("auto", "pca"):
-        points, used, axes = z, "latent", ("z₀", "z₁")
-    elif z.shape[1] == 1:
-        points, used, axes = np.column_stack([z[:, 0], np.zeros(len(z))]), "latent", ("z₀", "")
-    elif method == "tsne":
+        return z, "latent", ("z₀", "z₁")
+    if z.shape[1] == 1:
+        return np.column_stack([z[:, 0], np.zeros(len(z))]), "latent", ("z₀", "")
+    if method == "tsne":
         from sklearn.manifold import TSNE
 
         perplexity = min(30.0, max(2.0, (len(z) - 1) / 3))
         points = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(z)
-        used, axes = "t-SNE", ("t-SNE 1", "t-SNE 2")
-    else:
-        centred = z - z.mean(0)
-        _, s, vt = np.linalg.svd(centred, full_matrices=False)
-        points = centred @ vt[:2].T
-        share = (s[:2] ** 2 / max((s ** 2).sum(), 1e-12) * 100).round(1)
-        used, axes = "PCA", (f"PC 1 ({share[0]}% of variance)", f"PC 2 ({share[1]}%)")
+        return points, "t-SNE", ("t-SNE 1", "t-SNE 2")
+    centred = z - z.mean(0)
+    _, s, vt = np.linalg.svd(centred, full_matrices=False)
+    share = (s[:2] ** 2 / max((s ** 2).sum(), 1e-12) * 100).round(1)
+    return centred @ vt[:2].T, "PCA", (f"PC 1 ({share[0]}% of variance)", f"PC 2 ({share[1]}%)")
+
+
+def latent_scatter(z, labels, path: str | Path, method: str = "auto", class_names=None, seed: int = 0) -> str:
+    """The latent space in 2-D, one point per image, coloured by label; returns the projection used
+    (see :func:`projection`)."""
+    import numpy as np
+
+    points, used, axes = projection(z, method, seed)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 5.6), constrained_layout=True)
     if labels is not None and (np.asarray(labels) >= 0).any():

@@ -7,7 +7,7 @@ from __future__ import annotations
 import typer
 
 from vaetool import __version__
-from vaetool.cli import compare, decode, encode, interpolate, plugins, sample, train, traverse
+from vaetool.cli import compare, decode, encode, explore, interpolate, plugins, sample, train, traverse
 
 app = typer.Typer(
     name="vaetool",
@@ -25,6 +25,7 @@ app.command("sample")(sample.sample)
 app.command("interpolate")(interpolate.interpolate)
 app.command("traverse")(traverse.traverse)
 app.command("compare")(compare.compare)
+app.command("explore")(explore.explore)
 app.command("plugins")(plugins.plugins)
 
 

@@ -294,7 +294,7 @@ def test_a_discrete_latent_gets_a_sentence_instead_of_sliders(tmp_path, model):
 
 def test_the_command_without_the_extra_says_how_to_install_it(run_dir, monkeypatch):
     monkeypatch.setitem(sys.modules, "uvicorn", None)  # import uvicorn now raises ImportError
-    error = assert_clean_error(invoke("explore", "-m", run_dir, "--no-browser"), 'pip install "vaetool[explore]"')
+    error = assert_clean_error(invoke("explore", "-m", run_dir, "--no-browser"), 'pip install "vaetool[explore]"', '.[explore]')
     assert error.count(".") >= 1
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from vaetool.errors import VaetoolError
 
-EXTRA_MESSAGE = ('vaetool explore needs its web server, which is an optional extra: '
-                 'pip install "vaetool[explore]".')
+EXTRA_MESSAGE = ('vaetool explore needs its web server, the optional extra "explore": pip install "vaetool[explore]" '
+                 '(from a checkout of vaetool: pip install ".[explore]").')
 
 
 def require_web() -> None:

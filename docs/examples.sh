@@ -32,6 +32,8 @@ for name, index in (("digit-a.png", 3), ("digit-b.png", 2)):
 PY
 
 m() { echo "$runs/$1"; }
+vaetool show --data mnist --label 3 -n 16 -o "$out/show-threes.png"
+vaetool show --data shapes --label heart -n 6 --factors -o "$out/show-hearts.png"
 vaetool sample -m "$(m conv-mnist)" -n 64 -o "$out/sample.png"
 vaetool sample -m "$(m mlp-mnist-2d)" --manifold -n 400 --zoom 1 -o "$out/manifold.png"
 vaetool sample -m "$(m cvae-mnist)" -n 80 -o "$out/cvae-samples.png"

@@ -14,11 +14,15 @@ __version__ = "0.1.0"
 __all__ = ["__version__", "create", "list_plugins", "load", "save"]
 
 
-def load(path, device: str = "cpu"):
-    """Load a model from a ``.safetensors`` file or a run directory; returns a :class:`vaetool.model.VAE`."""
+def load(path, device: str = "cpu", *, allow_nonfinite: bool = False):
+    """Load a model from a ``.safetensors`` file or a run directory; returns a :class:`vaetool.model.VAE`.
+
+    The file is checked as untrusted input before anything is built; weights that are NaN or
+    infinite are refused unless ``allow_nonfinite=True`` (for debugging such a model).
+    """
     from vaetool import io
 
-    return io.load(path, device)
+    return io.load(path, device, allow_nonfinite=allow_nonfinite)
 
 
 def save(model, path) -> None:

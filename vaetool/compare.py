@@ -49,7 +49,7 @@ class Entry:
         return f"{c['architecture']}/{c['likelihood']}, {c['latent_dim']}-D, {kind}{conditional}"
 
 
-def load_entries(paths: list[Path], device) -> list[Entry]:
+def load_entries(paths: list[Path], device, *, allow_nonfinite: bool = False) -> list[Entry]:
     """Models from files or run directories, named after their run (or file), comparable or refused."""
     entries, names = [], set()
     for path in paths:
@@ -58,7 +58,7 @@ def load_entries(paths: list[Path], device) -> list[Entry]:
         while name in names:
             name += "′"
         names.add(name)
-        entry = Entry(name, file, io.load(file, device))
+        entry = Entry(name, file, io.load(file, device, allow_nonfinite=allow_nonfinite))
         history_file = file.parent / METRICS_FILE
         if history_file.exists():
             entry.history = [json.loads(line) for line in history_file.read_text().splitlines() if line.strip()]
@@ -284,14 +284,22 @@ def verdicts(entries: list[Entry]) -> list[str]:
 
 
 @torch.no_grad()
-def pictures(entries: list[Entry], test_images: torch.Tensor, test_labels: torch.Tensor | None, seed: int = 0) -> dict:
-    """The same pictures for every model, one row each: reconstructions, samples, an interpolation."""
+def pictures(entries: list[Entry], test_images: torch.Tensor, test_labels: torch.Tensor | None, seed: int = 0,
+             pairs: list[tuple[torch.Tensor, torch.Tensor | None, str]] | None = None) -> dict:
+    """The same pictures for every model, one row each: reconstructions, samples, interpolations.
+
+    ``pairs`` are the interpolations' endpoints, ``(images (2, C, H, W), labels (2,) or None,
+    caption)`` each, one row per model and pair; by default the first two test images.
+    """
     from vaetool import images, latents
 
     k = PICTURE_COUNT
     x = test_images[:k]
     y = test_labels[:k] if test_labels is not None else None
+    if pairs is None:
+        pairs = [(test_images[:2], test_labels[:2] if test_labels is not None else None, "")]
     rows = {"reconstructions": [x], "samples": [], "interpolations": []}
+    interpolation_names = []
     for entry in entries:
         model = entry.model
         cond = y.to(model.device) if model.conditional and y is not None else None
@@ -299,13 +307,17 @@ def pictures(entries: list[Entry], test_images: torch.Tensor, test_labels: torch
         generator = torch.Generator(device=model.device).manual_seed(seed)
         label = torch.arange(k, device=model.device) % model.num_classes if model.conditional else None
         rows["samples"].append(model.sample(k, label, generator=generator).cpu())
-        ends = model.encode(x[:2].to(model.device), cond[:2] if cond is not None else None).mean
-        route = latents.path(ends, k, "slerp")
-        rows["interpolations"].append(model.decode(route, cond[:1].expand(k) if cond is not None else None).cpu())
+        for ends, end_labels, caption in pairs:
+            end_cond = end_labels.to(model.device) if model.conditional and end_labels is not None else None
+            mean = model.encode(ends.to(model.device), end_cond).mean
+            route = latents.path(mean, k, "slerp")
+            rows["interpolations"].append(
+                model.decode(route, end_cond[:1].expand(k) if end_cond is not None else None).cpu())
+            interpolation_names.append(f"{entry.name} {caption}".strip())
     names = [e.name for e in entries]
     out = {}
     for key, stack in rows.items():
-        labels = (["data"] + names) if key == "reconstructions" else names
+        labels = (["data"] + names) if key == "reconstructions" else interpolation_names if key == "interpolations" else names
         array = images.grid(torch.cat(stack), nrow=k)
         out[key] = images.with_row_labels(array, labels, rows=len(stack))
     return out

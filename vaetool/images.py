@@ -9,6 +9,9 @@ from vaetool.errors import VaetoolError
 from vaetool.io import atomic_write
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+# The most pixels vaetool draws into one picture, or into all the frames of one GIF: a 5,800-pixel
+# square, some 400 MB while it is composed.
+MAX_PICTURE_PIXELS = 1 << 25
 
 
 def default_zoom(height: int) -> int:
@@ -23,6 +26,7 @@ def grid(images, nrow: int = 8, zoom: int | None = None, pad: int = 2) -> np.nda
     images = torch.as_tensor(images).detach().float().cpu().clamp(0, 1)
     n, c, h, w = images.shape
     zoom = zoom or default_zoom(h)
+    check_picture_size(grid_pixels(n, h, w, nrow, zoom, pad), zoom)
     images = images.repeat_interleave(zoom, 2).repeat_interleave(zoom, 3)
     h, w = h * zoom, w * zoom
     cols = min(nrow, n)
@@ -33,6 +37,23 @@ def grid(images, nrow: int = 8, zoom: int | None = None, pad: int = 2) -> np.nda
         canvas[:, pad + r * (h + pad): pad + r * (h + pad) + h, pad + k * (w + pad): pad + k * (w + pad) + w] = images[i]
     array = (canvas * 255).round().byte().permute(1, 2, 0).numpy()
     return array[..., 0] if c == 1 else array
+
+
+def grid_pixels(n: int, height: int, width: int, nrow: int = 8, zoom: int | None = None, pad: int = 2) -> int:
+    """How many pixels :func:`grid` draws for ``n`` images of ``height``×``width``."""
+    zoom = zoom or default_zoom(height)
+    cols = max(1, min(nrow, n))
+    rows = -(-n // cols)
+    return (rows * (height * zoom + pad) + pad) * (cols * (width * zoom + pad) + pad)
+
+
+def check_picture_size(pixels: int, zoom: int | None) -> None:
+    """Refuse, before drawing, a picture too large to hold in memory (a mistyped ``--zoom``)."""
+    if zoom is not None and zoom < 1:
+        raise VaetoolError(f"--zoom must be at least 1, not {zoom}.")
+    if pixels > MAX_PICTURE_PIXELS:
+        raise VaetoolError(f"{'--zoom ' + str(zoom) if zoom else 'This picture'} would draw {pixels:,} pixels; "
+                           f"the limit is {MAX_PICTURE_PIXELS:,}, so choose a smaller --zoom.")
 
 
 def save_png(array: np.ndarray, path: str | Path) -> None:
@@ -154,19 +175,49 @@ def png_bytes(array: np.ndarray) -> bytes:
 
 def with_row_labels(array: np.ndarray, labels: list[str], rows: int, pad: int = 2) -> np.ndarray:
     """A grid from :func:`grid` with a text label at the left of each of its ``rows`` rows."""
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import Image, ImageDraw
 
     height = array.shape[0]
     pitch = (height - pad) / rows
-    font_size = int(max(10, min(18, pitch * 0.3)))
-    try:
-        font = ImageFont.load_default(size=font_size)
-    except TypeError:  # Pillow < 10.1 has one fixed-size default font
-        font = ImageFont.load_default()
+    font = _font(int(max(10, min(18, pitch * 0.3))))
     width = int(max(font.getlength(text) for text in labels)) + 12
     canvas = Image.new("RGB", (width + array.shape[1], height), (255, 255, 255))
     canvas.paste(Image.fromarray(array).convert("RGB"), (width, 0))
     draw = ImageDraw.Draw(canvas)
     for r, text in enumerate(labels):
         draw.text((6, pad + r * pitch + (pitch - pad) / 2), text, fill=(0, 0, 0), font=font, anchor="lm")
+    return np.asarray(canvas)
+
+
+def _font(size: int):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 has one fixed-size default font
+        return ImageFont.load_default()
+
+
+def captioned_grid(images, captions: list[str], nrow: int = 8, zoom: int | None = None, pad: int = 2) -> np.ndarray:
+    """A grid like :func:`grid` with each image's caption (one or more lines) written under it."""
+    from PIL import Image, ImageDraw
+
+    tiles = [grid(images[i:i + 1], nrow=1, zoom=zoom, pad=0) for i in range(len(images))]
+    h, w = tiles[0].shape[:2]
+    font_size = int(max(9, min(14, w * 0.14)))
+    font = _font(font_size)
+    lines = max(text.count("\n") + 1 for text in captions) if captions else 0
+    line_height = font_size + 3
+    cell_w = max(w, int(max((font.getlength(line) for text in captions for line in text.split("\n")), default=0)) + 4)
+    cell_h = h + lines * line_height + 2
+    cols = min(nrow, len(tiles))
+    rows = -(-len(tiles) // cols)
+    canvas = Image.new("RGB", (cols * (cell_w + pad) + pad, rows * (cell_h + pad) + pad), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    for i, (tile, text) in enumerate(zip(tiles, captions)):
+        r, k = divmod(i, cols)
+        left, top = pad + k * (cell_w + pad), pad + r * (cell_h + pad)
+        canvas.paste(Image.fromarray(tile).convert("RGB"), (left + (cell_w - w) // 2, top))
+        for j, line in enumerate(text.split("\n")):
+            draw.text((left + cell_w / 2, top + h + 2 + j * line_height), line, fill=(0, 0, 0), font=font, anchor="mt")
     return np.asarray(canvas)

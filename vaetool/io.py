@@ -8,6 +8,7 @@ leaves half a file behind.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -58,20 +59,50 @@ def save_tensors(path: str | Path, tensors: dict[str, Any], header: dict[str, An
 
 def read_tensors(path: str | Path, device: str = "cpu") -> tuple[dict[str, Any], dict[str, Any]]:
     """(tensors, header) of a file written by :func:`save_tensors`; a clear error for anything else."""
+    with _opened(path, device) as (f, header):
+        try:
+            return {key: f.get_tensor(key) for key in f.keys()}, header
+        except Exception as exc:  # the file changed or was cut short since it was opened
+            raise VaetoolError(f"{path} is damaged: its tensors cannot be read ({type(exc).__name__}).") from exc
+
+
+@contextlib.contextmanager
+def _opened(path: str | Path, device: str = "cpu"):
+    """The open safetensors file and its parsed vaetool header, checked as untrusted input."""
     from safetensors import SafetensorError
     from safetensors.torch import safe_open
+
+    from vaetool.validate import loads_json
 
     path = Path(path)
     if not path.is_file():
         raise VaetoolError(f"There is no file at {path}.")
     try:
-        with safe_open(str(path), framework="pt", device=str(device)) as f:
-            metadata = f.metadata() or {}
-            tensors = {key: f.get_tensor(key) for key in f.keys()}
-        header = json.loads(metadata[HEADER_KEY])
-    except (SafetensorError, OSError, KeyError, ValueError) as exc:
+        handle = safe_open(str(path), framework="pt", device=str(device))
+        f = handle.__enter__()
+        metadata = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError, TypeError) as exc:
         raise VaetoolError(f"{path} is not a vaetool model file ({type(exc).__name__}: {exc}).") from exc
-    return tensors, header
+    try:
+        if HEADER_KEY not in metadata:
+            raise VaetoolError(f"{path} is not a vaetool model file: it is a safetensors file without a vaetool header.")
+        try:
+            header = loads_json(metadata[HEADER_KEY], "its header")
+        except VaetoolError as exc:
+            raise VaetoolError(f"{path} is not a vaetool model file: {exc}") from exc
+        yield f, header
+    finally:
+        handle.__exit__(None, None, None)
+
+
+def read_layout(path: str | Path) -> tuple[dict[str, tuple[tuple[int, ...], str]], dict[str, Any]]:
+    """({key: (shape, dtype)}, header) of a safetensors file, without reading any tensor's data."""
+    with _opened(path) as (f, header):
+        layout = {}
+        for key in f.keys():
+            view = f.get_slice(key)
+            layout[key] = (tuple(view.get_shape()), view.get_dtype())
+        return layout, header
 
 
 def model_path(path: str | Path) -> Path:
@@ -91,29 +122,37 @@ def save(model, path: str | Path) -> None:
     save_tensors(model_path(path), model.state_dict(), header)
 
 
-def load(path: str | Path, device: str = "cpu"):
-    """Load a model saved by :func:`save` (or a run directory holding one), ready for inference."""
-    from vaetool import registry
-    from vaetool.model import VAE
+def load(path: str | Path, device: str = "cpu", *, allow_nonfinite: bool = False):
+    """Load a model saved by :func:`save` (or a run directory holding one), ready for inference.
+
+    The file is untrusted input (see :mod:`vaetool.validate`): its config is checked and the
+    model it describes is compared with the stored tensors before anything is allocated; weights
+    that are NaN or infinite are refused unless ``allow_nonfinite``.
+    """
+    from vaetool import registry, validate
 
     path = model_path(path)
-    tensors, header = read_tensors(path)
+    layout, header = read_layout(path)
     if not isinstance(header, dict) or not isinstance(header.get("config"), dict):
         raise VaetoolError(f"{path} is a safetensors file but has no vaetool model config in its header.")
     if header.get("schema") != SCHEMA_VERSION:
-        raise VaetoolError(f"{path} has model-file schema {header.get('schema')!r}; this vaetool reads schema "
-                           f"{SCHEMA_VERSION}.")
-    config = header["config"]
+        raise VaetoolError(f"{path} has model-file schema {validate._show(header.get('schema'))}; this vaetool "
+                           f"reads schema {SCHEMA_VERSION}.")
+    config = validate.check_config(header["config"], path)
     try:
-        model = VAE.from_config(config)
+        model = validate.build_model(config, layout, path)
     except VaetoolError as exc:
         packages = config.get("packages", {})
+        packages = packages if isinstance(packages, dict) else {}
         hint = "".join(f" The model needs the {kind} plugin {config.get(kind)!r} from the package {pkg!r}."
                        for kind, pkg in packages.items()
-                       if pkg != "vaetool" and config.get(kind) not in registry.names(kind))
+                       if kind in registry.GROUPS and pkg != "vaetool" and config.get(kind) not in registry.names(kind))
         raise VaetoolError(f"Cannot rebuild the model in {path}: {exc}{hint}") from exc
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError, IndexError, RuntimeError) as exc:
         raise VaetoolError(f"The model config in {path} is damaged ({type(exc).__name__}: {exc}).") from exc
+    tensors, _ = read_tensors(path)
+    if not allow_nonfinite:
+        validate.check_finite(tensors, path)
     try:
         model.load_state_dict(tensors)
     except RuntimeError as exc:

@@ -19,10 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
+from vaetool import validate
 from vaetool.errors import VaetoolError
 from vaetool.io import atomic_write, atomic_write_text, read_tensors, save_tensors
 
 SUFFIXES = (".npy", ".csv", ".json", ".safetensors")
+MAX_JSON_CHARS = 1 << 28  # a JSON latent file of 256 MB holds some 700,000 16-D latents
 
 
 @dataclass
@@ -92,35 +94,66 @@ def _npy_bytes(array: np.ndarray) -> bytes:
 
 
 def read(path: str | Path) -> Latents:
-    """Read latents written by :func:`write` (or a plain ``(N, L)`` array in ``.npy``)."""
+    """Read latents written by :func:`write` (or a plain ``(N, L)`` array in ``.npy``).
+
+    The file is untrusted input: JSON is parsed under a size and nesting limit, and whatever the
+    format, the result must be an ``(N, L)`` array of numbers with one label and name per row.
+    """
     path = Path(path)
     suffix = check_suffix(path)
     if not path.is_file():
         raise VaetoolError(f"There is no latent file at {path}.")
     try:
-        if suffix == ".npy":
-            array = np.load(path, allow_pickle=False)
-            if array.dtype.names:
-                return Latents(array["mean"], array["log_var"], array["label"], [str(s) for s in array["name"]])
-            return Latents(np.atleast_2d(array).astype(np.float32))
-        if suffix == ".csv":
-            with path.open(newline="") as f:
-                rows = list(csv.reader(f))
-            header, rows = rows[0], rows[1:]
-            means = [i for i, h in enumerate(header) if h.startswith("mean_")]
-            log_vars = [i for i, h in enumerate(header) if h.startswith("log_var_")]
-            value = lambda s: float(s) if s != "" else np.nan  # noqa: E731
-            return Latents(np.array([[value(r[i]) for i in means] for r in rows], dtype=np.float32),
-                           np.array([[value(r[i]) for i in log_vars] for r in rows], dtype=np.float32),
-                           np.array([int(r[header.index("label")]) for r in rows]), [r[0] for r in rows])
-        if suffix == ".json":
-            items = json.loads(path.read_text())["items"]
-            return Latents(np.array([it["mean"] for it in items], dtype=np.float32),
-                           np.array([[np.nan if v is None else v for v in it["log_var"]] for it in items], dtype=np.float32),
-                           np.array([it.get("label", -1) for it in items]), [str(it.get("name", i)) for i, it in enumerate(items)])
-        tensors, header = read_tensors(path)
-        return Latents(tensors["mean"].numpy(), tensors["log_var"].numpy(), tensors["label"].numpy(), header["names"])
+        return _checked(_read(path, suffix), path)
     except VaetoolError:
         raise
-    except (ValueError, KeyError, IndexError, TypeError, OSError, EOFError) as exc:
-        raise VaetoolError(f"{path} is not a latent file that vaetool can read ({type(exc).__name__}: {exc}).") from exc
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError, OSError, EOFError, OverflowError,
+            csv.Error, UnicodeDecodeError) as exc:
+        text = " ".join(str(exc).split())[:200]
+        raise VaetoolError(f"{path} is not a latent file that vaetool can read ({type(exc).__name__}: {text}).") from exc
+
+
+def _read(path: Path, suffix: str) -> Latents:
+    if suffix == ".npy":
+        array = np.load(path, allow_pickle=False)
+        if array.dtype.names:
+            return Latents(array["mean"], array["log_var"], array["label"], [str(s) for s in array["name"]])
+        if array.ndim > 2:
+            raise VaetoolError(f"{path} holds an array of shape {array.shape}; latents are one row per image, (N, L).")
+        return Latents(np.atleast_2d(array).astype(np.float32))
+    if suffix == ".csv":
+        with path.open(newline="") as f:
+            rows = list(csv.reader(f))
+        header, rows = rows[0], rows[1:]
+        means = [i for i, h in enumerate(header) if h.startswith("mean_")]
+        log_vars = [i for i, h in enumerate(header) if h.startswith("log_var_")]
+        value = lambda s: float(s) if s != "" else np.nan  # noqa: E731
+        return Latents(np.array([[value(r[i]) for i in means] for r in rows], dtype=np.float32),
+                       np.array([[value(r[i]) for i in log_vars] for r in rows], dtype=np.float32),
+                       np.array([int(r[header.index("label")]) for r in rows], dtype=np.int64), [r[0] for r in rows])
+    if suffix == ".json":
+        items = validate.loads_json(path.read_bytes(), str(path), max_chars=MAX_JSON_CHARS)["items"]
+        return Latents(np.array([it["mean"] for it in items], dtype=np.float32),
+                       np.array([[np.nan if v is None else v for v in it["log_var"]] for it in items], dtype=np.float32),
+                       np.array([it.get("label", -1) for it in items], dtype=np.int64),
+                       [str(it.get("name", i)) for i, it in enumerate(items)])
+    tensors, header = read_tensors(path)
+    return Latents(tensors["mean"].numpy(), tensors["log_var"].numpy(), tensors["label"].numpy(), header["names"])
+
+
+def _checked(latents: Latents, path: Path) -> Latents:
+    """Latents whose parts agree: ``(N, L)`` numbers, log-variances of the same shape, N labels and N names."""
+    mean, log_var, labels = (np.asarray(a) for a in (latents.mean, latents.log_var, latents.labels))
+    for name, array in (("means", mean), ("log-variances", log_var), ("labels", labels)):
+        if array.dtype.kind not in "biuf":
+            raise VaetoolError(f"The {name} in {path} are not numbers ({array.dtype}).")
+    if mean.ndim != 2 or mean.shape[0] == 0 or mean.shape[1] == 0:
+        raise VaetoolError(f"{path} holds latents of shape {mean.shape}; they must be one row per image, (N, L).")
+    if log_var.shape != mean.shape:
+        raise VaetoolError(f"{path} holds means of shape {mean.shape} but log-variances of shape {log_var.shape}.")
+    if labels.shape != (len(mean),) or not isinstance(latents.names, list) or len(latents.names) != len(mean):
+        raise VaetoolError(f"{path} holds {len(mean)} latents but not one label and one name for each.")
+    if labels.dtype.kind == "f" and not (np.isfinite(labels) & (labels == np.round(labels))).all():
+        raise VaetoolError(f"The labels in {path} must be whole numbers.")
+    return Latents(mean.astype(np.float32), log_var.astype(np.float32), labels.astype(np.int64),
+                   [str(n) for n in latents.names])

@@ -18,6 +18,7 @@ from vaetool.contracts import Architecture, Likelihood, Prior
 from vaetool.distributions import SCALES, DiagonalGaussian
 from vaetool.errors import VaetoolError
 from vaetool.priors.standard_normal import StandardNormal
+from vaetool.validate import plugin_errors
 
 DEFAULT_PRIOR = "standard-normal"
 _LOG_2PI = math.log(2 * math.pi)
@@ -142,14 +143,17 @@ class VAE(nn.Module):
         """Rebuild a model from its config: registry names and options, nothing else."""
         config = copy.deepcopy(config)
         likelihood_cls = registry.get("likelihood", config["likelihood"])
-        likelihood = likelihood_cls(**config["likelihood_options"])
+        with plugin_errors("likelihood", config["likelihood"], config["likelihood_options"]):
+            likelihood = likelihood_cls(**config["likelihood_options"])
         architecture_cls = registry.get("architecture", config["architecture"])
-        architecture = architecture_cls(tuple(config["input_shape"]), config["latent_dim"],
-                                        likelihood.params_per_channel, config["num_classes"],
-                                        **config["architecture_options"])
+        with plugin_errors("architecture", config["architecture"], config["architecture_options"]):
+            architecture = architecture_cls(tuple(config["input_shape"]), config["latent_dim"],
+                                            likelihood.params_per_channel, config["num_classes"],
+                                            **config["architecture_options"])
         # Files written before priors were plugins have no prior entry: theirs was N(0, I).
         prior_cls = registry.get("prior", config.setdefault("prior", DEFAULT_PRIOR))
-        prior = prior_cls(config["latent_dim"], **config.setdefault("prior_options", {}))
+        with plugin_errors("prior", config["prior"], config.setdefault("prior_options", {})):
+            prior = prior_cls(config["latent_dim"], **config["prior_options"])
         return cls(architecture, likelihood, config, prior)
 
     @property

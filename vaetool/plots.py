@@ -35,6 +35,50 @@ def training_curves(metrics: list[dict[str, Any]], path: str | Path) -> None:
     plt.close(fig)
 
 
+def latent_scatter(z, labels, path: str | Path, method: str = "auto", class_names=None, seed: int = 0,
+                   names: list[str] | None = None) -> str:
+    """The latent space in 2-D, one point per image, coloured by label; returns the projection used.
+
+    A 2-D latent is drawn as it is. Otherwise ``pca`` projects on the two principal axes (``auto``
+    does this), and ``tsne`` runs scikit-learn's t-SNE (van der Maaten & Hinton 2008), which keeps
+    neighbourhoods rather than distances. ``names`` writes each point's name beside it.
+    """
+    return latent_scatters([("", z, labels, names)], path, method=method, class_names=class_names, seed=seed)[0]
+
+
+def latent_scatters(panels: list[tuple[str, Any, Any, list[str] | None]], path: str | Path, method: str = "auto",
+                    class_names=None, seed: int = 0) -> list[str]:
+    """Several latent spaces side by side on shared axes, one panel per ``(title, z, labels, names)``
+    (several models on the same images, say); returns the projection used in each."""
+    import numpy as np
+
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.4 if len(panels) == 1 else 4.6 * len(panels), 5.6 if len(panels) == 1 else 4.8),
+                             constrained_layout=True, sharex=True, sharey=True, squeeze=False)
+    used_all = []
+    for ax, (title, z, labels, names) in zip(axes[0], panels):
+        points, used, axis_names = projection(z, method, seed)
+        used_all.append(used)
+        if labels is not None and (np.asarray(labels) >= 0).any():
+            labels = np.asarray(labels)
+            for k in np.unique(labels):
+                name = class_names[k] if class_names is not None and 0 <= k < len(class_names) else str(k)
+                mask = labels == k
+                ax.scatter(points[mask, 0], points[mask, 1], s=6, alpha=0.7, label=name)
+            ax.legend(markerscale=3, fontsize=8, loc="best", ncol=2 if len(np.unique(labels)) > 5 else 1)
+        else:
+            ax.scatter(points[:, 0], points[:, 1], s=6, alpha=0.7)
+        for name, (x, y) in zip(names or [], points):
+            ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
+        ax.set_xlabel(axis_names[0])
+        ax.set_ylabel(axis_names[1])
+        ax.set_title(f"{title + ': ' if title else ''}latent space ({used}), {len(z)} images", fontsize=10)
+        ax.grid(alpha=0.3)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
+    return used_all
+
+
 def projection(z, method: str = "auto", seed: int = 0):
     """Latents ``(N, L)`` in 2-D: ``(points (N, 2), the projection's name, the two axis titles)``.
 
@@ -59,32 +103,6 @@ def projection(z, method: str = "auto", seed: int = 0):
     _, s, vt = np.linalg.svd(centred, full_matrices=False)
     share = (s[:2] ** 2 / max((s ** 2).sum(), 1e-12) * 100).round(1)
     return centred @ vt[:2].T, "PCA", (f"PC 1 ({share[0]}% of variance)", f"PC 2 ({share[1]}%)")
-
-
-def latent_scatter(z, labels, path: str | Path, method: str = "auto", class_names=None, seed: int = 0) -> str:
-    """The latent space in 2-D, one point per image, coloured by label; returns the projection used
-    (see :func:`projection`)."""
-    import numpy as np
-
-    points, used, axes = projection(z, method, seed)
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 5.6), constrained_layout=True)
-    if labels is not None and (np.asarray(labels) >= 0).any():
-        labels = np.asarray(labels)
-        for k in np.unique(labels):
-            name = class_names[k] if class_names is not None and 0 <= k < len(class_names) else str(k)
-            mask = labels == k
-            ax.scatter(points[mask, 0], points[mask, 1], s=6, alpha=0.7, label=name)
-        ax.legend(markerscale=3, fontsize=8, loc="best", ncol=2 if len(np.unique(labels)) > 5 else 1)
-    else:
-        ax.scatter(points[:, 0], points[:, 1], s=6, alpha=0.7)
-    ax.set_xlabel(axes[0])
-    ax.set_ylabel(axes[1])
-    ax.set_title(f"latent space ({used}), {len(z)} images", fontsize=10)
-    ax.grid(alpha=0.3)
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    plt.close(fig)
-    return used
 
 
 def rate_distortion(points: list[tuple[str, float, float]], path: str | Path,

@@ -15,7 +15,8 @@ from vaetool.io import atomic_write_text
 FORMATS = (".html", ".md", ".json")
 FIGURES = [("reconstructions", "Reconstructions of the same test images (top row: the data)"),
            ("samples", "Samples from the prior, same seed for every model"),
-           ("interpolations", "Interpolation between the first two test images (slerp of posterior means)"),
+           ("interpolations", "Interpolations between two test images, the first two or those --pairs picks, named "
+                              "at the left (slerp of posterior means)"),
            ("rate_distortion", "Rate–distortion: one point per model"),
            ("curves", "Test ELBO during training")]
 

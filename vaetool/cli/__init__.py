@@ -7,7 +7,7 @@ from __future__ import annotations
 import typer
 
 from vaetool import __version__
-from vaetool.cli import compare, decode, encode, explore, interpolate, plugins, sample, train, traverse
+from vaetool.cli import common, compare, decode, encode, explore, interpolate, plugins, sample, show, train, traverse
 
 app = typer.Typer(
     name="vaetool",
@@ -25,6 +25,7 @@ app.command("sample")(sample.sample)
 app.command("interpolate")(interpolate.interpolate)
 app.command("traverse")(traverse.traverse)
 app.command("compare")(compare.compare)
+app.command("show")(show.show)
 app.command("explore")(explore.explore)
 app.command("plugins")(plugins.plugins)
 
@@ -37,8 +38,15 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                       help="Print the version and exit.")) -> None:
-    """Train, inspect and compare variational autoencoders."""
+                                       help="Print the version and exit."),
+          debug: bool = typer.Option(False, "--debug", help="Show the traceback of an unexpected error "
+                                     "(also VAETOOL_DEBUG=1).")) -> None:
+    """Train, inspect and compare variational autoencoders.
+
+    Exit codes: 0 success, 2 a usage error (a flag, value or input file the command cannot use),
+    1 a failure while running, 130 interrupted.
+    """
+    common.set_debug(debug)
 
 
 def main() -> None:

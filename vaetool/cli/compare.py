@@ -21,8 +21,10 @@ def compare(
     sample_quality: Annotated[bool, typer.Option("--sample-quality/--no-sample-quality", help="Score samples with a classifier trained once per dataset (labelled datasets).")] = True,
     disentanglement: Annotated[bool, typer.Option("--disentanglement/--no-disentanglement", help="β-VAE, FactorVAE, MIG, DCI and SAP scores, for datasets with ground-truth factors (shapes).")] = True,
     disentanglement_scale: Annotated[float, typer.Option(help="Multiplies disentanglement_lib's sample counts (1: the published protocol, over an hour per model on a CPU; 0.05 takes minutes).")] = 1.0,
+    pairs: Annotated[Optional[str], typer.Option(help="Interpolate between test images of these labels, one row per pair, e.g. 2:7,1:8 (the first image of each label). \\[default: the first two test images]")] = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="Where datasets are stored. \\[default: $VAETOOL_DATA, else the user cache]")] = None,
     device: options.Device = "auto",
+    allow_nonfinite: options.AllowNonfinite = False,
     seed: options.Seed = 0,
 ) -> None:
     """Compare models on the same held-out data: a table, verdicts, and (with -o) pictures and plots.
@@ -33,13 +35,14 @@ def compare(
 
       vaetool compare runs/linear runs/mlp runs/conv
       vaetool compare runs/* -o report.html --iw-samples 1000
+      vaetool compare runs/ae runs/vae -o report.md --pairs 2:7,1:8
     """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.table import Table
 
     from vaetool import compare as comparison
-    from vaetool import devices, report
+    from vaetool import devices, picking, report
     from vaetool.datasets import data_root
     from vaetool.training import build_dataset
 
@@ -51,8 +54,9 @@ def compare(
         raise VaetoolError(f"--disentanglement-scale must be positive, not {disentanglement_scale}.")
     if iw_samples < 0:
         raise VaetoolError(f"--iw-samples must be 0 or more, not {iw_samples}.")
+    pair_labels = _pairs(pairs)
     console = Console()
-    entries = comparison.load_entries(models, devices.resolve(device))
+    entries = comparison.load_entries(models, devices.resolve(device), allow_nonfinite=allow_nonfinite)
     config = entries[0].config
     dataset, _ = build_dataset(config["dataset"], config.get("dataset_options", {}))
     root = data_root(data_dir)
@@ -60,6 +64,12 @@ def compare(
     count = len(test) if limit is None else min(limit, len(test))
     test_images = test.images[:count].float() / 255
     test_labels = test.labels[:count] if test.labels is not None else None
+    ends = None
+    if pair_labels is not None:
+        ends = []
+        for a, b in pair_labels:
+            picked = picking.pick(dataset, test, name=config["dataset"], labels=[a, b], per_label=1)
+            ends.append((picked.floats(), picked.labels, f"{a} to {b} (#{picked.indices[0]}, #{picked.indices[1]})"))
     needs_train = any(e.config["architecture"] == "linear" and e.config["likelihood"] == "gaussian" for e in entries)
     train_images = dataset.load("train", root).images.float() / 255 if needs_train else None
 
@@ -107,5 +117,18 @@ def compare(
         settings = {"dataset": config["dataset"], "test_images": count, "iw_samples": iw_samples, "seed": seed,
                     "classifier_accuracy": accuracy,
                     "disentanglement_scale": disentanglement_scale if any("mig" in e.numbers for e in entries) else None}
-        report.write(output, entries, verdicts, comparison.pictures(entries, test_images, test_labels, seed), settings)
+        report.write(output, entries, verdicts, comparison.pictures(entries, test_images, test_labels, seed, ends), settings)
         console.print(f"Wrote {output}")
+
+
+def _pairs(text: str | None) -> list[tuple[str, str]] | None:
+    """``"2:7,1:8"`` → ``[("2", "7"), ("1", "8")]``."""
+    if text is None:
+        return None
+    out = []
+    for part in (p.strip() for p in text.split(",")):
+        a, sep, b = part.partition(":")
+        if not sep or not a.strip() or not b.strip():
+            raise VaetoolError(f"--pairs takes label pairs such as 2:7,1:8, not {text!r}.")
+        out.append((a.strip(), b.strip()))
+    return out

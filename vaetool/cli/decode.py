@@ -23,6 +23,7 @@ def decode(
     model: options.Model = None,
     runs_dir: options.RunsDir = None,
     device: options.Device = "auto",
+    allow_nonfinite: options.AllowNonfinite = False,
     seed: options.Seed = 0,
     zoom: options.Zoom = None,
     fps: options.Fps = 4.0,
@@ -40,7 +41,7 @@ def decode(
     check_output(output, (".png", ".gif"))
     if (latents is None) == (not z):
         raise VaetoolError("Give a latent file or --z values, not both or neither.")
-    vae = open_model(model, runs_dir, device)
+    vae = open_model(model, runs_dir, device, allow_nonfinite)
     file_labels = None
     if latents is not None:
         read = latentfile.read(latents)
@@ -55,9 +56,10 @@ def decode(
         if len({len(row) for row in rows}) > 1:
             raise VaetoolError("Every --z must have the same number of values.")
         values = np.array(rows, dtype=np.float32)
-    if values.ndim != 2 or values.shape[1] != vae.latent_dim:
-        raise VaetoolError(f"The model's latent has {vae.latent_dim} dimensions; these latents have "
-                           f"{values.shape[-1] if values.ndim else 0}.")
+    if values.ndim != 2:
+        raise VaetoolError(f"Latents must be one row per image, (N, {vae.latent_dim}); these have shape {values.shape}.")
+    if values.shape[1] != vae.latent_dim:
+        raise VaetoolError(f"The model's latent has {vae.latent_dim} dimensions; these latents have {values.shape[1]}.")
     if not np.isfinite(values).all():
         raise VaetoolError("The latents contain values that are not finite numbers.")
     zs = torch.from_numpy(values).to(vae.device)

@@ -7,8 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
+from vaetool import picking
 from vaetool.cli import options
-from vaetool.cli.common import check_output, handle_errors, labels_for, open_model
+from vaetool.cli.common import check_output, condition_label, handle_errors, labels_for, open_model, say_latest
 from vaetool.errors import VaetoolError
 
 
@@ -23,30 +24,37 @@ def encode(
     inputs: Annotated[Optional[list[Path]], typer.Argument(help="Image files or folders of images.", show_default=False)] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Latents as .npy, .csv, .json or .safetensors. \\[default: print a table]",
                                                    rich_help_panel=options.OUTPUT_PANEL)] = None,
-    data: Annotated[Optional[str], typer.Option("--data", "-d", help="Encode a dataset split instead of files, e.g. mnist.")] = None,
-    split: Annotated[str, typer.Option(help="train or test, with --data.")] = "test",
-    limit: Annotated[Optional[int], typer.Option(help="Encode only the first N images of the split.")] = None,
-    data_dir: Annotated[Optional[Path], typer.Option(help="Where datasets are stored. \\[default: $VAETOOL_DATA, else the user cache]")] = None,
-    plot: Annotated[Optional[Path], typer.Option(help="Also draw the latent space, coloured by label, as a PNG.",
+    data: Annotated[Optional[str], typer.Option("--data", "-d", help="Encode a dataset split instead of files, e.g. mnist.",
+                                                rich_help_panel=options.DATA_PANEL)] = None,
+    split: options.PickSplit = "test",
+    label: options.PickLabel = None,
+    index: options.PickIndex = None,
+    limit: Annotated[Optional[int], typer.Option(help="Encode only the first N images of the split (of those --label picks).",
+                                                 rich_help_panel=options.DATA_PANEL)] = None,
+    data_dir: options.DataDir = None,
+    plot: Annotated[Optional[Path], typer.Option(help="Also draw the latent space, coloured by label, as a PNG (several models: side by side).",
                                                  rich_help_panel=options.OUTPUT_PANEL)] = None,
     method: Annotated[Method, typer.Option(help="How to project to 2-D for --plot: the latent itself if 2-D, else PCA (auto), or t-SNE.",
                                            rich_help_panel=options.OUTPUT_PANEL)] = Method.auto,
-    label: options.Label = None,
+    annotate: Annotated[Optional[bool], typer.Option("--annotate/--no-annotate", help="Write each point's name (file name or dataset index) beside it in --plot. \\[default: for up to 50 image files]",
+                                                     rich_help_panel=options.OUTPUT_PANEL)] = None,
     invert: options.Invert = None,
-    model: options.Model = None,
+    model: options.Models = None,
     runs_dir: options.RunsDir = None,
     device: options.Device = "auto",
+    allow_nonfinite: options.AllowNonfinite = False,
     seed: options.Seed = 0,
 ) -> None:
     """Encode images into the posterior q(z|x): its mean and log-variance per image.
 
-      vaetool encode digit.png drawings/ -o latents.json
+      vaetool encode digit.png drawings/ -o latents.json --plot z.png
       vaetool encode --data mnist --split test -o latents.npy --plot latents.png --method tsne
+      vaetool encode --data mnist --label 2,7 --limit 500 --plot z.png
+      vaetool encode --data mnist --limit 2000 --plot z.png -m runs/a -m runs/b   [dim]# side by side[/dim]
     """
     import numpy as np
 
     from vaetool import images, latentfile, metrics, plots
-    from vaetool.training import build_dataset
 
     if output is not None:
         latentfile.check_suffix(output)
@@ -54,41 +62,51 @@ def encode(
         check_output(plot, (".png",))
     if bool(inputs) == bool(data):
         raise VaetoolError("Give image files or folders, or --data with a dataset name, but not both or neither.")
-    vae = open_model(model, runs_dir, device)
-    if data:
-        from vaetool.datasets import data_root
-
-        # The model's own dataset comes with the options it was trained on (size, subset, …).
-        recorded = vae.config.get("dataset_options", {}) if data == vae.config.get("dataset") else {}
-        dataset, _ = build_dataset(data, recorded)
-        if tuple(dataset.image_shape) != vae.input_shape:
-            raise VaetoolError(f"{data} has {tuple(dataset.image_shape)} images but the model takes {vae.input_shape}.")
-        chosen = dataset.load(split, data_root(data_dir))
-        count = len(chosen) if limit is None else min(limit, len(chosen))
-        x = chosen.images[:count].float() / 255
-        y = chosen.labels[:count] if chosen.labels is not None else None
-        names = [f"{data}/{split}/{i}" for i in range(count)]
-    else:
-        x, names = images.load_images(inputs, vae.input_shape, invert, vae.config.get("background"))
-        y = labels_for(vae, label, len(x))
-    condition = y if vae.conditional else None
-    if vae.conditional and condition is None:
-        raise VaetoolError(f"This model is conditional: give --label, a class from 0 to {vae.num_classes - 1}.")
-    means, log_vars = metrics.posterior_moments(vae, x, condition)
-    mean, log_var = means.float().numpy(), log_vars.float().numpy()
-    if vae.autoencoder:
-        log_var = np.full_like(mean, np.nan)  # a deterministic encoder has no variance
-    labels = y.cpu().numpy() if y is not None else None
-    result = latentfile.Latents(mean, log_var, labels, names)
+    if limit is not None and limit < 1:
+        raise VaetoolError(f"--limit must be at least 1, not {limit}.")
+    models = model or [None]
+    if len(models) > 1 and output is not None:
+        raise VaetoolError("-o writes the latents of one model; give one --model, or only --plot for several.")
+    condition = condition_label(label, index) if not data else None
+    results = []
+    for chosen_model in models:
+        vae = open_model(chosen_model, runs_dir, device, allow_nonfinite)
+        if data:
+            picked = picking.from_options(data, split=split, label=label, index=index, data_dir=data_dir, model=vae)
+            count = len(picked) if limit is None else min(limit, len(picked))
+            x = picked.floats()[:count]
+            y = picked.labels[:count] if picked.labels is not None else None
+            names = picked.names[:count]
+        else:
+            x, names = images.load_images(inputs, vae.input_shape, invert, vae.config.get("background"))
+            y = labels_for(vae, condition, len(x))
+        if vae.conditional and y is None:
+            raise VaetoolError(f"This model is conditional: give --label, a class from 0 to {vae.num_classes - 1}.")
+        means, log_vars = metrics.posterior_moments(vae, x, y if vae.conditional else None)
+        mean, log_var = means.float().numpy(), log_vars.float().numpy()
+        if vae.autoencoder:
+            log_var = np.full_like(mean, np.nan)  # a deterministic encoder has no variance
+        labels = y.cpu().numpy() if y is not None else None
+        results.append((vae, latentfile.Latents(mean, log_var, labels, names)))
+    if model is None and data:
+        say_latest(results[0][0], None)
     if output is not None:
-        latentfile.write(output, result)
-        typer.echo(f"Wrote {len(mean)} latents of dimension {mean.shape[1]} to {output}")
-    else:
-        _print_table(result)
+        latentfile.write(output, results[0][1])
+        typer.echo(f"Wrote {len(results[0][1].mean)} latents of dimension {results[0][1].mean.shape[1]} to {output}")
+    elif len(results) == 1:
+        _print_table(results[0][1])
     if plot is not None:
-        class_names = vae.config.get("class_names") or None
-        used = plots.latent_scatter(mean, labels, plot, method=method.value, class_names=class_names, seed=seed)
-        typer.echo(f"Wrote {plot} ({used})")
+        show_names = annotate if annotate is not None else (not data and len(results[0][1].names) <= 50)
+        class_names = results[0][0].config.get("class_names") or None
+        panels = [(_model_name(vae) if len(results) > 1 else "", r.mean, r.labels, r.names if show_names else None)
+                  for vae, r in results]
+        used = plots.latent_scatters(panels, plot, method=method.value, class_names=class_names, seed=seed)
+        typer.echo(f"Wrote {plot} ({', '.join(sorted(set(used)))}{f', {len(results)} models' if len(results) > 1 else ''})")
+
+
+def _model_name(vae) -> str:
+    path = vae.source
+    return path.parent.name if path.name == "model.safetensors" else path.stem
 
 
 def _print_table(latents) -> None:

@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from vaetool.cli import options
-from vaetool.cli.common import check_output, handle_errors, labels_for, literal, open_model, write_pictures
+from vaetool.cli.common import (check_output, condition_label, dataset_images, handle_errors, labels_for, literal,
+                                open_model, say_latest, write_pictures)
 from vaetool.errors import VaetoolError
 
 
@@ -28,16 +29,26 @@ def interpolate(
     method: Annotated[Method, typer.Option(help="slerp keeps the path at typical prior norms; lerp is a straight line.")] = Method.slerp,
     bounce: options.Bounce = True,
     fps: options.Fps = 12.0,
-    label: options.Label = None,
+    data: options.OptionalPickData = None,
+    label: options.PickLabel = None,
+    index: options.PickIndex = None,
+    split: options.PickSplit = "test",
+    seed: Annotated[Optional[int], typer.Option(help="With --data --label: random images of each label, drawn with "
+                                                     "this seed. \\[default: the first of each]",
+                                                rich_help_panel=options.DATA_PANEL)] = None,
+    data_dir: options.DataDir = None,
     invert: options.Invert = None,
     model: options.Model = None,
     runs_dir: options.RunsDir = None,
     device: options.Device = "auto",
+    allow_nonfinite: options.AllowNonfinite = False,
     zoom: options.Zoom = None,
 ) -> None:
     """Interpolate between the posterior means of images and decode the path.
 
       vaetool interpolate a.png b.png -o anim.gif
+      vaetool interpolate --data mnist --label 2,7 -o two-to-seven.gif   [dim]# the first 2 and 7 of the test split[/dim]
+      vaetool interpolate --data mnist --index 0,1,2 -o strip.png
       vaetool interpolate a.png b.png c.png --steps 16 --method lerp -o strip.png
       vaetool interpolate a.png b.png -m runs/mlp-mnist-ae -o ae.gif     [dim]# the same for an autoencoder[/dim]
     """
@@ -46,8 +57,19 @@ def interpolate(
     from vaetool import images, latentfile, latents
 
     check_output(output, (".gif", ".png"))
-    vae = open_model(model, runs_dir, device)
+    if data is not None and inputs:
+        raise VaetoolError("Give image files, or --data with --label or --index, not both.")
+    condition = condition_label(label, index) if data is None else None
+    vae = open_model(model, runs_dir, device, allow_nonfinite)
     points = []
+    if data is not None:
+        x, y, picked = dataset_images(vae, data, split=split, label=label, index=index, data_dir=data_dir,
+                                      per_label=1, seed=seed)
+        say_latest(vae, model)
+        with torch.no_grad():
+            points.append(vae.encode(x, y).mean)
+        # A conditional model's whole path is decoded with the first image's class.
+        condition = int(y[0]) if y is not None else None
     image_paths = [p for p in inputs or [] if p.suffix.lower() not in latentfile.SUFFIXES]
     with torch.no_grad():
         for path in inputs or []:  # keep the order the user gave
@@ -55,7 +77,7 @@ def interpolate(
                 points.append(torch.from_numpy(latentfile.read(path).mean).to(vae.device))
             else:
                 x, _ = images.load_images([path], vae.input_shape, invert, vae.config.get("background"))
-                points.append(vae.encode(x.to(vae.device), labels_for(vae, label, len(x))).mean)
+                points.append(vae.encode(x.to(vae.device), labels_for(vae, condition, len(x))).mean)
         for text in z or []:
             row = literal(text)
             row = row if isinstance(row, list) else [row]
@@ -72,11 +94,12 @@ def interpolate(
             raise VaetoolError(f"Interpolation needs two or more points; got {len(points)}"
                                f"{' (' + str(len(image_paths)) + ' image)' if image_paths else ''}.")
         route = latents.path(points, steps, method.value)
-        frames = vae.decode(route, labels_for(vae, label, len(route)))
+        frames = vae.decode(route, labels_for(vae, condition, len(route)))
     if output.suffix.lower() == ".gif":
         if bounce:
             frames = torch.cat([frames, frames.flip(0)[1:-1]])
         write_pictures(frames, output, zoom, fps)
     else:
         write_pictures(frames, output, zoom, nrow=len(frames) if len(frames) <= 32 else steps)
-    typer.echo(f"Wrote {len(frames)} frames to {output}")
+    ends = f" ({', '.join(picked.names)})" if data is not None else ""
+    typer.echo(f"Wrote {len(frames)} frames to {output}{ends}")

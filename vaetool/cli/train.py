@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -120,13 +121,15 @@ def train(
     if autoencoder and beta is not None:
         raise VaetoolError("--beta has no effect with --autoencoder, which has no KL term; give one or the other.")
     betas = _betas(beta)
-    dataset, dataset_options = _dataset(data or "mnist")
+    from vaetool.picking import resolve_dataset
+
+    dataset, dataset_options = resolve_dataset(data or "mnist")
     base = training.TrainConfig(
         architecture=arch or "conv",
         likelihood=likelihood or "bernoulli",
         dataset=dataset,
         architecture_options={**key_values(arch_opt, "--arch-opt"),
-                              **_given(hidden=_list(hidden), channels=_list(channels))},
+                              **_given(hidden=_list(hidden, "--hidden"), channels=_list(channels, "--channels"))},
         likelihood_options={**key_values(likelihood_opt, "--likelihood-opt"),
                             **_given(sigma=sigma, binarize=binarize.value if binarize else None)},
         dataset_options={**dataset_options, **key_values(data_opt, "--data-opt")},
@@ -196,10 +199,12 @@ def _launch(nproc: int) -> None:
 def _betas(text: str | None) -> list[float | None]:
     if text is None:
         return [None]
-    value = literal(text)
+    value = literal(text, "--beta")
     values = value if isinstance(value, list) else [value]
     if not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
         raise VaetoolError(f"--beta takes a number or a comma-separated list of numbers, not {text!r}.")
+    if not all(math.isfinite(v) for v in values):
+        raise VaetoolError(f"--beta must be finite, not {text!r}.")
     return [float(v) for v in values]
 
 
@@ -208,26 +213,15 @@ def _given(**options):
     return {k: v for k, v in options.items() if v is not None}
 
 
-def _list(text: str | None):
+def _list(text: str | None, flag: str):
+    """``--hidden 512,256``: positive whole numbers, checked here rather than deep in a constructor."""
     if text is None:
         return None
-    value = literal(text)
-    return value if isinstance(value, list) else [value]
-
-
-def _dataset(value: str) -> tuple[str, dict]:
-    """A registered dataset name, or a folder of images (the ``folder`` dataset)."""
-    from vaetool import registry
-
-    if value in registry.names("dataset"):
-        return value, {}
-    path = Path(value).expanduser()
-    if path.is_dir():
-        return "folder", {"path": str(path.resolve())}
-    if "/" in value or "\\" in value or value.startswith("."):
-        raise VaetoolError(f"There is no folder {value}.")
-    raise VaetoolError(f"No dataset named {value!r} is installed and there is no folder by that name; "
-                       f"datasets: {', '.join(registry.names('dataset'))}.")
+    value = literal(text, flag)
+    values = value if isinstance(value, list) else [value]
+    if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
+        raise VaetoolError(f"{flag} takes positive whole numbers separated by commas, e.g. 512,256; not {text!r}.")
+    return values
 
 
 class _RichProgress:

@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 import typer
 
 from vaetool.cli import options
-from vaetool.cli.common import check_output, handle_errors, labels_for, literal, open_model
+from vaetool.cli.common import (check_output, condition_label, dataset_images, handle_errors, labels_for, literal,
+                                open_model, say_latest)
 from vaetool.errors import VaetoolError
 
 
@@ -22,11 +23,16 @@ def traverse(
     steps: Annotated[int, typer.Option(help="Values per dimension.")] = 9,
     bounce: options.Bounce = True,
     fps: options.Fps = 8.0,
-    label: options.Label = None,
+    data: options.OptionalPickData = None,
+    label: options.PickLabel = None,
+    index: options.PickIndex = None,
+    split: options.PickSplit = "test",
+    data_dir: options.DataDir = None,
     invert: options.Invert = None,
     model: options.Model = None,
     runs_dir: options.RunsDir = None,
     device: options.Device = "auto",
+    allow_nonfinite: options.AllowNonfinite = False,
     zoom: options.Zoom = None,
     factors: Annotated[bool, typer.Option("--factors/--no-factors", help="Label each row with the ground-truth factor its dimension captures best (datasets with factors, e.g. shapes).",
                                           rich_help_panel=options.OUTPUT_PANEL)] = True,
@@ -40,6 +46,7 @@ def traverse(
 
       vaetool traverse -o traverse.png
       vaetool traverse digit.png --dims 0,1,2 --range 2 -o traverse.gif
+      vaetool traverse --data mnist --label 3 -o traverse-3.png     [dim]# from the test split's first 3[/dim]
     """
     import torch
 
@@ -50,10 +57,21 @@ def traverse(
         raise VaetoolError(f"--steps must be at least 2, not {steps}.")
     if not span > 0:
         raise VaetoolError(f"--range must be positive, not {span}.")
-    vae = open_model(model, runs_dir, device)
-    y = labels_for(vae, label, 1)
+    if data is not None and image is not None:
+        raise VaetoolError("Start from an image file, or from --data with --label or --index, not both.")
+    vae = open_model(model, runs_dir, device, allow_nonfinite)
+    if data is not None:
+        x, y, picked = dataset_images(vae, data, split=split, label=label, index=index, data_dir=data_dir, per_label=1)
+        if len(x) != 1:
+            raise VaetoolError(f"traverse starts from one image; {len(x)} were picked ({', '.join(picked.names)}).")
+        say_latest(vae, model)
+    else:
+        y = labels_for(vae, condition_label(label, index), 1)
+    start_from = picked.names[0] if data is not None else "the image" if image is not None else "z = 0"
     with torch.no_grad():
-        if image is not None:
+        if data is not None:
+            start = vae.encode(x, y).mean[0]
+        elif image is not None:
             x, _ = images.load_images([image], vae.input_shape, invert, vae.config.get("background"))
             if len(x) != 1:
                 raise VaetoolError(f"traverse starts from one image; {image} holds {len(x)}.")
@@ -63,7 +81,7 @@ def traverse(
         kl = vae.config.get("test_kl_per_dim")
         if kl is not None and len(kl) != vae.latent_dim:  # a prior without a per-dimension KL
             kl = None
-        if kl is None and image is not None:
+        if kl is None and (image is not None or data is not None):
             kl = latents.kl_per_dimension(vae, x, y).tolist()
         if dims is not None:
             chosen = literal(dims)
@@ -86,9 +104,11 @@ def traverse(
         images.save_png(images.with_row_labels(array, names, rows=len(chosen)), output)
     else:
         order = list(range(steps)) + (list(range(steps - 2, 0, -1)) if bounce else [])
+        per_frame = images.grid_pixels(len(chosen), *pictures.shape[-2:], min(len(chosen), 5), zoom)
+        images.check_picture_size(len(order) * per_frame, zoom)
         frames = [images.grid(pictures[:, i], nrow=min(len(chosen), 5), zoom=zoom) for i in order]
         images.save_gif(frames, output, fps)
     shown = [f"{d} ({captured[d].split()[0]})" if captured else str(d) for d in chosen]
     typer.echo(f"Wrote {output}: dimensions {', '.join(shown)} from "
-               f"{'the image' if image is not None else 'z = 0'}, ±{span:g} in {steps} steps")
+               f"{start_from}, ±{span:g} in {steps} steps")
 

@@ -14,6 +14,17 @@ from vaetool.errors import VaetoolError
 from vaetool.images import IMAGE_SUFFIXES, open_image
 
 
+MAX_SIZE = 8192  # pixels along a side: decoding to a larger size is a mistyped option
+
+
+def _is_image(path: Path) -> bool:
+    try:
+        open_image(path)
+        return True
+    except VaetoolError:
+        return False
+
+
 class ImageFolder(Dataset):
     """Every image below ``path``, decoded once into a uint8 cache on disk and memory-mapped from it
     (see :mod:`vaetool.datasets.cache`), so a folder larger than memory trains by streaming.
@@ -31,9 +42,14 @@ class ImageFolder(Dataset):
             raise VaetoolError(f"The image folder {self.path} does not exist.")
         if not 0 < test_fraction < 1:
             raise VaetoolError(f"test_fraction must lie between 0 and 1, not {test_fraction}.")
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_SIZE):
+            raise VaetoolError(f"size must be a whole number of pixels from 1 to {MAX_SIZE}, not {size!r}.")
         self.files = sorted(p for p in self.path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         if len(self.files) < 2:
-            raise VaetoolError(f"The folder {self.path} holds {len(self.files)} image(s); training needs at least two.")
+            readable = [f for f in self.files if _is_image(f)]
+            others = f" ({self.files[0].name} is named as one but is not an image)" if len(readable) < len(self.files) else ""
+            raise VaetoolError(f"The folder {self.path} holds {len(readable)} image(s){others}; training needs at "
+                               "least two.")
         first = open_image(self.files[0])
         if channels is None:
             channels = 1 if first.mode in ("1", "L", "LA", "I", "I;16", "F") else 3

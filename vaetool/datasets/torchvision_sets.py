@@ -13,7 +13,7 @@ from typing import ClassVar
 import torch
 
 from vaetool.contracts import Dataset, Split
-from vaetool.errors import VaetoolError
+from vaetool.errors import RuntimeFailure, VaetoolError
 
 SPLITS = ("train", "test")
 
@@ -39,12 +39,17 @@ class _TorchvisionImages(Dataset):
         return Split(images.contiguous(), labels)
 
     def _download(self, source, root: Path, split: str):
+        # torchvision makes its folders before it downloads; a failed download must not leave them.
+        made = [p for p in (root / self._folder / "raw", root / self._folder, root, *root.parents) if not p.exists()]
         try:
             # torchvision narrates its download attempts on stdout; the error below says what matters.
             with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
                 return source(str(root), train=split == "train", download=True)
         except Exception as exc:
-            raise VaetoolError(
+            for folder in made:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # only when empty: files another process put there stay
+            raise RuntimeFailure(
                 f"{self._source} is not in {root / self._folder} and could not be downloaded "
                 f"({type(exc).__name__}); put torchvision's {self._source} files there "
                 f"({self._expected_files()}), or point --data-dir or $VAETOOL_DATA at a folder that has them."

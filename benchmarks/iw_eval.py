@@ -98,12 +98,11 @@ def compare(model: Path, k: int, test_images: int, data_dir: Path, device: str, 
 def in_process(model_path: Path, k: int, test_images: int, data_dir: Path, device: torch.device, seed: int) -> dict:
     """``metrics.iw_log_likelihood`` timed alone, on the images ``compare`` uses, as ``compare`` calls it."""
     import vaetool
-    from vaetool import metrics
+    from vaetool import metrics, registry
     from vaetool.datasets import data_root
-    from vaetool.training import build_dataset
 
     model = vaetool.load(model_path, str(device))
-    dataset, _ = build_dataset(model.config["dataset"], model.config.get("dataset_options", {}))
+    dataset, _ = registry.build("dataset", model.config["dataset"], model.config.get("dataset_options", {}))
     test = dataset.load("test", data_root(data_dir))
     images = test.images[:test_images].float() / 255
     labels = test.labels[:test_images] if test.labels is not None else None

@@ -90,23 +90,23 @@ def test_options_given_as_key_values_reach_the_plugins(tmp_path):
 def test_ctrl_c_exits_130_and_says_how_to_resume(tmp_path, monkeypatch):
     import signal
 
-    from vaetool import training
+    from vaetool.objectives.elbo import ELBO
 
-    real_objective, calls = training.objective, []
+    real_loss, calls = ELBO.loss, []
 
     def ctrl_c_on_second_step(*args, **kwargs):
         calls.append(1)
         if len(calls) == 2:
             signal.raise_signal(signal.SIGINT)  # stops at the next step boundary
-        return real_objective(*args, **kwargs)
+        return real_loss(*args, **kwargs)
 
-    monkeypatch.setattr(training, "objective", ctrl_c_on_second_step)
+    monkeypatch.setattr(ELBO, "loss", ctrl_c_on_second_step)
     runs = tmp_path / "runs"
     result = invoke("train", *TINY_SHAPES, *TINY_MODEL, "--batch-size", "32", "--runs-dir", runs)
     assert result.exit_code == 130, result.output
     assert "--resume --name mlp-shapes" in result.stdout
     assert (runs / "mlp-shapes" / "checkpoint.safetensors").is_file()
-    monkeypatch.setattr(training, "objective", real_objective)
+    monkeypatch.setattr(ELBO, "loss", real_loss)
     result = invoke("train", "--resume", "--name", "mlp-shapes", "--device", "cpu", "--runs-dir", runs)
     assert result.exit_code == 0, result.output
     assert len((runs / "mlp-shapes" / "metrics.jsonl").read_text().splitlines()) == 1
@@ -262,7 +262,7 @@ def test_a_beta_list_trains_one_run_per_value(tmp_path):
     assert result.exit_code == 0, result.output
     for beta, name in ((0.0, "mlp-shapes-beta0"), (4.0, "mlp-shapes-beta4")):
         model = vaetool.load(tmp_path / "runs" / name)
-        assert model.config["training"]["beta"] == beta
+        assert model.config["objective_options"]["beta"] == beta
     assert "vaetool compare" in result.output
 
 

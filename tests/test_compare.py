@@ -241,7 +241,7 @@ def test_the_numbers_are_consistent(runs, json_report):
     x, y = held_out()
     for m in json_report["models"]:
         model = vaetool.load(runs[m["name"]])
-        beta = 0.0 if model.autoencoder else model.config["training"]["beta"]
+        beta = 0.0 if model.autoencoder else model.config["objective_options"]["beta"]
         assert m["elbo"] == pytest.approx(m["rec"] - m["kl"], rel=1e-9, abs=1e-9)
         assert m["kl"] == pytest.approx(sum(m["kl_per_dim"]), rel=1e-9, abs=1e-9)
         assert m["objective"] == pytest.approx(-m["rec"] + beta * m["kl"], rel=1e-9, abs=1e-9)

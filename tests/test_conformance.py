@@ -24,7 +24,7 @@ from vaetool.errors import VaetoolError
 from vaetool.priors.standard_normal import StandardNormal
 from vaetool.testing import (ArchitectureConformance, ContractViolation, DatasetConformance, LikelihoodConformance,
                              PriorConformance, check_all_installed, check_architecture, check_dataset,
-                             check_likelihood, check_plugin, check_prior)
+                             check_likelihood, check_objective, check_plugin, check_prior)
 
 # Every installed likelihood with its defaults, plus the built-ins' other modes; discrete ones with
 # the levels their probabilities must sum to 1 over.
@@ -57,6 +57,11 @@ def test_installed_likelihood_conforms(name, options, levels):
 @pytest.mark.parametrize("name", registry.names("prior"))
 def test_installed_prior_conforms(name):
     check_prior(name)
+
+
+@pytest.mark.parametrize("name", registry.names("objective"))
+def test_installed_objective_conforms(name):
+    check_objective(name)
 
 
 def png_folder(root: Path) -> Path:
@@ -247,6 +252,8 @@ def test_a_wrong_api_version_is_caught_by_name_too():
 class Logits(Likelihood):
     """Bernoulli on logits, written as a third party might."""
 
+    levels = 2  # a mass on {0, 1}
+
     def log_prob(self, x, params):
         return -F.binary_cross_entropy_with_logits(params, x, reduction="none").flatten(1).sum(1)
 
@@ -297,6 +304,32 @@ class NotNormalised(Logits):
 
     def log_prob(self, x, params):
         return 2 * super().log_prob(x, params)
+
+
+class ForgetsItsLevels(Logits):
+    levels = None  # so the kit takes it for a density on the real line, which it is not
+
+
+class DensityWithoutItsScale(Likelihood):
+    """A Gaussian of σ = 0.2 that leaves out −log σ − ½ log 2π: log_prob is a squared error, no density."""
+
+    def log_prob(self, x, params):
+        return (-0.5 * ((x - torch.sigmoid(params)) / 0.2) ** 2).flatten(1).sum(1)
+
+    def mean(self, params):
+        return torch.sigmoid(params)
+
+    def sample(self, params, generator=None):
+        return torch.sigmoid(params)
+
+
+class DensityOutsideItsSupport(DensityWithoutItsScale):
+    """A normalised Gaussian that claims to live on [0, 1]: the mass outside is lost."""
+
+    support = (0.0, 1.0)
+
+    def log_prob(self, x, params):
+        return torch.distributions.Normal(torch.sigmoid(params), 0.5).log_prob(x).flatten(1).sum(1)
 
 
 class LogitsFromTheFuture(Logits):
@@ -452,6 +485,9 @@ BROKEN = [  # (kind, plugin, what the message must say, more arguments for the c
     ("likelihood", Interleaved, "consecutive blocks of C channels", {}),
     ("likelihood", NotNormalised, "probabilities of the 2 levels k/1 sum to 1", {"levels": 2}),
     ("likelihood", LogitsFromTheFuture, "api_version", {}),
+    ("likelihood", DensityWithoutItsScale, r"exp\(log_prob\) integrates to 1 over its support \[-inf, inf\]", {}),
+    ("likelihood", DensityOutsideItsSupport, r"integrates to 1 over its support \[0, 1\]", {}),
+    ("likelihood", ForgetsItsLevels, r"integrates to 1 over its support", {}),
     ("prior", WrongKL, r"kl\(posterior\) is \(B, latent_dim\) and sums to", {}),
     ("prior", Unnormalised, "the same normalised distribution", {}),
     ("prior", SamplesTheWrongScale, "the same normalised distribution", {}),

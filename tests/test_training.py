@@ -15,6 +15,7 @@ from conftest import TINY_DATASET, TinySquares, state_dicts_equal
 from vaetool import registry, training
 from vaetool.contracts import Split
 from vaetool.errors import VaetoolError
+from vaetool.objectives.elbo import ELBO
 from vaetool.training import Progress, TrainConfig
 
 METRIC_KEYS = {"epoch", "train_loss", "train_elbo", "train_rec", "train_kl", "beta",
@@ -106,12 +107,15 @@ def test_dataset_and_training_settings_are_recorded_in_the_model(straight_run):
     assert cfg["dataset_options"] == {"n_train": 256, "n_test": 64, "seed": 0}  # the plugin's defaults filled in
     assert cfg["class_names"] == ["top", "bottom"] and cfg["num_classes"] == 2
     assert cfg["input_shape"] == [1, 16, 16]
-    expected = {"beta": 1.0, "warmup": 0.0, "free_bits": 0.0, "epochs": 2, "batch_size": 64, "lr": 3e-3, "seed": 0}
+    expected = {"epochs": 2, "batch_size": 64, "lr": 3e-3, "seed": 0}
     assert {k: cfg["training"][k] for k in expected} == expected
+    assert (cfg["objective"], cfg["objective_options"]) == ("elbo", {"beta": 1.0, "warmup": 0.0, "free_bits": 0.0})
     assert cfg["training"]["steps_per_epoch"] == 4
     # And the config alone gives back the training settings, with every plugin default spelled out.
     assert TrainConfig.from_model_config(cfg) == config(likelihood_options={"binarize": "none"},
-                                                        dataset_options={"n_train": 256, "n_test": 64, "seed": 0})
+                                                        dataset_options={"n_train": 256, "n_test": 64, "seed": 0},
+                                                        objective="elbo",
+                                                        objective_options={"beta": 1.0, "warmup": 0.0, "free_bits": 0.0})
 
 
 def test_the_test_elbo_improves_over_epochs(tmp_path):
@@ -235,12 +239,12 @@ def test_a_second_ctrl_c_aborts(tmp_path, report_every_step):
 
 def test_a_non_finite_loss_stops_and_keeps_the_last_good_epoch(tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
-    real_objective = training.objective
+    real_loss = ELBO.loss
     calls = []
 
-    def poisoned(terms, beta=1.0, free_bits=0.0):
-        calls.append(beta)
-        loss = real_objective(terms, beta, free_bits)
+    def poisoned(self, terms, epochs_done):
+        calls.append(epochs_done)
+        loss = real_loss(self, terms, epochs_done)
         return loss * float("nan") if len(calls) > 4 else loss  # from the first step of epoch 2
 
     saved_after_epoch = {}
@@ -249,7 +253,7 @@ def test_a_non_finite_loss_stops_and_keeps_the_last_good_epoch(tmp_path, monkeyp
         def epoch_end(self, metrics):
             saved_after_epoch[metrics["epoch"]] = snapshot(run_dir)
 
-    monkeypatch.setattr(training, "objective", poisoned)
+    monkeypatch.setattr(ELBO, "loss", poisoned)
     with pytest.raises(training.Diverged) as error:
         training.train(config(epochs=3), run_dir, device="cpu", progress=Snapshot())
     assert isinstance(error.value, VaetoolError)
@@ -268,14 +272,14 @@ def test_an_absurd_learning_rate_diverges_cleanly(tmp_path):
 # -- the β schedule -----------------------------------------------------------------------------
 
 def test_warmup_raises_beta_linearly(tmp_path, monkeypatch):
-    real_objective = training.objective
+    real_loss = ELBO.loss
     betas = []
 
-    def recording(terms, beta=1.0, free_bits=0.0):
-        betas.append(beta)
-        return real_objective(terms, beta, free_bits)
+    def recording(self, terms, epochs_done):
+        betas.append(self.beta_at(epochs_done))
+        return real_loss(self, terms, epochs_done)
 
-    monkeypatch.setattr(training, "objective", recording)
+    monkeypatch.setattr(ELBO, "loss", recording)
     result = training.train(config(beta=2.0, warmup=2.0, epochs=3), tmp_path / "run", device="cpu")
     # β reaches its full value 2 after warm-up epochs, rising from 0 step by step (4 steps an epoch).
     assert [m["beta"] for m in result.metrics] == pytest.approx([1.0, 2.0, 2.0])
@@ -285,14 +289,14 @@ def test_warmup_raises_beta_linearly(tmp_path, monkeypatch):
 
 
 def test_free_bits_reach_the_objective(tmp_path, monkeypatch):
-    real_objective = training.objective
+    real_loss = ELBO.loss
     seen = []
 
-    def recording(terms, beta=1.0, free_bits=0.0):
-        seen.append(free_bits)
-        return real_objective(terms, beta, free_bits)
+    def recording(self, terms, epochs_done):
+        seen.append(self.free_bits)
+        return real_loss(self, terms, epochs_done)
 
-    monkeypatch.setattr(training, "objective", recording)
+    monkeypatch.setattr(ELBO, "loss", recording)
     training.train(config(free_bits=0.5, epochs=1), tmp_path / "run", device="cpu")
     assert seen == [0.5] * 4
 

@@ -36,12 +36,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vaetool import devices
+from vaetool import devices, registry
 from vaetool.contracts import Split
 from vaetool.datasets import data_root, default_root
 from vaetool.errors import VaetoolError
 from vaetool.io import read_tensors, save_tensors
-from vaetool.training import adam, build_dataset
+from vaetool.training import adam
 
 #: Bump whenever the architecture or the training recipe changes: every cached classifier is retrained.
 CLASSIFIER_VERSION = 1
@@ -167,7 +167,7 @@ def load_or_train(dataset_name: str, dataset_options: dict[str, Any] | None = No
     Returns ``(classifier, info)``: ``info`` has ``accuracy`` (on the test split), ``path``,
     ``cached`` (True when loaded rather than trained) and ``train_seconds``.
     """
-    dataset, resolved = build_dataset(dataset_name, dataset_options or {})
+    dataset, resolved = registry.build("dataset", dataset_name, dataset_options or {})
     if not dataset.num_classes:
         raise VaetoolError(f"Sample-quality metrics need a labelled dataset, and {dataset_name} has no labels.")
     key = {"dataset": dataset_name, "dataset_options": resolved, "image_shape": list(dataset.image_shape),

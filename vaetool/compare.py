@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import torch
 
-from vaetool import io, metrics
+from vaetool import io, metrics, objectives
 from vaetool.errors import VaetoolError
 from vaetool.runs import METRICS_FILE
 
@@ -39,12 +39,9 @@ class Entry:
 
     @property
     def label(self) -> str:
-        """A short description: architecture, likelihood, β or AE."""
+        """A short description: architecture, likelihood, and the objective it was trained with (or AE)."""
         c = self.config
-        t = c.get("training", {})
-        kind = ("AE" if c["autoencoder"] else f"β-TCVAE, TC weight {t['tc_weight']:g}" if t.get("tc_weight") is not None
-                else f"capacity {t['capacity']:g}, γ={t.get('beta', 1):g}" if t.get("capacity") is not None
-                else f"β={t.get('beta', 1):g}")
+        kind = "AE" if c["autoencoder"] else objective_label(c)
         conditional = ", conditional: log p(x|y)" if getattr(self.model, "conditional", False) else ""
         return f"{c['architecture']}/{c['likelihood']}, {c['latent_dim']}-D, {kind}{conditional}"
 
@@ -90,13 +87,22 @@ def evaluate(entries: list[Entry], test_images: torch.Tensor, test_labels: torch
         n = entry.numbers
         n.update({f"params_{k}": v for k, v in metrics.parameter_counts(model).items()})
         terms = metrics.elbo_terms(model, test_images, test_labels, seed=seed)
-        n.update({"elbo": terms["elbo"], "rec": terms["rec"], "kl": terms["kl"], "kl_per_dim": terms["kl_per_dim"]})
-        if "bits_per_dim" in terms:
-            n["bits_per_dim"] = terms["bits_per_dim"]
-        beta = 0.0 if c["autoencoder"] else c.get("training", {}).get("beta", 1.0)
-        n["beta"] = None if c["autoencoder"] else beta
-        n["objective"] = -terms["rec"] + beta * terms["kl"]
-        if iw_samples > 0 and not c["autoencoder"]:
+        name, options = objectives.recorded(c)
+        n["trained_with"], n["bound"] = name, bound_of(c)
+        # How well the codes cover the prior, for every model: what the WAE family is judged by.
+        n["mmd"] = _mmd_to_prior(model, test_images, test_labels, seed)
+        if n["bound"] == "none":
+            # Trained without a likelihood bound (the WAE family): judged by reconstruction and MMD,
+            # never by an ELBO it did not optimise.
+            n["rec"] = terms["rec"]
+        else:
+            n.update({"elbo": terms["elbo"], "rec": terms["rec"], "kl": terms["kl"], "kl_per_dim": terms["kl_per_dim"]})
+            if "bits_per_dim" in terms:
+                n["bits_per_dim"] = terms["bits_per_dim"]
+            beta = 0.0 if c["autoencoder"] else options.get("beta", 1.0)
+            n["beta"] = None if c["autoencoder"] else beta
+            n["objective"] = -terms["rec"] + beta * terms["kl"]
+        if iw_samples > 0 and not c["autoencoder"] and n["bound"] != "none":
             report = (lambda done, total, name=entry.name: progress(f"{name}: log p(x), K={iw_samples}", done, total)) \
                 if progress else None
             iw = metrics.iw_log_likelihood(model, test_images, test_labels, k=iw_samples, seed=seed, progress=report)
@@ -125,6 +131,30 @@ def evaluate(entries: list[Entry], test_images: torch.Tensor, test_labels: torch
             n["ppca_ll"] = metrics.ppca_log_likelihood(train_images, test_images, c["latent_dim"])
 
 
+def bound_of(config: dict[str, Any]) -> str:
+    """What a model's training bound means (``Objective.bound``): ``elbo``, ``iw`` or ``none`` (the WAE
+    family, which has no likelihood bound); an autoencoder's is its ELBO with a zero KL."""
+    from vaetool import registry
+
+    name, _ = objectives.recorded(config)
+    try:
+        return registry.get("objective", name).bound
+    except VaetoolError:  # an objective not installed here: its model still loads and compares as a VAE
+        return "elbo"
+
+
+def _mmd_to_prior(model, images: torch.Tensor, labels: torch.Tensor | None, seed: int, n: int = 1000) -> float:
+    """MMD² (inverse multiquadric kernel) between the posterior means of up to ``n`` test images and as many
+    prior draws: how well the codes cover the prior, for models trained without a KL."""
+    from vaetool.objectives.mmd import mmd
+
+    means, _ = metrics.posterior_moments(model, images[:n], labels[:n] if labels is not None else None)
+    generator = torch.Generator(device=model.device).manual_seed(seed)
+    with torch.no_grad():
+        prior = model.prior.sample(len(means), generator).to(means.device, means.dtype)
+        return float(mmd(means, prior))
+
+
 def _disentanglement(model, scale: float, seed: int, data_dir=None) -> dict[str, float]:
     """The five disentanglement metrics, when the model's dataset has a ground-truth generator."""
     from vaetool import disentanglement
@@ -146,6 +176,7 @@ COLUMNS = [
     ("rec", "log p(x|z)", "{:.2f}", "max"),
     ("kl", "KL", "{:.2f}", None),
     ("iw_ll", "log p(x) IW", "{:.2f}", "max"),
+    ("mmd", "MMD² to prior", "{:.4f}", "min"),
     ("bits_per_dim", "bits/dim", "{:.3f}", "min"),
     ("active_units", "active", "{}", None),
     ("aggregate_kl", "agg. KL", "{:.2f}", "min"),
@@ -198,19 +229,33 @@ def best(entries: list[Entry], key: str, direction: str | None) -> set[str]:
     return winners
 
 
+def objective_label(config: dict[str, Any]) -> str:
+    """The objective a model was trained with, in a few words: ``β=4``, ``tcvae tc_weight=6``, ``iwae k=5``."""
+    name, options = objectives.recorded(config)
+    if name == objectives.DEFAULT:
+        return f"β={options.get('beta', 1):g}"
+    shown = " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in options.items()
+                     if v is not None and k not in ("warmup", "capacity_epochs"))
+    return f"{name} {shown}".strip()
+
+
 def same_but_beta(config: dict[str, Any]) -> str:
     keys = ("architecture", "architecture_options", "likelihood", "likelihood_options", "prior", "prior_options",
             "latent_dim", "encoder_scale")
-    training = {k: v for k, v in config.get("training", {}).items() if k not in ("beta", "steps_per_epoch")}
-    return json.dumps([[config.get(k) for k in keys], training], sort_keys=True)
+    training = {k: v for k, v in config.get("training", {}).items()
+                if k != "steps_per_epoch" and k not in objectives.SHORTHANDS}  # older files kept those there
+    name, options = objectives.recorded(config)
+    options.pop("beta", None)
+    return json.dumps([[config.get(k) for k in keys], training, name, options], sort_keys=True)
 
 
 def verdicts(entries: list[Entry]) -> list[str]:
     """One sentence per classic question that these models and their numbers can answer."""
     said = []
-    score_key = "iw_ll" if all("iw_ll" in e.numbers for e in entries if not e.config["autoencoder"]) else "elbo"
+    # Models with a likelihood bound; the WAE family has none, and no verdict ranks its ELBO.
+    vaes = [e for e in entries if not e.config["autoencoder"] and e.numbers.get("bound") != "none"]
+    score_key = "iw_ll" if all("iw_ll" in e.numbers for e in vaes) else "elbo"
     score_name = "log p(x)" if score_key == "iw_ll" else "ELBO"
-    vaes = [e for e in entries if not e.config["autoencoder"]]
 
     linear = [e for e in vaes if e.config["architecture"] == "linear"]
     deep = [e for e in vaes if e.config["architecture"] != "linear"
@@ -265,6 +310,20 @@ def verdicts(entries: list[Entry]) -> list[str]:
             parts.append(f"so its samples from N(0, I) are {'worse' if ae.numbers['fid'] > vae.numbers['fid'] else 'better'} "
                          f"(FD {ae.numbers['fid']:.1f} vs {vae.numbers['fid']:.1f})")
         said.append("; ".join(parts) + ".")
+
+    for wae in (e for e in entries if e.numbers.get("bound") == "none"):
+        sentence = (f"{wae.name} is a {wae.numbers['trained_with']} model, trained without a likelihood bound: "
+                    f"judge it by reconstruction (log p(x|z) {wae.numbers['rec']:.1f}) and by how its codes cover "
+                    f"the prior (MMD² {wae.numbers['mmd']:.4f}), not by an ELBO")
+        rivals = [v for v in vaes if v.config["architecture"] == wae.config["architecture"]
+                  and v.config["latent_dim"] == wae.config["latent_dim"] and likelihood_group(v) == likelihood_group(wae)]
+        if rivals:
+            vae = max(rivals, key=lambda e: e.numbers["rec"])
+            sentence += (f"; it reconstructs {'better' if wae.numbers['rec'] > vae.numbers['rec'] else 'worse'} than "
+                         f"{vae.name} ({vae.numbers['rec']:.1f}) and its codes are "
+                         f"{'closer to' if wae.numbers['mmd'] < vae.numbers['mmd'] else 'farther from'} the prior "
+                         f"(MMD² {vae.numbers['mmd']:.4f})")
+        said.append(sentence + ".")
 
     for e in vaes:
         active, total = e.numbers["active_units"], e.numbers["latent_dim"]

@@ -1,4 +1,4 @@
-"""The base classes every plugin kind implements: architectures, likelihoods, priors and datasets.
+"""The base classes every plugin kind implements: architectures, likelihoods, priors, datasets and objectives.
 
 A plugin is a class registered under an entry-point group (see :mod:`vaetool.registry`).
 Its constructor arguments are its options: each one typed and defaulted, because the
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -77,11 +77,18 @@ class Likelihood(nn.Module):
       otherwise for its mean, as the gaussian's identity link does for exact pPCA).
     - ``discrete``: True when ``log_prob`` is a probability mass on 8-bit or binary values,
       so that bits per dimension are a meaningful report.
+    - ``levels``: when the distribution of one pixel is a probability mass on the values
+      ``k / (levels − 1)`` (2 for a Bernoulli, 256 for 8-bit data), their number; ``None`` for a
+      density, which integrates to 1 over ``support`` (the real line unless said otherwise). The
+      conformance kit checks either on a one-pixel image: an unnormalised ``log_prob`` silently
+      changes the objective.
     """
 
     api_version: ClassVar[int] = PLUGIN_API_VERSION
     params_per_channel: int = 1
     discrete: bool = False
+    levels: int | None = None
+    support: tuple[float, float] = (-float("inf"), float("inf"))
 
     def target(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         return x
@@ -169,3 +176,70 @@ class Dataset:
 
     def load(self, split: str, root: Path) -> Split:
         raise NotImplementedError
+
+
+#: What an objective may need from the model, and how to say it in a sentence. A model says which
+#: of these it lacks, and why, through ``VAE.lacks``.
+NEEDS = {
+    "kl": "a stochastic encoder and its KL term",
+    "posterior": "the Gaussian posterior q(z|x) and its sampled z",
+    "samples": "several samples of z for each image",
+    "standard-normal-prior": "the standard-normal prior, whose marginals it estimates",
+}
+
+
+@dataclass
+class TrainingContext:
+    """What an objective learns about the run in :meth:`Objective.begin`."""
+
+    dataset_size: int  # examples in the training split
+    epochs: int  # the run's total epochs
+    steps_per_epoch: int
+    lr: float  # the model's learning rate (an objective's own optimiser may follow it)
+    device: torch.device
+
+
+class Objective:
+    """How a model is trained: its per-batch terms turned into the scalar loss.
+
+    Built as ``cls(**options)``; the options are typed and defaulted, validated in the
+    constructor (a :class:`~vaetool.errors.VaetoolError` for a bad value) and recorded in the model
+    file as ``objective`` and ``objective_options``.
+
+    - ``needs``: names from :data:`NEEDS`; a model lacking one is refused in one sentence before
+      any data is read.
+    - ``samples``: z samples the model draws per image each step (an instance attribute when an
+      option sets it). With more than one, the terms carry a leading sample dimension; 0 takes z
+      as the posterior mean (a deterministic encoder).
+    - ``bound``: what the run's reported bound means: ``"elbo"`` (the β = 1 ELBO bounds
+      log p(x)), ``"iw"`` (trained on an importance-weighted bound of log p(x)) or ``"none"`` (no
+      likelihood bound: the WAE family, judged by reconstruction and MMD).
+    - ``begin(model, context)``: once, before the first step (also on resume). Builds extra
+      trainable state, if any, and returns options settled only now (a schedule's length, say) to
+      record in the model file.
+    - ``loss(terms, epochs_done)``: the scalar loss for a batch; ``epochs_done`` is fractional.
+    - ``schedule(epochs_done)``: the values of its schedules (β, a capacity), shown while training
+      and recorded each epoch.
+    - ``module``, ``optimizer``: extra trainable state (FactorVAE's discriminator) and its own
+      optimiser, both saved in the checkpoint so that resuming is exact; ``None`` when there is none.
+    - ``after_step(terms)``: called after the model's optimiser step, to train that extra state.
+    """
+
+    api_version: ClassVar[int] = PLUGIN_API_VERSION
+    needs: ClassVar[tuple[str, ...]] = ()
+    samples: int = 1
+    bound: ClassVar[str] = "elbo"
+    module: nn.Module | None = None
+    optimizer: torch.optim.Optimizer | None = None
+
+    def begin(self, model: nn.Module, context: TrainingContext) -> dict[str, Any]:
+        return {}
+
+    def loss(self, terms, epochs_done: float) -> Tensor:
+        raise NotImplementedError
+
+    def schedule(self, epochs_done: float) -> dict[str, float]:
+        return {}
+
+    def after_step(self, terms) -> None:
+        pass

@@ -233,12 +233,12 @@ def captured_factors(model, data_dir=None, limit: int = 5000) -> list[str] | Non
     normalised by the factor's entropy. None when the model is conditional or its dataset has no
     factors or cannot be loaded here."""
     from vaetool.datasets import data_root
-    from vaetool.training import build_dataset
+    from vaetool import registry
 
     if model.conditional or "dataset" not in model.config:
         return None
     try:
-        dataset, _ = build_dataset(model.config["dataset"], model.config.get("dataset_options", {}))
+        dataset, _ = registry.build("dataset", model.config["dataset"], model.config.get("dataset_options", {}))
         if not dataset.factor_names:
             return None
         split = dataset.load("test", data_root(data_dir))

@@ -6,7 +6,6 @@ training loop, the CLI and the Python API all call the same code.
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,108 +13,51 @@ import torch
 from torch import Tensor, nn
 
 from vaetool import registry
-from vaetool.contracts import Architecture, Likelihood, Prior
+from vaetool.contracts import NEEDS, Architecture, Likelihood, Prior
 from vaetool.distributions import SCALES, DiagonalGaussian
 from vaetool.errors import VaetoolError
 from vaetool.priors.standard_normal import StandardNormal
 from vaetool.validate import plugin_errors
 
 DEFAULT_PRIOR = "standard-normal"
-_LOG_2PI = math.log(2 * math.pi)
 
 
 @dataclass
 class ELBOTerms:
-    """The evidence lower bound of each example and its two parts, in nats.
+    """The evidence lower bound of each example and its parts, in nats: what an objective is given.
 
     ``elbo = reconstruction − kl.sum(-1)``, with β = 1: the bound itself, comparable across models
     whatever β they were trained with. ``kl`` is per latent dimension ``(B, latent_dim)`` when the
     prior's KL is analytic, else the Monte Carlo estimate as one column ``(B, 1)``.
+
+    With S > 1 samples of z per image (``VAE.elbo(samples=S)``), ``reconstruction``,
+    ``log_prior`` and ``log_posterior`` are ``(S, B)``, ``z`` is ``(S, B, latent_dim)`` and
+    ``posterior`` is q(z|x) expanded to that shape; ``kl`` stays per image (the closed form, or the
+    Monte Carlo estimate averaged over the samples).
     """
 
     reconstruction: Tensor  # (B,) log p(x|z) for one z ~ q(z|x)
     kl: Tensor  # (B, latent_dim) or (B, 1): KL(q(z|x) ‖ p(z))
-    # What objectives beyond the ELBO need (β-TCVAE): the sampled z (B, latent_dim) and q(z|x).
+    # What objectives beyond the ELBO need: the sampled z (B, latent_dim), q(z|x), and
+    # log p(z), log q(z|x) at that z (importance weights). None for an autoencoder.
     z: Tensor | None = None
     posterior: DiagonalGaussian | None = None
+    log_prior: Tensor | None = None
+    log_posterior: Tensor | None = None
 
     @property
     def elbo(self) -> Tensor:
         return self.reconstruction - self.kl.sum(-1)
 
+    @property
+    def log_weights(self) -> Tensor:
+        """log p(x, z) − log q(z|x) for each sample, ``(S, B)`` (S = 1 for a single sample)."""
+        return torch.atleast_2d(self.reconstruction + self.log_prior - self.log_posterior)
 
-@dataclass
-class KLDecomposition:
-    """The KL term split three ways, per example ``(B,)`` in nats (Chen et al., NeurIPS 2018, eq. 2).
-
-    ``mutual_information + total_correlation + dimension_kl`` is the Monte Carlo KL estimate
-    log q(z|x) − log p(z) at the sampled z, exactly (the three telescope).
-    """
-
-    mutual_information: Tensor  # log q(z|x) − log q(z): index-code MI
-    total_correlation: Tensor  # log q(z) − Σ_j log q(z_j)
-    dimension_kl: Tensor  # Σ_j log q(z_j) − log p(z_j)
-
-
-def kl_decomposition(z: Tensor, posterior: DiagonalGaussian, dataset_size: int) -> KLDecomposition:
-    """Estimate the KL decomposition of a minibatch, for the standard normal prior.
-
-    β-TCVAE (Chen et al., NeurIPS 2018, §4.1 and Appendix C.2) needs the aggregate posterior
-    q(z) = 1/N Σ_n q(z|n) and its marginals q(z_j) at each sampled z_i. Both are estimated by
-    stratified sampling from the batch of M codes drawn from N examples: z_i's own example counts
-    with its true weight 1/N and the other M − 1 examples of the batch, a uniform draw from the
-    other N − 1, with (N − 1) / (N (M − 1)) each. That estimate of q(z_i) is unbiased (the weights
-    sum to 1 and, when the batch is the whole dataset, it is exact), unlike the plain minibatch
-    weighted sampling 1/(NM) whose log is off by a constant for each term.
-    """
-    batch = len(z)
-    if dataset_size < batch:
-        raise ValueError(f"the dataset size ({dataset_size}) cannot be smaller than the batch ({batch})")
-    # log q(z_i,d | x_j,d) for every pair (i, j) and dimension d: (M, M, L).
-    diff = (z[:, None, :] - posterior.mean[None, :, :]) / posterior.std[None, :, :]
-    log_q_pairs = -0.5 * (diff ** 2 + posterior.log_var[None, :, :] + _LOG_2PI)
-    if batch > 1:
-        log_weights = torch.full((batch, batch), math.log((dataset_size - 1) / (dataset_size * (batch - 1))),
-                                 dtype=z.dtype, device=z.device)
-        log_weights.fill_diagonal_(-math.log(dataset_size))
-    else:  # nothing else to average over: q(z) is taken as q(z|x), which leaves the ELBO's KL as dimension-wise KL
-        log_weights = torch.zeros(1, 1, dtype=z.dtype, device=z.device)
-    log_q_z = torch.logsumexp(log_weights + log_q_pairs.sum(-1), dim=1)
-    log_q_marginals = torch.logsumexp(log_weights[:, :, None] + log_q_pairs, dim=1).sum(-1)
-    log_q_z_given_x = log_q_pairs.diagonal(dim1=0, dim2=1).sum(0)  # the same sums as the pairs, so the parts telescope
-    log_p_z = -0.5 * (z ** 2 + _LOG_2PI).sum(-1)
-    return KLDecomposition(log_q_z_given_x - log_q_z, log_q_z - log_q_marginals, log_q_marginals - log_p_z)
-
-
-def objective(terms: ELBOTerms, beta: float = 1.0, free_bits: float = 0.0, *, tc_weight: float | None = None,
-              dataset_size: int | None = None, capacity: float | None = None) -> Tensor:
-    """The training loss, a scalar: −E[log p(x|z)] + β · KL, averaged over the batch.
-
-    β-VAE (Higgins et al., ICLR 2017) weighs the KL; β = 0 is the autoencoder limit. Free bits
-    (Kingma et al., NeurIPS 2016) stop penalising a latent dimension's batch-average KL below
-    ``free_bits`` nats, so dimensions are not pushed to collapse early in training (with a prior
-    whose KL is not per dimension, the threshold applies to the whole KL).
-
-    ``tc_weight`` B makes it β-TCVAE (Chen et al., NeurIPS 2018, eq. 4 with α = γ = 1):
-    −log p(x|z) + β · (MI + B · TC + dimension-wise KL), the three estimated by
-    :func:`kl_decomposition` over the batch of ``dataset_size`` examples; ``terms`` must carry
-    ``z`` and ``posterior``, and β is 1 or its warm-up ramp. ``capacity`` C makes it the
-    controlled capacity increase (Burgess et al. 2018, eq. 8): −log p(x|z) + β · |KL − C|, β
-    being the paper's γ and KL the batch-average total. Neither takes free bits.
-    """
-    reconstruction = terms.reconstruction.mean()
-    if tc_weight is not None:
-        if terms.z is None or terms.posterior is None or dataset_size is None:
-            raise ValueError("the β-TCVAE objective needs terms.z, terms.posterior and the dataset size")
-        parts = kl_decomposition(terms.z, terms.posterior, dataset_size)
-        regulariser = parts.mutual_information + tc_weight * parts.total_correlation + parts.dimension_kl
-        return -reconstruction + beta * regulariser.mean()
-    kl_per_dim = terms.kl.mean(0)
-    if capacity is not None:
-        return -reconstruction + beta * (kl_per_dim.sum() - capacity).abs()
-    if free_bits > 0:
-        kl_per_dim = kl_per_dim.clamp(min=free_bits)
-    return -reconstruction + beta * kl_per_dim.sum()
+    def sums(self) -> tuple[Tensor, Tensor]:
+        """Σ over the batch of log p(x|z) (averaged over samples) and of the KL: what progress shows."""
+        reconstruction = self.reconstruction if self.reconstruction.dim() == 1 else self.reconstruction.mean(0)
+        return reconstruction.sum(), self.kl.sum()
 
 
 class VAE(nn.Module):
@@ -176,6 +118,23 @@ class VAE(nn.Module):
     def autoencoder(self) -> bool:
         return self.config["autoencoder"]
 
+    def lacks(self, need: str) -> str | None:
+        """Why this model cannot give what an objective needs (a name from ``contracts.NEEDS``), or None."""
+        if need not in NEEDS:
+            return f"{need!r} is nothing vaetool knows (it knows {', '.join(NEEDS)})"
+        if need in ("kl", "posterior", "samples") and self.autoencoder:
+            return "an autoencoder (--autoencoder) has a deterministic encoder and no KL term"
+        if need == "standard-normal-prior" and self.config["prior"] != DEFAULT_PRIOR:
+            return f"this model's prior is {self.config['prior']}"
+        return None
+
+    def draw_noise(self, batch: int, samples: int = 1, device=None) -> Tensor | None:
+        """The ε of ``samples`` draws of z for each of ``batch`` images, batch first; None when z is deterministic."""
+        if self.autoencoder or samples == 0:
+            return None
+        shape = (batch, self.latent_dim) if samples == 1 else (batch, samples, self.latent_dim)
+        return torch.randn(shape, device=device)
+
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
@@ -229,29 +188,49 @@ class VAE(nn.Module):
         return self.decode(self.encode(x, y).mean, y)
 
     def elbo(self, x: Tensor, y: Tensor | None = None, generator: torch.Generator | None = None,
-             noise: Tensor | None = None) -> ELBOTerms:
-        """ELBO terms for images in [0, 1], with one reparameterised sample z ~ q(z|x).
+             noise: Tensor | None = None, samples: int = 1) -> ELBOTerms:
+        """ELBO terms for images in [0, 1], with reparameterised samples z ~ q(z|x) (one by default).
 
         ELBO = E_q[log p(x|z)] − KL(q(z|x) ‖ p(z))  (Kingma & Welling, ICLR 2014, eq. 10 and 7): the
         KL in closed form when the prior has one, else log q(z|x) − log p(z) at the sampled z.
-        ``noise``, when given, is the ε of that sample, ``(B, latent_dim)``.
+        ``noise``, when given, is the ε of the samples, as :meth:`draw_noise` lays it out.
+        ``samples`` > 1 draws that many z per image (importance-weighted objectives); see
+        :class:`ELBOTerms` for the shapes. ``samples`` = 0 takes z as the posterior mean, a
+        deterministic encoder (the Wasserstein autoencoder's).
         """
         target = self.likelihood.target(x, generator)
         posterior = self.encode(x, y)
         if self.autoencoder:
-            z, kl = posterior.mean, torch.zeros_like(posterior.mean)
-        else:
+            z = posterior.mean
+            reconstruction = self.likelihood.log_prob(target, self.decode_params(z, y))
+            return ELBOTerms(reconstruction, torch.zeros_like(posterior.mean), z, posterior)
+        if samples == 0:  # the encoder used deterministically (WAE): z is the posterior mean
+            z = posterior.mean
+            # The KL is reported in closed form; a prior without one has no single-point estimate.
+            kl = self.prior.kl(posterior) if self.prior.analytic_kl else torch.zeros_like(z[:, :1])
+            reconstruction = self.likelihood.log_prob(target, self.decode_params(z, y))
+            return ELBOTerms(reconstruction, kl, z, posterior)
+        if samples == 1:
             z = posterior.rsample(generator, noise=noise)
-            if self.prior.analytic_kl:
-                kl = self.prior.kl(posterior)
-            else:
-                kl = (posterior.log_prob(z) - self.prior.log_prob(z)).unsqueeze(-1)
-        reconstruction = self.likelihood.log_prob(target, self.decode_params(z, y))
-        return ELBOTerms(reconstruction, kl, z, posterior)
+            log_posterior, log_prior = posterior.log_prob(z), self.prior.log_prob(z)
+            kl = self.prior.kl(posterior) if self.prior.analytic_kl else (log_posterior - log_prior).unsqueeze(-1)
+            reconstruction = self.likelihood.log_prob(target, self.decode_params(z, y))
+            return ELBOTerms(reconstruction, kl, z, posterior, log_prior, log_posterior)
+        batch = len(x)
+        expanded = DiagonalGaussian(posterior.mean.expand(samples, *posterior.mean.shape),
+                                    posterior.log_var.expand(samples, *posterior.log_var.shape))
+        z = expanded.rsample(generator, noise=noise.transpose(0, 1) if noise is not None else None)
+        log_posterior, log_prior = expanded.log_prob(z), self.prior.log_prob(z)
+        kl = self.prior.kl(posterior) if self.prior.analytic_kl else (log_posterior - log_prior).mean(0).unsqueeze(-1)
+        labels = y.repeat(samples) if y is not None else None  # row s·B + b is image b
+        params = self.decode_params(z.reshape(samples * batch, -1), labels)
+        repeated = target.expand(samples, *target.shape).reshape(samples * batch, *target.shape[1:])
+        reconstruction = self.likelihood.log_prob(repeated, params).reshape(samples, batch)
+        return ELBOTerms(reconstruction, kl, z, expanded, log_prior, log_posterior)
 
-    def forward(self, x: Tensor, y: Tensor | None = None, noise: Tensor | None = None) -> ELBOTerms:
+    def forward(self, x: Tensor, y: Tensor | None = None, noise: Tensor | None = None, samples: int = 1) -> ELBOTerms:
         """The ELBO terms: what training calls, through DistributedDataParallel when there are several processes."""
-        return self.elbo(x, y, noise=noise)
+        return self.elbo(x, y, noise=noise, samples=samples)
 
 
 def create(architecture: str = "conv", likelihood: str = "bernoulli", *,

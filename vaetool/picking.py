@@ -78,8 +78,8 @@ def open_split(data: str, split: str = "test", *, data_dir=None, options: dict |
     With a ``model``, its own dataset comes with the options it was trained on (size, subset, …),
     and a dataset whose images do not match the model's input is refused.
     """
+    from vaetool import registry
     from vaetool.datasets import data_root
-    from vaetool.training import build_dataset
 
     if split not in SPLITS:
         raise VaetoolError(f"--split must be train or test, not {split!r}.")
@@ -87,7 +87,7 @@ def open_split(data: str, split: str = "test", *, data_dir=None, options: dict |
     recorded = {}
     if model is not None and name == model.config.get("dataset"):
         recorded = dict(model.config.get("dataset_options", {}))
-    dataset, _ = build_dataset(name, {**recorded, **found, **(options or {})})
+    dataset, _ = registry.build("dataset", name, {**recorded, **found, **(options or {})})
     shown = Path(data).name if name == "folder" else name
     if model is not None and tuple(dataset.image_shape) != tuple(model.input_shape):
         trained = model.config.get("dataset")

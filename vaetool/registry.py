@@ -25,6 +25,7 @@ GROUPS = {
     "likelihood": "vaetool.likelihoods",
     "prior": "vaetool.priors",
     "dataset": "vaetool.datasets",
+    "objective": "vaetool.objectives",
 }
 
 # Constructor arguments that vaetool itself supplies; everything else is a plugin option.
@@ -353,6 +354,17 @@ def resolve_options(kind: str, name: str, options: dict[str, Any]) -> dict[str, 
         choices = ", ".join(known) or "none"
         raise VaetoolError(f"The {kind} {name!r} has no option {', '.join(map(repr, unknown))}; its options are: {choices}.")
     return _jsonable({**known, **given})
+
+
+def build(kind: str, name: str, options: dict[str, Any] | None = None, *core: Any) -> tuple[Any, dict[str, Any]]:
+    """The plugin ``name`` of ``kind`` built from ``options``, and the full options it was built with.
+
+    The one place a plugin is made from its name and options: the options are resolved as in
+    :func:`resolve_options` and passed by name after the ``core`` arguments vaetool supplies
+    (``latent_dim`` for a prior, say); the resolved options are what a model file records.
+    """
+    resolved = resolve_options(kind, name, options or {})
+    return get(kind, name)(*core, **resolved), resolved
 
 
 def _jsonable(value: Any) -> Any:

@@ -44,7 +44,7 @@ def _figures(entries: list[Entry], pictures: dict, folder: Path) -> dict[str, Pa
     # plot the VAEs of the most common likelihood, a β sweep joined into its trade-off curve.
     groups: dict[str, list[Entry]] = {}
     for e in entries:
-        if not e.config["autoencoder"]:
+        if not e.config["autoencoder"] and "kl" in e.numbers:  # the WAE family has no rate to plot
             groups.setdefault(likelihood_group(e), []).append(e)
     if groups:
         shown = max(groups.values(), key=len)

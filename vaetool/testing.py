@@ -13,18 +13,19 @@ A check returns ``None`` when the plugin keeps its contract (:mod:`vaetool.contr
 A class is registered in this process under a temporary name for the duration of the check (so that
 save → load can find it) and unregistered afterwards.
 
-- :func:`check_architecture`, :func:`check_likelihood`, :func:`check_prior`, :func:`check_dataset`:
-  one plugin, thoroughly.
+- :func:`check_architecture`, :func:`check_likelihood`, :func:`check_prior`, :func:`check_dataset`,
+  :func:`check_objective`: one plugin, thoroughly.
 - :func:`check_plugin`: the right one of those for a kind and a name.
 - :func:`check_all_installed`: every installed plugin, with every failure reported at once.
 - :class:`ArchitectureConformance`, :class:`LikelihoodConformance`, :class:`PriorConformance`,
-  :class:`DatasetConformance`: mixins for a pytest test class, in the manner of diffusers' ``ModelTesterMixin``.
+  :class:`DatasetConformance`, :class:`ObjectiveConformance`: mixins for a pytest test class, in the manner of diffusers' ``ModelTesterMixin``.
 
 Nothing here needs pytest. Everything runs on the CPU in seconds with small options.
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
 import inspect
 import json
 import math
@@ -40,15 +41,20 @@ from torch import Tensor, nn
 
 import vaetool
 from vaetool import devices, registry
-from vaetool.contracts import PLUGIN_API_VERSION, Architecture, Dataset, Likelihood, Prior, Split
+from vaetool.contracts import NEEDS, PLUGIN_API_VERSION, Architecture, Dataset, Likelihood, Objective, Prior, Split
 from vaetool.errors import VaetoolError
 
 __all__ = [
-    "ArchitectureConformance", "ContractViolation", "DatasetConformance", "LikelihoodConformance", "PriorConformance",
-    "check_all_installed", "check_architecture", "check_dataset", "check_likelihood", "check_plugin", "check_prior",
+    "ArchitectureConformance", "ContractViolation", "DatasetConformance", "LikelihoodConformance", "ObjectiveConformance",
+    "PriorConformance", "check_all_installed", "check_architecture", "check_dataset", "check_likelihood",
+    "check_objective", "check_plugin", "check_prior",
 ]
 
-CONTRACTS = {"architecture": Architecture, "likelihood": Likelihood, "prior": Prior, "dataset": Dataset}
+CONTRACTS = {"architecture": Architecture, "likelihood": Likelihood, "prior": Prior, "dataset": Dataset,
+             "objective": Objective}
+
+#: What an objective's ``bound`` may say (see :class:`vaetool.contracts.Objective`).
+BOUNDS = ("elbo", "iw", "none")
 
 #: The built-in likelihood that needs each number of decoder outputs per pixel: an architecture's
 #: full-ELBO checks run through these.
@@ -369,13 +375,13 @@ def _batch(model, shape, num_classes, generator, device, n=5):
 
 def _check_gradients(subject: _Subject, model, shape, likelihood: str, num_classes: int,
                      generator: torch.Generator, device: torch.device) -> None:
-    from vaetool.model import objective
+    from vaetool.objectives.elbo import ELBO
 
     with subject.rule(f"the ELBO's gradient (with the {likelihood} likelihood) reaches every parameter and is finite"):
         model.train()
         model.zero_grad(set_to_none=True)
         x, y = _batch(model, shape, num_classes, generator, device)
-        loss = objective(model.elbo(x, y))
+        loss = ELBO().loss(model.elbo(x, y), 0.0)
         _expect(torch.isfinite(loss), f"the loss is {loss.item()} for input {shape}")
         loss.backward()
         for name, p in model.architecture.named_parameters():
@@ -386,7 +392,7 @@ def _check_gradients(subject: _Subject, model, shape, likelihood: str, num_class
 
 
 def _check_training_steps(subject: _Subject, model, shape, num_classes, generator, device) -> None:
-    from vaetool.model import objective
+    from vaetool.objectives.elbo import ELBO
     from vaetool.training import adam
 
     with subject.rule("a few Adam steps on tiny random data keep the loss and the weights finite"):
@@ -394,7 +400,7 @@ def _check_training_steps(subject: _Subject, model, shape, num_classes, generato
         x, y = _batch(model, shape, num_classes, generator, device, n=8)
         optimizer = adam(model, 1e-3)
         for step in range(3):
-            loss = objective(model.elbo(x, y))
+            loss = ELBO().loss(model.elbo(x, y), 0.0)
             _expect(torch.isfinite(loss), f"the loss is {loss.item()} at step {step + 1}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -439,8 +445,10 @@ def check_likelihood(name_or_cls: str | type, *, options: Mapping[str, Any] | No
       sample depends on the generator's seed only, not on torch's global random state;
     - inside a model it survives save → load with the same config, weights and ELBO;
     - ``.to(device)`` moves its tensors;
-    - with ``levels`` (say 256 for 8-bit data, 2 for binary): it is ``discrete`` and its
-      probabilities of the levels ``k / (levels − 1)`` sum to 1 for each pixel.
+    - it is normalised, on a one-pixel image: with ``levels`` (the argument, else the likelihood's
+      own ``levels`` attribute: 256 for 8-bit data, 2 for binary) the probabilities of the levels
+      ``k / (levels − 1)`` sum to 1; without, ``exp(log_prob)`` integrates numerically to 1 over the
+      likelihood's ``support``.
     """
     device = _device(device)
     batch, channels, height, width = (int(s) for s in shape)
@@ -494,8 +502,41 @@ def check_likelihood(name_or_cls: str | type, *, options: Mapping[str, Any] | No
             likelihood.zero_grad(set_to_none=True)
         _check_images(subject, likelihood, params.detach(), (batch, channels, height, width), device)
         _check_likelihood_round_trip(subject, name, resolved, (channels, height, width), generator, device)
+        levels = levels if levels is not None else getattr(likelihood, "levels", None)
         if levels is not None:
             _check_levels(subject, likelihood, levels, generator, device)
+        else:
+            _check_density(subject, likelihood, generator)
+
+
+@torch.no_grad()
+def _check_levels(subject: _Subject, likelihood: Likelihood, levels: int, generator, device) -> None:
+    with subject.rule(f"on one pixel, the probabilities of the {levels} levels k/{levels - 1} sum to 1"):
+        grid = (torch.arange(levels, dtype=torch.float32) / (levels - 1)).view(-1, 1, 1, 1).to(device)
+        for scale in (0.5, 1.0, 3.0):
+            params = (scale * torch.randn(1, likelihood.params_per_channel, 1, 1, generator=generator)).to(device)
+            total = likelihood.log_prob(grid, params.expand(levels, -1, -1, -1)).exp().sum().item()
+            _expect(abs(total - 1) < 1e-3, f"they sum to {total:.6g} for parameters {_numbers(params)}")
+
+
+@torch.no_grad()
+def _check_density(subject: _Subject, likelihood: Likelihood, generator, points: int = 200_001) -> None:
+    """exp(log_prob) of one pixel integrates to 1 over the support: the trapezoid rule in float64 on a grid
+    about the distribution's mean whose spacing grows with the distance from it (x = mean ± c·sinh t), so
+    that scales from 1e-5 to 1e3 are all resolved."""
+    low, high = (float(v) for v in getattr(likelihood, "support", (-math.inf, math.inf)))
+    with subject.rule(f"on one pixel, exp(log_prob) integrates to 1 over its support [{low:g}, {high:g}]"):
+        exact = copy.deepcopy(likelihood).to("cpu", torch.float64)
+        t = torch.linspace(-math.asinh(1e8), math.asinh(1e8), points, dtype=torch.float64)
+        offsets = 1e-5 * torch.sinh(t)
+        ends = torch.tensor([low, high], dtype=torch.float64).clamp(-1e9, 1e9)
+        for scale in (0.5, 1.0, 3.0):
+            params = scale * torch.randn(1, exact.params_per_channel, 1, 1, generator=generator).double()
+            centre = exact.mean(params).reshape(()).clamp(max(low, -1e6), min(high, 1e6))
+            x = torch.cat([(centre + offsets).clamp(low, high), ends]).unique()  # sorted
+            density = exact.log_prob(x.view(-1, 1, 1, 1), params.expand(len(x), -1, -1, -1)).exp()
+            total = torch.trapezoid(density, x).item()
+            _expect(abs(total - 1) < 2e-3, f"it integrates to {total:.6g} for parameters {_numbers(params)}")
 
 
 @torch.no_grad()
@@ -555,17 +596,6 @@ def _check_likelihood_round_trip(subject: _Subject, name: str, options: dict, sh
             before = model.eval().elbo(x, generator=torch.Generator(device=device).manual_seed(2)).elbo
             after = loaded.elbo(x, generator=torch.Generator(device=device).manual_seed(2)).elbo
         _expect(_same(before, after), f"the ELBO is {_numbers(before)} before and {_numbers(after)} after")
-
-
-@torch.no_grad()
-def _check_levels(subject: _Subject, likelihood: Likelihood, levels: int, generator, device) -> None:
-    with subject.rule(f"a discrete likelihood's probabilities of the {levels} levels k/{levels - 1} sum to 1"):
-        _expect(likelihood.discrete, "levels were given but discrete is False")
-        grid = (torch.arange(levels, dtype=torch.float32) / (levels - 1)).view(-1, 1, 1, 1).to(device)
-        for scale in (0.5, 1.0, 3.0):
-            params = (scale * torch.randn(1, likelihood.params_per_channel, 1, 1, generator=generator)).to(device)
-            total = likelihood.log_prob(grid, params.expand(levels, -1, -1, -1)).exp().sum().item()
-            _expect(abs(total - 1) < 1e-3, f"they sum to {total:.6g} for parameters {_numbers(params)}")
 
 
 # -- priors ---------------------------------------------------------------------------------------
@@ -667,13 +697,13 @@ def _check_density_matches_samples(prior: Prior, device: torch.device, n: int = 
 
 
 def _check_prior_in_a_model(subject: _Subject, name: str, options: dict, generator, device) -> None:
-    from vaetool.model import objective
+    from vaetool.objectives.elbo import ELBO
 
     x = _images((4, 1, 6, 6), generator, device)
     with subject.rule("inside a model, the ELBO's gradient reaches the prior's weights and is finite"):
         model = vaetool.create("linear", "bernoulli", input_shape=(1, 6, 6), latent_dim=3, prior=name,
                                prior_options=options).to(device)
-        objective(model.elbo(x, generator=torch.Generator(device=device).manual_seed(3))).backward()
+        ELBO().loss(model.elbo(x, generator=torch.Generator(device=device).manual_seed(3)), 0.0).backward()
         for weight_name, weight in model.prior.named_parameters():
             if weight.requires_grad:
                 _expect(weight.grad is not None and torch.isfinite(weight.grad).all(),
@@ -845,16 +875,138 @@ def _check_training_run(subject: _Subject, name: str, cls: type, options: dict, 
                 registry.unregister("dataset", source)
 
 
+# -- objectives -----------------------------------------------------------------------------------
+
+class _Dots(Dataset):
+    """8×8 grey images of one bright pixel pair at a seeded place: a dataset the objective checks train on."""
+
+    image_shape = (1, 8, 8)
+
+    def __init__(self, n_train: int = 64, n_test: int = 16):
+        self.n_train, self.n_test = n_train, n_test
+
+    def load(self, split: str, root: Path | None = None) -> Split:
+        if split not in ("train", "test"):
+            raise VaetoolError(f"Unknown split {split!r}.")
+        n = self.n_train if split == "train" else self.n_test
+        generator = torch.Generator().manual_seed(0 if split == "train" else 1)
+        images = torch.zeros(n, 1, 8, 8, dtype=torch.uint8)
+        where = torch.randint(0, 7, (n, 2), generator=generator)
+        for i, (r, c) in enumerate(where.tolist()):
+            images[i, 0, r, c:c + 2] = 255
+        return Split(images)
+
+
+def check_objective(name_or_cls: str | type, *, options: Mapping[str, Any] | None = None,
+                    resume: bool = True) -> None:
+    """Check that an objective keeps the :class:`~vaetool.contracts.Objective` contract.
+
+    ``name_or_cls`` is a registry name or the class itself; ``options`` are its options (left out:
+    its defaults). It checks that:
+
+    - it is built as ``cls(**options)`` from keyword arguments with JSON-able defaults; ``needs``
+      names only what :data:`vaetool.contracts.NEEDS` lists; ``samples`` is an int ≥ 0;
+      ``bound`` is one of :data:`BOUNDS`;
+    - on a tiny model's terms, ``loss`` is a finite scalar whose gradient reaches every encoder and
+      decoder weight, finite; ``schedule`` gives numbers;
+    - two epochs of a tiny mlp train with finite losses, and the model file records the objective's
+      name and options, which rebuild it;
+    - with ``resume`` (the default): one epoch, then a resume to two, gives the same weights, checkpoint
+      (its own trainable state and optimiser included) and metrics, bit for bit, as two epochs straight.
+    """
+    from vaetool.training import TrainConfig, resume as resume_run, train
+
+    with _installed("objective", name_or_cls, torch.device("cpu")) as (subject, name, cls):
+        resolved = _check_options(subject, "objective", name, cls, options)
+        with subject.rule("it builds as cls(**options)"):
+            objective = cls(**resolved)
+        with subject.rule(f"needs names only what vaetool knows ({', '.join(NEEDS)})"):
+            unknown = [need for need in cls.needs if need not in NEEDS]
+            _expect(not unknown, f"needs lists {unknown}")
+        with subject.rule("samples is an int, 0 or more"):
+            _expect(isinstance(objective.samples, int) and objective.samples >= 0, f"samples is {objective.samples!r}")
+        with subject.rule(f"bound is one of {', '.join(BOUNDS)}"):
+            _expect(cls.bound in BOUNDS, f"bound is {cls.bound!r}")
+        _check_objective_loss(subject, name, resolved)
+        registry.register("dataset", "conformance-dots", _Dots)
+        try:
+            config = TrainConfig(architecture="mlp", architecture_options={"hidden": [16]}, likelihood="bernoulli",
+                                 dataset="conformance-dots", latent_dim=3, epochs=2, batch_size=32, lr=3e-3,
+                                 objective=name, objective_options=dict(options or {}))
+            with tempfile.TemporaryDirectory(prefix="vaetool-conformance-") as tmp:
+                straight = Path(tmp) / "straight"
+                with subject.rule("two epochs of a tiny mlp train with finite losses (vaetool.training.train)"):
+                    result = train(config, straight, device="cpu")
+                    _expect(all(math.isfinite(m["train_loss"]) for m in result.metrics),
+                            f"the metrics are {result.metrics}")
+                with subject.rule("the model file records the objective's name and options, which rebuild it"):
+                    saved = vaetool.load(straight).config
+                    _expect(saved.get("objective") == name, f"the model file records objective {saved.get('objective')!r}")
+                    again = TrainConfig.from_model_config(saved).build_objective()[1]
+                    _expect(again == saved["objective_options"],
+                            f"recorded {saved['objective_options']}, rebuilt as {again}")
+                if resume:
+                    with subject.rule("one epoch and a resume to two equal two epochs straight, bit for bit"):
+                        run = Path(tmp) / "resumed"
+                        # With the options the straight run settled (a schedule fixed to its length, say).
+                        settled = dataclasses.replace(config, epochs=1, objective_options=saved["objective_options"])
+                        train(settled, run, device="cpu")
+                        resume_run(run, epochs=2, device="cpu")
+                        for file in ("model.safetensors", "checkpoint.safetensors"):
+                            a, b = _tensors(straight / file), _tensors(run / file)
+                            differ = sorted(k for k in a.keys() | b.keys() if k not in a or k not in b
+                                            or not torch.equal(a[k], b[k]))
+                            _expect(not differ, f"{file} differs in {differ[:5]}")
+                        _expect(_lines(straight) == _lines(run), "the metrics differ")
+        finally:
+            registry.unregister("dataset", "conformance-dots")
+
+
+def _tensors(path: Path) -> dict[str, Tensor]:
+    from vaetool.io import read_tensors
+
+    return read_tensors(path)[0]
+
+
+def _lines(run: Path) -> list[dict]:
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in line.items() if not k.endswith("seconds")} for line in lines]
+
+
+def _check_objective_loss(subject: _Subject, name: str, options: dict) -> None:
+    from vaetool.contracts import TrainingContext
+
+    with subject.rule("loss(terms, epochs_done) is a finite scalar whose gradient reaches every encoder and "
+                      "decoder weight, finite; schedule(epochs_done) gives numbers"):
+        torch.manual_seed(0)
+        model = vaetool.create("mlp", "bernoulli", input_shape=(1, 8, 8), latent_dim=3,
+                               architecture_options={"hidden": [16]})
+        objective, _ = registry.build("objective", name, options)
+        objective.begin(model, TrainingContext(dataset_size=96, epochs=2, steps_per_epoch=3, lr=1e-3,
+                                               device=torch.device("cpu")))
+        x = _images((32, 1, 8, 8), torch.Generator().manual_seed(1), torch.device("cpu"))
+        terms = model(x, None, None, objective.samples)
+        loss = objective.loss(terms, 0.5)
+        _expect(torch.is_tensor(loss) and loss.shape == (), f"loss is {_shape(loss)}, not a scalar")
+        _expect(torch.isfinite(loss), f"loss is {loss.item()}")
+        loss.backward()
+        for weight, p in model.architecture.named_parameters():
+            _expect(p.grad is not None, f"{weight} gets no gradient")
+            _expect(torch.isfinite(p.grad).all(), f"{weight} has a non-finite gradient")
+        schedule = objective.schedule(0.5)
+        _expect(all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in schedule.values()),
+                f"schedule gives {schedule}")
+
+
 # -- every plugin -----------------------------------------------------------------------------------
 
 _CHECKS = {"architecture": check_architecture, "likelihood": check_likelihood, "prior": check_prior,
-           "dataset": check_dataset}
+           "dataset": check_dataset, "objective": check_objective}
 
 
 def check_plugin(kind: str, name_or_cls: str | type, **kwargs: Any) -> None:
-    """Run the check for a plugin of ``kind`` ("architecture", "likelihood", "prior" or "dataset");
-    ``kwargs`` go to :func:`check_architecture`, :func:`check_likelihood`, :func:`check_prior` or
-    :func:`check_dataset`."""
+    """Run the check for a plugin of ``kind`` ("architecture", "likelihood", "prior", "dataset" or
+    "objective"); ``kwargs`` go to that kind's check (:func:`check_architecture`, …, :func:`check_objective`)."""
     if kind not in _CHECKS:
         raise ValueError(f"unknown plugin kind {kind!r}; kinds are {', '.join(_CHECKS)}")
     _CHECKS[kind](name_or_cls, **kwargs)
@@ -924,3 +1076,9 @@ class DatasetConformance(_Conformance):
     """Mixin for a pytest class; runs :func:`check_dataset` on ``plugin``."""
 
     _kind = "dataset"
+
+
+class ObjectiveConformance(_Conformance):
+    """Mixin for a pytest class; runs :func:`check_objective` on ``plugin``."""
+
+    _kind = "objective"

@@ -23,19 +23,19 @@ import math
 import signal
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from vaetool import distributed, metrics, registry
-from vaetool.contracts import Split
+from vaetool import distributed, metrics, objectives, registry
+from vaetool.contracts import NEEDS, Split, TrainingContext
 from vaetool.datasets import data_root
 from vaetool.errors import VaetoolError
 from vaetool.images import background as images_background
 from vaetool.io import MODEL_FILE, atomic_write_text, read_tensors, save, save_tensors
-from vaetool.model import VAE, create, objective
+from vaetool.model import VAE, create
 from vaetool.runs import CHECKPOINT_FILE, METRICS_FILE
 
 EVAL_BATCH = 500
@@ -61,11 +61,15 @@ class TrainConfig:
     latent_dim: int = 16
     encoder_scale: str = "exp"
     autoencoder: bool = False
-    beta: float = 1.0
-    warmup: float = 0.0  # epochs over which β rises linearly from 0
-    free_bits: float = 0.0  # nats per latent dimension
-    tc_weight: float | None = None  # β-TCVAE: the weight of the total correlation; None = off
-    capacity: float | None = None  # controlled capacity increase: the final capacity in nats; None = off
+    # How the model is trained: an objective plugin and its options (None: elbo, or the one the
+    # shorthands below choose). The shorthands are the historical flags; see vaetool.objectives.
+    objective: str | None = None
+    objective_options: dict[str, Any] = field(default_factory=dict)
+    beta: float | None = None  # the KL weight (β-VAE), or capacity's γ
+    warmup: float | None = None  # epochs over which β rises linearly from 0
+    free_bits: float | None = None  # nats per latent dimension
+    tc_weight: float | None = None  # β-TCVAE: the weight of the total correlation
+    capacity: float | None = None  # controlled capacity increase: the final capacity in nats
     capacity_epochs: float | None = None  # epochs over which the capacity rises from 0 (None: all of them)
     epochs: int = 10
     batch_size: int = 128
@@ -79,54 +83,35 @@ class TrainConfig:
         for name, low in (("latent_dim", 1), ("epochs", 1), ("batch_size", 1)):
             if getattr(self, name) < low:
                 raise VaetoolError(f"{name.replace('_', '-')} must be at least {low}, not {getattr(self, name)}.")
-        for name in ("beta", "warmup", "free_bits"):
-            if not getattr(self, name) >= 0:
-                raise VaetoolError(f"{name.replace('_', '-')} must be zero or more, not {getattr(self, name)}.")
         if not self.lr > 0:
             raise VaetoolError(f"The learning rate must be positive, not {self.lr}.")
-        self._check_objective()
+        self.build_objective()  # its options are checked by its constructor
 
-    def _check_objective(self) -> None:
-        for name in ("tc_weight", "capacity"):
-            value = getattr(self, name)
-            if value is not None and not value >= 0:
-                raise VaetoolError(f"{name.replace('_', '-')} must be zero or more, not {value}.")
-        if self.capacity_epochs is not None:
-            if self.capacity is None:
-                raise VaetoolError("capacity-epochs needs a capacity to raise; give --capacity too.")
-            if not self.capacity_epochs > 0:
-                raise VaetoolError(f"capacity-epochs must be positive, not {self.capacity_epochs}.")
-        chosen = "tc-weight" if self.tc_weight is not None else "capacity" if self.capacity is not None else None
-        if chosen is None:
-            return
-        if self.tc_weight is not None and self.capacity is not None:
-            raise VaetoolError("tc-weight and capacity are two different objectives; choose one.")
-        if self.autoencoder:
-            raise VaetoolError(f"{chosen} has no effect on an autoencoder, which has no KL term; give one or the other.")
-        if self.free_bits > 0:
-            raise VaetoolError(f"{chosen} cannot be combined with free-bits; choose one.")
-        if self.tc_weight is not None and self.beta != 1:
-            raise VaetoolError(f"tc-weight weighs the total correlation and the other KL terms keep weight 1, "
-                               f"so beta must stay 1 (not {self.beta:g}) with it.")
-        if self.tc_weight is not None and self.prior != "standard-normal":
-            raise VaetoolError(f"tc-weight needs the standard-normal prior, whose marginals it estimates; "
-                               f"not {self.prior}.")
+    def objective_choice(self) -> tuple[str, dict[str, Any]]:
+        """The objective's name and the options given for it (shorthands folded in)."""
+        return objectives.choose(self.objective, self.objective_options,
+                                 {key: getattr(self, key) for key in objectives.SHORTHANDS})
+
+    def build_objective(self):
+        """The objective plugin, built; and its full options, as the model file records them."""
+        name, options = self.objective_choice()
+        return registry.build("objective", name, options)
 
     def training_settings(self) -> dict[str, Any]:
-        keys = ("beta", "warmup", "free_bits", "epochs", "batch_size", "lr", "seed")
+        keys = ("epochs", "batch_size", "lr", "seed")
         settings = {k: getattr(self, k) for k in keys}
-        # Recorded only when set, so runs without them compare as before.
-        for key in ("tc_weight", "capacity", "capacity_epochs"):
-            if getattr(self, key) is not None:
-                settings[key] = getattr(self, key)
         if self.precision != "fp32":
             settings["precision"] = self.precision
         return settings
 
     @classmethod
     def from_model_config(cls, config: dict[str, Any]) -> TrainConfig:
+        """The settings a model was trained with; older files' objective flags are read as shorthands."""
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in {**config, **config["training"]}.items() if k in names})
+        objective, options = objectives.recorded(config)
+        settings = {k: v for k, v in {**config, **config["training"]}.items()
+                    if k in names and k not in objectives.SHORTHANDS}
+        return cls(**{**settings, "objective": objective, "objective_options": options})
 
 
 @dataclass
@@ -199,12 +184,6 @@ class _StopOnInterrupt:
             signal.signal(signal.SIGINT, self._previous)
 
 
-def build_dataset(name: str, options: dict[str, Any]):
-    """The dataset plugin ``name`` built with ``options`` (plugin defaults filled in)."""
-    resolved = registry.resolve_options("dataset", name, options)
-    return registry.get("dataset", name)(**resolved), resolved
-
-
 def train(config: TrainConfig, run_dir: str | Path, *, device: str = "auto", data_dir: str | Path | None = None,
           progress: Progress | None = None, options: RunOptions | None = None) -> RunResult:
     """Train a new model into ``run_dir`` (which must not hold a run yet)."""
@@ -238,13 +217,12 @@ def resume(run_dir: str | Path, *, epochs: int | None = None, device: str = "aut
 
 def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progress: Progress,
          options: RunOptions, group: distributed.Group) -> RunResult:
-    if config.capacity is not None and config.capacity_epochs is None:
-        # Fixed now and recorded, so resuming with a new --epochs keeps the same schedule.
-        config = replace(config, capacity_epochs=float(config.epochs))
     if not group.main:
         progress = Progress()  # rank 0 reports for all
     torch.manual_seed(config.seed)
-    dataset, dataset_options = build_dataset(config.dataset, config.dataset_options)
+    dataset, dataset_options = registry.build("dataset", config.dataset, config.dataset_options)
+    objective_name, _ = config.objective_choice()
+    objective, objective_options = config.build_objective()
     # The model is built before the data is read, so a mistake in its options is reported at once.
     model = create(config.architecture, config.likelihood,
                    input_shape=dataset.image_shape, latent_dim=config.latent_dim, num_classes=dataset.num_classes,
@@ -252,7 +230,12 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
                    architecture_options=config.architecture_options, likelihood_options=config.likelihood_options,
                    prior=config.prior, prior_options=config.prior_options,
                    dataset=config.dataset, dataset_options=dataset_options, class_names=list(dataset.class_names),
+                   objective=objective_name, objective_options=objective_options,
                    training=config.training_settings()).to(device)
+    for need in objective.needs:  # refused before any data is read
+        reason = model.lacks(need)
+        if reason is not None:
+            raise VaetoolError(f"The {objective_name} objective needs {NEEDS[need]}, but {reason}.")
     root = data_root(data_dir)
     train_split, test_split = dataset.load("train", root), dataset.load("test", root)
     for split, part in ((train_split, "training"), (test_split, "test")):
@@ -269,16 +252,21 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
     # fp16's narrow range needs the loss scaled so small gradients do not flush to zero; bf16 does not.
     scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
     shuffle = torch.Generator().manual_seed(config.seed)
-    epoch, first_step, sums, metrics = 0, 0, None, []
-    if checkpoint is not None:
-        epoch, first_step, sums, metrics = _restore(checkpoint, model, optimizer, scaler, shuffle, device, run_dir)
-    if not group.main:
-        sums = None  # the saved sums are global: one process carries them on
-    data = _data_source(train_split, model, device, options, group)
     n = len(train_split)
     steps = math.ceil(n / config.batch_size)
     model.config["training"]["epochs"] = config.epochs
     model.config["training"]["steps_per_epoch"] = steps
+    # Before the restore, which then overwrites whatever state the objective builds and the RNG it draws.
+    # Options settled only now (a schedule's length) are recorded, so a longer resume keeps them.
+    model.config["objective_options"].update(objective.begin(model, TrainingContext(n, config.epochs, steps, config.lr,
+                                                                                  device)))
+    epoch, first_step, sums, metrics = 0, 0, None, []
+    if checkpoint is not None:
+        epoch, first_step, sums, metrics = _restore(checkpoint, model, optimizer, scaler, shuffle, device, run_dir,
+                                                    objective)
+    if not group.main:
+        sums = None  # the saved sums are global: one process carries them on
+    data = _data_source(train_split, model, device, options, group)
     network = _network(model, device, options, group)
 
     progress.begin({"config": model.config, "device": str(device), "run_dir": run_dir, "train_size": n,
@@ -304,7 +292,7 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
                     totals = group.sum(totals)  # every process is here: under torchrun they stop together
                     if group.main:
                         _save_checkpoint(run_dir, model, optimizer, scaler, shuffle, epoch_shuffle_state, epoch, step,
-                                         totals, metrics)
+                                         totals, metrics, objective)
                         save(model, run_dir / MODEL_FILE)
                     return RunResult(run_dir, "interrupted", metrics, epoch, step)
                 x, y, global_batch = next(batches)
@@ -313,13 +301,14 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
                     x = x.contiguous(memory_format=torch.channels_last)
                 y = y.to(device, non_blocking=True) if y is not None else None
                 noise = None
-                if group.active and not model.autoencoder:
+                if group.active:
                     # The ε one process would draw for the global batch; this process's rows of it.
-                    noise = group.shard(torch.randn(global_batch, config.latent_dim, device=device))
-                beta = _beta_at(config, epoch + step / steps)
+                    noise = model.draw_noise(global_batch, objective.samples, device)
+                    noise = group.shard(noise) if noise is not None else None
+                at = epoch + step / steps
                 with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                    terms = network(x, y, noise)
-                loss = objective(terms, beta, config.free_bits, **_objective_options(config, epoch + step / steps, n))
+                    terms = network(x, y, noise, objective.samples)
+                loss = objective.loss(terms, at)
                 # Each process's mean is weighted by its share of the global batch, so the gradient
                 # DistributedDataParallel averages is that of the global batch's mean loss.
                 share = len(x) * group.world / global_batch
@@ -327,9 +316,9 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
                 scaler.scale(loss * share if group.active else loss).backward()
                 scaler.step(optimizer)
                 scaler.update()
+                objective.after_step(terms)
                 with torch.no_grad():
-                    totals += torch.stack([loss.detach() * len(x), terms.reconstruction.detach().sum(),
-                                           terms.kl.detach().sum()])
+                    totals += torch.stack([loss.detach() * len(x), *(t.detach() for t in terms.sums())])
                 last = step == steps - 1
                 if group.active:
                     refresh = last or (step + 1) % refresh_every == 0
@@ -347,14 +336,13 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
                     if not math.isfinite(loss_sum):
                         _diverged(run_dir, epoch, step, metrics)
                     progress.update(step + 1, {"loss": loss_sum / count, "rec": rec_sum / count,
-                                               "kl": kl_sum / count, "beta": beta})
+                                               "kl": kl_sum / count, **objective.schedule(at)})
             train_seconds = time.perf_counter() - started
             if not all(bool(p.isfinite().all()) for p in model.parameters()):
                 _diverged(run_dir, epoch, steps - 1, metrics)
             loss_sum, rec_sum, kl_sum = group.sum(totals).tolist()
             line = {"epoch": epoch + 1, "train_loss": loss_sum / n, "train_elbo": (rec_sum - kl_sum) / n,
-                    "train_rec": rec_sum / n, "train_kl": kl_sum / n, "beta": _beta_at(config, epoch + 1),
-                    **({"capacity": _capacity_at(config, epoch + 1)} if config.capacity is not None else {})}
+                    "train_rec": rec_sum / n, "train_kl": kl_sum / n, **objective.schedule(epoch + 1)}
             epoch, first_step = epoch + 1, 0
             if group.main:  # the others wait at the barrier below
                 test = evaluate(model, test_split, seed=config.seed)
@@ -365,7 +353,7 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
                 if not model.autoencoder:  # an autoencoder's KL is zero by construction, which ranks nothing
                     model.config["test_kl_per_dim"] = test["kl_per_dim"]
                 _save_checkpoint(run_dir, model, optimizer, scaler, shuffle, shuffle.get_state(), epoch, 0, None,
-                                 metrics)
+                                 metrics, objective)
                 save(model, run_dir / MODEL_FILE)
                 _write_pictures(run_dir, model, test_split, metrics, config.seed)
                 progress.epoch_end(line)
@@ -430,27 +418,6 @@ def adam(model: torch.nn.Module, lr: float) -> torch.optim.Adam:
         return torch.optim.Adam(model.parameters(), lr=lr)
 
 
-def _beta_at(config: TrainConfig, epochs_done: float) -> float:
-    """β after ``epochs_done`` (fractional) epochs: linear KL warm-up (Bowman et al. 2016), then constant."""
-    if config.warmup <= 0:
-        return config.beta
-    return config.beta * min(1.0, epochs_done / config.warmup)
-
-
-def _capacity_at(config: TrainConfig, epochs_done: float) -> float:
-    """C after ``epochs_done`` epochs: linear from 0 to ``capacity`` over ``capacity_epochs`` (Burgess et al. 2018)."""
-    return config.capacity * min(1.0, epochs_done / config.capacity_epochs)
-
-
-def _objective_options(config: TrainConfig, epochs_done: float, dataset_size: int) -> dict[str, Any]:
-    # Only the objectives in use are passed, so the plain β-VAE call is unchanged.
-    if config.tc_weight is not None:
-        return {"tc_weight": config.tc_weight, "dataset_size": dataset_size}
-    if config.capacity is not None:
-        return {"capacity": _capacity_at(config, epochs_done)}
-    return {}
-
-
 def _check_labels(train_split: Split, test_split: Split, num_classes: int) -> None:
     for split in (train_split, test_split):
         if split.labels is None or split.labels.min() < 0 or split.labels.max() >= num_classes:
@@ -475,41 +442,60 @@ def evaluate(model: VAE, split: Split, seed: int = 0, batch_size: int = EVAL_BAT
 # -- checkpoints: safetensors, never pickle ----------------------------------------------------
 
 def _save_checkpoint(run_dir: Path, model: VAE, optimizer, scaler, shuffle, shuffle_state, epoch: int, step: int,
-                     totals, metrics: list) -> None:
+                     totals, metrics: list, objective) -> None:
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-    state = optimizer.state_dict()
-    scalars = {}
-    for index, entry in state["state"].items():
-        for key, value in entry.items():
-            if torch.is_tensor(value):
-                tensors[f"optimizer.{index}.{key}"] = value
-            else:
-                scalars[f"{index}.{key}"] = value
+    header = {"schema": 1, "config": model.config,
+              "progress": {"epoch": epoch, "step": step, "sums": totals.tolist() if totals is not None else None},
+              "optimizer": _optimizer_state(optimizer, "optimizer", tensors)}
+    # An objective's own trainable state (FactorVAE's discriminator) and optimiser, when it has them.
+    if objective.module is not None:
+        tensors.update({f"objective.{k}": v for k, v in objective.module.state_dict().items()})
+    if objective.optimizer is not None:
+        header["objective_optimizer"] = _optimizer_state(objective.optimizer, "objective_optimizer", tensors)
     tensors["rng.cpu"] = torch.get_rng_state()
     tensors["rng.shuffle"] = shuffle_state
     if model.device.type == "cuda":
         tensors["rng.cuda"] = torch.cuda.get_rng_state(model.device)
-    header = {"schema": 1, "config": model.config,
-              "progress": {"epoch": epoch, "step": step, "sums": totals.tolist() if totals is not None else None},
-              "optimizer": {"param_groups": state["param_groups"], "scalars": scalars}}
     if scaler.is_enabled():
         header["grad_scaler"] = scaler.state_dict()
     save_tensors(run_dir / CHECKPOINT_FILE, tensors, header)
     atomic_write_text(run_dir / METRICS_FILE, "".join(json.dumps(m) + "\n" for m in metrics))
 
 
-def _restore(checkpoint, model: VAE, optimizer, scaler, shuffle, device, run_dir: Path):
-    tensors, header = checkpoint
-    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+def _optimizer_state(optimizer, prefix: str, tensors: dict) -> dict[str, Any]:
+    """An optimiser's tensors put into ``tensors`` under ``prefix``; the rest, JSON, returned for the header."""
+    state = optimizer.state_dict()
+    scalars = {}
+    for index, entry in state["state"].items():
+        for key, value in entry.items():
+            if torch.is_tensor(value):
+                tensors[f"{prefix}.{index}.{key}"] = value
+            else:
+                scalars[f"{index}.{key}"] = value
+    return {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _load_optimizer(optimizer, prefix: str, tensors: dict, saved: dict[str, Any]) -> None:
     state: dict[int, dict[str, Any]] = defaultdict(dict)
     for key, value in tensors.items():
-        if key.startswith("optimizer."):
+        if key.startswith(prefix + "."):
             _, index, name = key.split(".", 2)
             state[int(index)][name] = value
-    for key, value in header["optimizer"]["scalars"].items():
+    for key, value in saved["scalars"].items():
         index, name = key.split(".", 1)
         state[int(index)][name] = value
-    optimizer.load_state_dict({"state": dict(state), "param_groups": header["optimizer"]["param_groups"]})
+    optimizer.load_state_dict({"state": dict(state), "param_groups": saved["param_groups"]})
+
+
+def _restore(checkpoint, model: VAE, optimizer, scaler, shuffle, device, run_dir: Path, objective):
+    tensors, header = checkpoint
+    model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
+    _load_optimizer(optimizer, "optimizer", tensors, header["optimizer"])
+    if objective.module is not None:
+        objective.module.load_state_dict({k[len("objective."):]: v for k, v in tensors.items()
+                                          if k.startswith("objective.")})
+    if objective.optimizer is not None:
+        _load_optimizer(objective.optimizer, "objective_optimizer", tensors, header["objective_optimizer"])
     if scaler.is_enabled() and "grad_scaler" in header:
         scaler.load_state_dict(header["grad_scaler"])
     torch.set_rng_state(tensors["rng.cpu"])

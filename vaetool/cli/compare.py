@@ -42,9 +42,8 @@ def compare(
     from rich.table import Table
 
     from vaetool import compare as comparison
-    from vaetool import devices, picking, report
+    from vaetool import devices, picking, registry, report
     from vaetool.datasets import data_root
-    from vaetool.training import build_dataset
 
     if output is not None:
         report.check_format(output)
@@ -58,7 +57,7 @@ def compare(
     console = Console()
     entries = comparison.load_entries(models, devices.resolve(device), allow_nonfinite=allow_nonfinite)
     config = entries[0].config
-    dataset, _ = build_dataset(config["dataset"], config.get("dataset_options", {}))
+    dataset, _ = registry.build("dataset", config["dataset"], config.get("dataset_options", {}))
     root = data_root(data_dir)
     test = dataset.load("test", root)
     count = len(test) if limit is None else min(limit, len(test))

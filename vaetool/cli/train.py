@@ -13,6 +13,7 @@ from vaetool.cli.common import handle_errors, key_values, literal
 from vaetool.errors import VaetoolError
 
 MODEL, OBJECTIVE, DATA, OPTIM, RUN, SPEED = "Model", "Objective", "Data", "Optimisation", "Run", "Speed"
+SCHEDULE_NAMES = {"beta": "β", "capacity": "C"}
 
 
 class Scale(str, Enum):
@@ -46,6 +47,8 @@ def train(
     likelihood_opt: Annotated[Optional[list[str]], typer.Option(help="Any likelihood option as KEY=VALUE (repeatable).", rich_help_panel=MODEL)] = None,
     prior: Annotated[Optional[str], typer.Option(help="Prior p(z): standard-normal or a plugin's. \\[default: standard-normal]", rich_help_panel=MODEL)] = None,
     prior_opt: Annotated[Optional[list[str]], typer.Option(help="Any prior option as KEY=VALUE (repeatable).", rich_help_panel=MODEL)] = None,
+    objective: Annotated[Optional[str], typer.Option(help="How the model is trained: elbo, tcvae, capacity, iwae, infovae, wae, factorvae, dipvae or a plugin's (see vaetool plugins). \\[default: elbo]", rich_help_panel=OBJECTIVE)] = None,
+    objective_opt: Annotated[Optional[list[str]], typer.Option(help="Any objective option as KEY=VALUE (repeatable), e.g. k=5 for iwae.", rich_help_panel=OBJECTIVE)] = None,
     beta: Annotated[Optional[str], typer.Option("--beta", "-b", help="Weight of the KL term (β-VAE); 0 is the autoencoder limit. A list (0,0.1,1,4) trains one run per value: a β sweep. \\[default: 1]", rich_help_panel=OBJECTIVE)] = None,
     autoencoder: Annotated[bool, typer.Option("--autoencoder", help="Train a deterministic autoencoder: z is the encoder mean, no noise, no KL.", rich_help_panel=OBJECTIVE)] = False,
     warmup: Annotated[Optional[float], typer.Option(help="Epochs over which β rises linearly from 0 (KL warm-up). \\[default: 0]", rich_help_panel=OBJECTIVE)] = None,
@@ -101,7 +104,7 @@ def train(
         changed = {"--arch": arch, "--likelihood": likelihood, "--latent-dim": latent_dim, "--encoder-scale": encoder_scale,
                    "--hidden": hidden, "--channels": channels, "--sigma": sigma, "--binarize": binarize,
                    "--arch-opt": arch_opt, "--likelihood-opt": likelihood_opt, "--prior": prior, "--prior-opt": prior_opt,
-                   "--beta": beta,
+                   "--objective": objective, "--objective-opt": objective_opt, "--beta": beta,
                    "--autoencoder": autoencoder or None, "--warmup": warmup, "--free-bits": free_bits,
                    "--tc-weight": tc_weight, "--capacity": capacity, "--capacity-epochs": capacity_epochs, "--data": data,
                    "--data-opt": data_opt, "--batch-size": batch_size, "--lr": lr, "--seed": seed,
@@ -134,8 +137,9 @@ def train(
                             **_given(sigma=sigma, binarize=binarize.value if binarize else None)},
         dataset_options={**dataset_options, **key_values(data_opt, "--data-opt")},
         prior_options=key_values(prior_opt, "--prior-opt"),
+        objective_options=key_values(objective_opt, "--objective-opt"),
         autoencoder=autoencoder,
-        **_given(prior=prior, latent_dim=latent_dim, encoder_scale=encoder_scale.value if encoder_scale else None,
+        **_given(prior=prior, objective=objective, latent_dim=latent_dim, encoder_scale=encoder_scale.value if encoder_scale else None,
                  warmup=warmup, free_bits=free_bits, tc_weight=tc_weight, capacity=capacity,
                  capacity_epochs=capacity_epochs, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                  precision=precision.value if precision else None),
@@ -152,6 +156,7 @@ def train(
         else:
             suffix = "-ae" if autoencoder else (f"-beta{value:g}" if value is not None else "")
             suffix += f"-tc{tc_weight:g}" if tc_weight is not None else f"-cap{capacity:g}" if capacity is not None else ""
+            suffix += f"-{objective}" if objective else ""
             run_dir = runs.fresh_run_dir(root, f"{config.architecture}-{data_name}{suffix}")
         plans.append((config, run_dir))
     if len({run_dir for _, run_dir in plans}) < len(plans):
@@ -241,10 +246,9 @@ class _RichProgress:
     def begin(self, info: dict) -> None:
         c = info["config"]
         t = c["training"]
-        objective = ("deterministic autoencoder" if c["autoencoder"]
-                     else f"β-TCVAE, TC weight {t['tc_weight']:g}" if t.get("tc_weight") is not None
-                     else f"capacity 0 → {t['capacity']:g} nats over {t['capacity_epochs']:g} epochs, γ = {t['beta']:g}"
-                     if t.get("capacity") is not None else f"β = {t['beta']:g}")
+        options = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
+                            for k, v in c["objective_options"].items())
+        objective = "deterministic autoencoder" if c["autoencoder"] else f"{c['objective']} objective ({options})"
         shape = "×".join(map(str, c["input_shape"]))
         how = (f", {info['processes']} processes" if info["processes"] > 1 else "") \
             + (", streamed from disk" if info["streamed"] else "") \
@@ -272,7 +276,9 @@ class _RichProgress:
             self.bar.reset(self.task, total=steps, completed=first_step, epoch=label, stats="")
 
     def update(self, step: int, stats: dict[str, float]) -> None:
-        text = f"loss {stats['loss']:.2f}  rec {stats['rec']:.2f}  KL {stats['kl']:.2f}  β {stats['beta']:.3g}"
+        schedule = "".join(f"  {SCHEDULE_NAMES.get(k, k)} {v:.3g}" for k, v in stats.items()
+                           if k not in ("loss", "rec", "kl"))
+        text = f"loss {stats['loss']:.2f}  rec {stats['rec']:.2f}  KL {stats['kl']:.2f}{schedule}"
         self.bar.update(self.task, completed=step, stats=text)
 
     def epoch_end(self, m: dict) -> None:

@@ -111,4 +111,3 @@ def traverse(
     shown = [f"{d} ({captured[d].split()[0]})" if captured else str(d) for d in chosen]
     typer.echo(f"Wrote {output}: dimensions {', '.join(shown)} from "
                f"{start_from}, ±{span:g} in {steps} steps")
-

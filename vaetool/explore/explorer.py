@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from vaetool import images, latents, metrics, plots
+from vaetool import images, latents, metrics, plots, registry
 from vaetool.errors import VaetoolError
 from vaetool.runs import METRICS_FILE
 
@@ -215,7 +215,6 @@ class Explorer:
         """Posterior means of the first ``MAP_POINTS`` test images, their labels and the class means;
         ``means`` is None, with the ``reason``, when the model's dataset cannot be read here."""
         from vaetool.datasets import data_root
-        from vaetool.training import build_dataset
 
         config = self.model.config
         none = {"means": None, "labels": None, "class_means": {}, "images": None}
@@ -223,7 +222,7 @@ class Explorer:
             return {**none, "reason": "The model file does not say which dataset it was trained on, so there are "
                                       "no test codes to map."}
         try:
-            dataset, _ = build_dataset(config["dataset"], config.get("dataset_options", {}))
+            dataset, _ = registry.build("dataset", config["dataset"], config.get("dataset_options", {}))
             split = dataset.load("test", data_root(self.data_dir))
         except VaetoolError as exc:
             return {**none, "reason": f"The test images of {config['dataset']} cannot be read here ({exc})"}

@@ -22,6 +22,7 @@ class Bernoulli(Likelihood):
     """
 
     params_per_channel = 1
+    levels = 2  # a mass on {0, 1}, also when it scores grey levels (which is why those are no likelihood)
 
     def __init__(self, binarize: str = "none"):
         super().__init__()

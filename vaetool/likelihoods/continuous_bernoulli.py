@@ -36,6 +36,7 @@ class ContinuousBernoulli(Likelihood):
     """p(x|z) = Π C(λ_i) λ_i^x_i (1 − λ_i)^(1 − x_i) on x ∈ [0, 1], parametrised by logits."""
 
     params_per_channel = 1
+    support = (0.0, 1.0)
 
     def log_prob(self, x: Tensor, params: Tensor) -> Tensor:
         bce = F.binary_cross_entropy_with_logits(params, x, reduction="none")

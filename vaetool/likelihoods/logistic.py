@@ -23,6 +23,7 @@ class DiscretizedLogistic(Likelihood):
 
     params_per_channel = 2
     discrete = True
+    levels = 256
 
     def target(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         return torch.round(x * 255) / 255  # the model is a distribution over 8-bit levels

@@ -124,7 +124,7 @@ def test_model_info_orders_dimensions_by_kl_and_shows_the_card(client, model, ru
     last = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
     assert card["test ELBO"].startswith(f"{last['test_elbo']:.2f} nats")
     assert card["parameters"].startswith(f"{metrics.parameter_counts(model)['total']:,}")
-    assert card["architecture"] == "conv (channels 8,16)" and card["objective"] == "ELBO, β = 1"
+    assert card["architecture"] == "conv (channels 8,16)" and card["objective"] == "elbo (beta 1, warmup 0, free bits 0)"
     assert card["dataset"].startswith(TINY_DATASET)
 
 

@@ -307,6 +307,11 @@ def test_a_port_in_use_is_one_sentence_with_the_port_hint(run_dir):
                            f"Port {port}", "in use", "--port")
 
 
+@pytest.mark.parametrize("flag, value", [("--port", 70000), ("--port", -1), ("--threads", 0)])
+def test_bad_numbers_are_refused_before_serving(run_dir, flag, value):
+    assert_clean_error(invoke("explore", "-m", run_dir, "--no-browser", flag, value), flag)
+
+
 def test_a_model_whose_plugin_is_missing_is_reported_before_serving(tmp_path, monkeypatch):
     from vaetool.architectures.mlp import MLP
 
@@ -363,23 +368,10 @@ def test_the_command_serves_over_http_and_ctrl_c_stops_it_cleanly(run_dir, tmp_p
 # -- the page in a real browser --------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def live_server(client, run_dir, model):
+def live_server(run_dir, model):
     """The explorer on a free loopback port, served by uvicorn in a thread."""
-    import uvicorn
-
-    sock = server.bind("127.0.0.1", 0)
-    app = web.create_app(Explorer(model, run_dir / "model.safetensors"))
-    live = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    live.install_signal_handlers = lambda: None  # not the main thread
-    thread = threading.Thread(target=live.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not live.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield server.url_of(sock)
-    live.should_exit = True
-    thread.join(10)
-    sock.close()
+    with server.running(web.create_app(Explorer(model, run_dir / "model.safetensors"))) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import typer
 
 from vaetool.cli import options
 from vaetool.cli.common import handle_errors
+from vaetool.errors import VaetoolError
 
 
 @handle_errors
@@ -19,6 +20,8 @@ def explore(
     host: Annotated[str, typer.Option(help="Address to serve on. Anything but a loopback address lets other "
                                            "machines in.")] = "127.0.0.1",
     browser: Annotated[bool, typer.Option("--browser/--no-browser", help="Open the page in a web browser.")] = True,
+    threads: Annotated[int, typer.Option(help="CPU threads the model computes with; one image at a time decodes "
+                                              "fastest on one.", rich_help_panel=options.MODEL_PANEL)] = 1,
     data_dir: Annotated[Optional[Path], typer.Option(help="Where the model's dataset is stored, for the map of its "
                                                           "test codes. \\[default: $VAETOOL_DATA, else the user cache]")] = None,
 ) -> None:
@@ -32,9 +35,11 @@ def explore(
     from vaetool.explore import server
 
     server.require_web()
+    if threads < 1:
+        raise VaetoolError(f"--threads must be at least 1, not {threads}.")
     if not 0 <= port <= 65535:
-        raise typer.BadParameter(f"{port} is not a port number (0 to 65535).", param_hint="--port")
+        raise VaetoolError(f"--port must be a port number from 0 to 65535, not {port}.")
     where = runs.find_model(model, runs.runs_root(runs_dir))
     vae = io.load(where, devices.resolve(device))  # a missing plugin is reported here, before any port is taken
-    server.serve(vae, where, host=host, port=port, open_browser=browser, data_dir=data_dir,
+    server.serve(vae, where, host=host, port=port, open_browser=browser, data_dir=data_dir, threads=threads,
                  say=typer.echo, warn=lambda text: typer.echo(text, err=True))

@@ -14,13 +14,14 @@ client gets wrong is a 4xx with ``{"error": "one sentence"}``; the server keeps 
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -42,26 +43,37 @@ class BadRequest(Exception):
         self.status = status
 
 
-def create_app(explorer: Explorer) -> Starlette:
-    """The Starlette application serving ``explorer``."""
+def create_app(explorer: Explorer, threads: int | None = None) -> Starlette:
+    """The Starlette application serving ``explorer``; the model computes with ``threads`` CPU
+    threads (default: as many as torch uses in the calling thread)."""
+    import torch
+
+    # Every model call runs on one thread of its own, with torch's thread count set there: the
+    # OpenMP count is per calling thread, and a pool thread left at the default would start a
+    # worker per core, which spin-wait and make one small decode many times slower on a busy CPU.
+    model_thread = ThreadPoolExecutor(1, thread_name_prefix="vaetool-explore", initializer=torch.set_num_threads,
+                                      initargs=(threads or torch.get_num_threads(),))
+
+    async def run(function, *args):
+        return await asyncio.wrap_future(model_thread.submit(function, *args))
 
     async def page(request: Request) -> Response:
         html = resources.files("vaetool.explore").joinpath("static", "index.html").read_text(encoding="utf-8")
         return Response(html, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-store"})
 
     async def model_info(request: Request) -> Response:
-        return JSONResponse(await run_in_threadpool(explorer.info))
+        return JSONResponse(await run(explorer.info))
 
     async def decode(request: Request) -> Response:
         body = await _json(request)
         _only(body, {"z", "label"}, required={"z"})
-        png = await run_in_threadpool(explorer.decode_png, body["z"], body.get("label"))
+        png = await run(explorer.decode_png, body["z"], body.get("label"))
         return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
 
     async def encode(request: Request) -> Response:
         data = await _body(request, MAX_IMAGE_BYTES, "image")
         label = _int_param(request, "label")
-        answer = await run_in_threadpool(explorer.encode_image, data, label, request.query_params.get("invert", "auto"))
+        answer = await run(explorer.encode_image, data, label, request.query_params.get("invert", "auto"))
         return JSONResponse({"z": answer["z"], "input": _data_url(answer["input"], "image/png")})
 
     async def interpolate(request: Request) -> Response:
@@ -71,13 +83,13 @@ def create_app(explorer: Explorer) -> Starlette:
         method = _typed(body, "method", str, "slerp")
         fps = _typed(body, "fps", (int, float), 12.0)
         bounce = _typed(body, "bounce", bool, True)
-        gif = await run_in_threadpool(explorer.interpolation_gif, body["from"], body["to"], steps, method,
+        gif = await run(explorer.interpolation_gif, body["from"], body["to"], steps, method,
                                       body.get("label"), fps, bounce)
         return Response(gif, media_type="image/gif", headers={"Content-Disposition": 'inline; filename="interpolation.gif"'})
 
     async def latent_map(request: Request) -> Response:
         method = request.query_params.get("method", "pca")
-        return JSONResponse(await run_in_threadpool(explorer.latent_map, method))
+        return JSONResponse(await run(explorer.latent_map, method))
 
     async def refused(request: Request, exc: Exception) -> Response:
         status = exc.status if isinstance(exc, BadRequest) else 400

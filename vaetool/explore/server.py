@@ -5,8 +5,10 @@ import errno
 import ipaddress
 import socket
 import threading
+import time
 import webbrowser
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from vaetool.errors import VaetoolError
@@ -65,9 +67,10 @@ def url_of(sock: socket.socket) -> str:
 
 
 def serve(model, model_file: str | Path, *, host: str = "127.0.0.1", port: int = 8765, open_browser: bool = True,
-          data_dir: str | Path | None = None, say: Callable[[str], None] = print,
+          data_dir: str | Path | None = None, threads: int | None = None, say: Callable[[str], None] = print,
           warn: Callable[[str], None] = print) -> None:
-    """Serve the explorer for ``model`` until Ctrl-C (or SIGTERM), then return.
+    """Serve the explorer for ``model`` until Ctrl-C (or SIGTERM), then return; the model computes
+    with ``threads`` CPU threads (default: torch's).
 
     The port is taken before anything else happens, so a busy port is reported at once; the
     browser, when asked for, opens on the page once the server listens.
@@ -83,7 +86,7 @@ def serve(model, model_file: str | Path, *, host: str = "127.0.0.1", port: int =
         warn(f"Warning: serving on {host}, which other machines may reach; the explorer has no login, "
              "so anyone who can reach it can use it.")
     url = url_of(sock)
-    app = create_app(Explorer(model, model_file, data_dir))
+    app = create_app(Explorer(model, model_file, data_dir), threads)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
     say(f"Exploring {model_file} at {url}  (Ctrl-C stops)")
     if open_browser:
@@ -96,6 +99,32 @@ def serve(model, model_file: str | Path, *, host: str = "127.0.0.1", port: int =
     finally:
         sock.close()
     say("Stopped.")
+
+
+@contextmanager
+def running(app, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """``app`` served by uvicorn in a background thread while the block runs; yields its address.
+
+    For tests, benchmarks and scripts that drive the page; the command itself uses :func:`serve`.
+    """
+    require_web()
+    import uvicorn
+
+    sock = bind(host, port)
+    live = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
+    thread = threading.Thread(target=live.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not live.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("The explorer's server did not start.")
+            time.sleep(0.02)
+        yield url_of(sock)
+    finally:
+        live.should_exit = True
+        thread.join(10)
+        sock.close()
 
 
 def _open(url: str, say: Callable[[str], None]) -> None:

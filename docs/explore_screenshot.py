@@ -36,7 +36,7 @@ def main() -> None:
     app = create_app(Explorer(vaetool.load(args.model), io.model_path(args.model)))
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,1330", "--hide-scrollbars"):
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,1420", "--hide-scrollbars"):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     wait = WebDriverWait(driver, 120)

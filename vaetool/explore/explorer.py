@@ -90,7 +90,8 @@ class Explorer:
                 ["architecture", _named(config["architecture"], config.get("architecture_options"))],
                 ["likelihood", _named(config["likelihood"], config.get("likelihood_options"))],
                 ["prior", _named(config.get("prior", "standard-normal"), config.get("prior_options"))],
-                ["latent", f"{self.model.latent_dim}-D" + (f", {config['latent']}" if config.get("latent") else "")],
+                ["latent", f"{self.model.latent_dim}-D" + (f", {_named(config['latent'], config.get('latent_options'))}"
+                                                           if config.get("latent") not in CONTINUOUS_LATENTS else "")],
                 ["objective", _objective(config)],
                 ["dataset", _named(config.get("dataset", "not recorded"), config.get("dataset_options"))
                  + (f", {self.model.num_classes} classes" if self.model.num_classes else "")],
@@ -109,10 +110,12 @@ class Explorer:
     def discrete_reason(self) -> str | None:
         """None for a continuous latent; for a discrete one, the sentence the page shows instead of sliders."""
         kind = self.model.config.get("latent")
-        if kind in CONTINUOUS_LATENTS:
+        discrete = getattr(self.model, "discrete", None)  # what the latent plugin says, where it says it
+        if not (discrete if discrete is not None else kind not in CONTINUOUS_LATENTS):
             return None
-        return (f"This model's latent is {kind}, not continuous: there are no dimensions to slide and no straight "
-                "path between codes, so explore shows its card only.")
+        return (f"This model's latent is {kind}: discrete codes, not continuous dimensions, so there is nothing to "
+                "slide and no straight path between codes; explore shows its card only. vaetool encode, decode "
+                "and sample work with its codes.")
 
     # -- the page's requests ----------------------------------------------------------------------
 

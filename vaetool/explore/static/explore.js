@@ -109,7 +109,7 @@ function buildSliders(info) {
     about.className = "about";
     const parts = [];
     if (dim.information !== null) parts.push(`${info.information} ${dim.information.toFixed(2)}`);
-    if (dim.factor) parts.push(dim.factor);
+    if (dim.factor) parts.push(`factor ${dim.factor}`);
     about.textContent = parts.join(" · ");
     input.addEventListener("input", () => {
       state.z[dim.index] = Number(input.value);
@@ -392,12 +392,14 @@ function showCard(info) {
 
 async function start() {
   let info;
+  say("Loading the model and encoding its test images…", "info");
   try {
     info = await (await call("/api/model")).json();
   } catch (err) {
     say(err.message);
     return;
   }
+  say("");
   state.info = info;
   showCard(info);
   if (info.discrete) {

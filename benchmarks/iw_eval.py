@@ -85,7 +85,7 @@ def compare(model: Path, k: int, test_images: int, data_dir: Path, device: str, 
     """``vaetool compare`` restricted as far as its flags allow; the child's costs and its JSON report."""
     report = work / f"report-k{k}.json"
     command = [sys.executable, "-m", "vaetool", "compare", str(model), "--iw-samples", str(k),
-               "--limit", str(test_images), "--no-sample-quality", "--no-disentanglement",
+               "--limit", str(test_images), "--iw-images", str(test_images), "--no-sample-quality", "--no-disentanglement",
                "--data-dir", str(data_dir), "--device", device, "--seed", str(seed), "-o", str(report)]
     result = run_child(command, work / f"compare-k{k}.log")
     numbers = json.loads(report.read_text())["models"][0]

@@ -15,7 +15,7 @@ have shapes-tc6 || vaetool train --data shapes --latent-dim 10 --tc-weight 6 --n
 
 # disentanglement_lib's sample counts × 0.05: the published protocol (× 1) takes hours per model on a CPU.
 vaetool compare "$runs"/shapes-beta1 "$runs"/shapes-beta4 "$runs"/shapes-beta16 "$runs"/shapes-tc6 \
-    --iw-samples 20 --disentanglement-scale 0.05 -o "$out/report.md"
+    --iw-samples 20 --iw-images 2000 --disentanglement-scale 0.05 -o "$out/report.md"
 for run in shapes-beta1 shapes-beta16 shapes-tc6; do
     vaetool traverse -m "$runs/$run" --range 2.5 -o "$out/traverse-$run.png"
 done

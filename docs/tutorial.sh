@@ -21,5 +21,5 @@ train linear-gaussian --arch linear --latent-dim 16 --likelihood gaussian --like
 
 # One comparison of everything on the 10,000 test images: the table, the verdicts and the pictures.
 vaetool compare "$runs"/linear "$runs"/mlp-beta0 "$runs"/mlp-beta0.5 "$runs"/mlp-beta1 "$runs"/mlp-beta4 \
-    "$runs"/mlp-beta10 "$runs"/ae "$runs"/cvae "$runs"/linear-gaussian --iw-samples 100 -o "$out/report.md"
+    "$runs"/mlp-beta10 "$runs"/ae "$runs"/cvae "$runs"/linear-gaussian --iw-samples 100 --iw-images 10000 -o "$out/report.md"
 vaetool sample -m "$runs"/cvae -n 80 -o "$out/cvae-samples.png"

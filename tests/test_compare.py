@@ -191,8 +191,11 @@ def test_the_markdown_report_has_a_table_and_its_pictures_beside_it(runs, tmp_pa
     names = ["linear", "mlp-b1", "mlp-ae", "cvae"]
     result = compare_cli(runs, names, "-o", tmp_path / "report.md")
     text = (tmp_path / "report.md").read_text()
-    rows = [line for line in text.splitlines() if line.startswith("|")]
+    tables = re.findall(r"(?m)(?:^\|.*\n)+", text)
+    assert len(tables) == 3  # the numbers, the glossary of columns, each model's settings
+    rows = tables[0].splitlines()
     assert len(rows) == 2 + len(names)
+    assert len(tables[2].splitlines()) == 2 + len(names)
     widths = {len(markdown_cells(row)) for row in rows}
     assert widths == {len(table(result.stdout)[0])}, rows  # model, description, one per column
     heading = [cell.strip().replace("\\|", "|") for cell in markdown_cells(rows[0])]
@@ -230,10 +233,18 @@ def test_the_json_report_has_every_model_with_its_numbers_and_config(runs, json_
         assert Path(m["path"]) == runs[name] / "model.safetensors"
         assert ("iw_ll" in m) == (name != "mlp-ae")
         assert ("label_accuracy" in m) == (name == "cvae")
-    assert json_report["settings"] | {"classifier_accuracy": None} == {
-        "dataset": "tiny-squares", "test_images": LIMIT, "iw_samples": K, "seed": 3, "classifier_accuracy": None,
-        "disentanglement_scale": None}  # tiny-squares has no ground-truth factors
-    assert 0 <= json_report["settings"]["classifier_accuracy"] <= 1
+    settings = json_report["settings"]
+    assert settings | {"classifier_accuracy": None, "date": None, "command": None} == {
+        "vaetool_version": vaetool.__version__, "date": None, "command": None,
+        "dataset": "tiny-squares", "test_images": LIMIT, "iw_samples": K, "iw_images": LIMIT, "seed": 3,
+        "classifier_accuracy": None, "disentanglement_scale": None}  # tiny-squares has no ground-truth factors
+    assert 0 <= settings["classifier_accuracy"] <= 1
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", settings["date"]), settings["date"]
+    assert settings["command"].startswith("vaetool compare ")
+    glossary = {c["key"]: c for c in json_report["columns"]}
+    assert glossary["elbo"]["unit"] == "nats/image" and glossary["elbo"]["better"] == "higher"
+    assert glossary["params_total"]["unit"] == "count" and glossary["fid"]["better"] == "lower"
+    assert all(c["meaning"] for c in json_report["columns"])
     assert json_report["verdicts"] == verdict_lines(json_report["stdout"])
 
 
@@ -519,3 +530,116 @@ def test_compare_scores_disentanglement_for_a_dataset_with_ground_truth(tmp_path
     assert report["settings"]["disentanglement_scale"] == 0.002
     ok(invoke(*args[:-2], "--no-disentanglement", "-o", tmp_path / "r2.json"))
     assert "mig" not in json.loads((tmp_path / "r2.json").read_text())["models"][0]
+
+
+# -- outputs for scripts, logs and small terminals ----------------------------------------------------
+
+def test_several_reports_come_from_one_run(runs, tmp_path, monkeypatch):
+    calls = []
+    evaluate = compare.evaluate
+    monkeypatch.setattr(compare, "evaluate", lambda *a, **k: calls.append(1) or evaluate(*a, **k))
+    compare_cli(runs, ["mlp-b1", "mlp-ae"], "-o", tmp_path / "r.html", "-o", tmp_path / "r.json",
+                "-o", tmp_path / "r.md")
+    assert calls == [1]  # evaluated once for all three
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert [m["name"] for m in report["models"]] == ["mlp-b1", "mlp-ae"]
+    page, markdown = html.unescape((tmp_path / "r.html").read_text()), (tmp_path / "r.md").read_text()
+    for m in report["models"]:
+        assert f"<tr><th>{m['name']}</th>" in page and f"| {m['name']} |" in markdown
+        assert f"{m['elbo']:.2f}" in page and f"{m['elbo']:.2f}" in markdown
+    assert (tmp_path / "r_files" / "samples.png").is_file()
+
+
+def test_reports_have_a_header_a_glossary_and_each_models_settings(html_run):
+    _, path = html_run
+    page = html.unescape(path.read_text())
+    header = re.search(r"<p class='header'>(.*?)</p>", page).group(1)
+    assert header.startswith(f"vaetool {vaetool.__version__} · ") and "UTC · vaetool compare " in header
+    glossary = page[page.index("<h2>Columns</h2>"):page.index("<h2>Models</h2>")]
+    assert "<tr><th>log p(x) IW</th><td>nats/image</td><td>higher</td>" in glossary
+    assert "<tr><th>params</th><td>count</td>" in glossary and "<tr><th>conf.</th><td>probability</td>" in glossary
+    settings = page[page.index("<h2>Models</h2>"):]
+    assert "<tr><th>mlp-b4</th><td>mlp (hidden=[32]" in settings
+    assert "<td>elbo (beta=4" in settings and "epochs=1, batch_size=64" in settings
+
+
+@pytest.fixture
+def every_stage_told(monkeypatch):
+    """Off a terminal, stages shorter than a second are not announced; here every one is."""
+    from vaetool.cli import output
+
+    monkeypatch.setattr(output.Stages, "QUIET_START", 0.0)
+
+
+def test_json_goes_to_stdout_and_nothing_else_does(runs, every_stage_told):
+    result = compare_cli(runs, ["mlp-b1", "mlp-ae"], "--json")
+    report = json.loads(result.stdout)  # any other text on stdout would make this fail
+    assert [m["name"] for m in report["models"]] == ["mlp-b1", "mlp-ae"]
+    assert report["verdicts"] and report["columns"]
+    assert "mlp-b1: ELBO: done" in result.stderr  # progress went to stderr
+
+
+def test_progress_is_told_when_the_output_is_not_a_terminal(runs, every_stage_told):
+    result = compare_cli(runs, ["mlp-b1", "cvae"])
+    for model in ("mlp-b1", "cvae"):
+        for stage in ("ELBO", f"log p(x), K={K} on {LIMIT} images", "latent usage", "sample quality"):
+            assert re.search(rf"{re.escape(f'{model}: {stage}')}: done, \d+\.\d s", result.stderr), result.stderr
+    assert "Training the tiny-squares classifier" in result.stderr or "Preparing the tiny-squares" in result.stderr
+
+
+def rows_by_heading(output: str) -> dict[str, list[str]]:
+    """Heading → every cell in rows that start with that heading, across all tables printed."""
+    found: dict[str, list[str]] = {}
+    for line in output.splitlines():
+        if "│" in line:
+            cells = [cell.strip() for cell in line.split("│")[1:-1]]
+            found.setdefault(cells[0], []).extend(cells[1:])
+    return found
+
+
+def test_at_80_columns_every_number_is_shown_in_full(runs, tmp_path):
+    from rich.cells import cell_len
+
+    result = ok(invoke("compare", *(runs[n] for n in ALL), "--iw-samples", K, "--limit", LIMIT, "--device", "cpu",
+                       "-o", tmp_path / "r.json", columns=80))
+    drawn = [line for line in result.stdout.splitlines() if set(line) & set("│┌└├─")]
+    assert drawn and max(cell_len(line) for line in drawn) <= 80  # verdicts are lines of text, never cut
+    assert "…" not in result.stdout
+    report = json.loads((tmp_path / "r.json").read_text())
+    cells = rows_by_heading(result.stdout)
+    shown = 0
+    for m in report["models"]:
+        for key, heading, fmt, _ in compare.columns([compare.Entry(m["name"], Path(), None, m)]):
+            if m.get(key) is not None:
+                assert fmt.format(m[key]) in cells[heading], (m["name"], heading, cells.get(heading))
+                shown += 1
+        assert f"{m['name']}: {m['description']}" in result.stdout  # the descriptions are listed instead
+    assert shown > 40
+
+
+def test_a_wide_terminal_keeps_one_row_per_model(runs):
+    result = compare_cli(runs, ["mlp-b1", "mlp-ae"])
+    headings, rows = table(result.stdout)
+    assert headings[:3] == ["model", "description", "params"] and sorted(rows) == ["mlp-ae", "mlp-b1"]
+    assert "nats/image: ELBO, log p(x|z), KL" in result.stdout  # the units line under the table
+
+
+def test_the_default_protocol_is_quick_and_full_is_the_published_one(runs, monkeypatch):
+    seen = []
+
+    def iw(model, images, labels=None, k=5000, **kwargs):
+        seen.append(("iw", k, len(images)))
+        return torch.zeros(len(images), dtype=torch.float64)
+
+    monkeypatch.setattr(metrics, "iw_log_likelihood", iw)
+    monkeypatch.setattr(compare, "_disentanglement", lambda model, scale, *a, **k: seen.append(("scale", scale)) or {})
+    n = len(TinySquares().load("test"))
+    base = ("compare", runs["mlp-b1"], "--no-sample-quality", "--device", "cpu")
+    ok(invoke(*base))
+    assert seen == [("iw", 100, n), ("scale", 0.01)]  # 64 test images: under the 500 the IW estimate uses
+    seen.clear()
+    ok(invoke(*base, "--full"))
+    assert seen == [("iw", 5000, n), ("scale", 1.0)]
+    seen.clear()
+    ok(invoke(*base, "--full", "--iw-images", 10, "--disentanglement-scale", 0.5, "--iw-samples", 7))
+    assert seen == [("iw", 7, 10), ("scale", 0.5)]

@@ -158,9 +158,12 @@ def test_every_dimension_collapsed_scores_zero():
 
 
 def test_metrics_are_seeded():
+    told = []
     a = dis.all_metrics(FactorsAsImages(), noisy_mixed, seed=5, scale=0.03)
-    b = dis.all_metrics(FactorsAsImages(), noisy_mixed, seed=5, scale=0.03)
-    assert a == b
+    b = dis.all_metrics(FactorsAsImages(), noisy_mixed, seed=5, scale=0.03, progress=lambda *p: told.append(p))
+    assert a == b  # being told the progress changes nothing
+    assert told == [("beta_vae", 0, 5), ("factor_vae", 1, 5), ("mig", 2, 5), ("dci", 3, 5), ("sap", 4, 5),
+                    ("sap", 5, 5)]
     assert set(a) == {"beta_vae", "factor_vae", "mig", "dci", "sap"}
 
 

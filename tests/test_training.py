@@ -68,7 +68,7 @@ def test_a_run_writes_model_checkpoint_metrics_and_pictures(straight_run):
     run_dir, result = straight_run
     assert result.status == "finished" and result.epoch == 2 and result.step == 0
     for name in ("model.safetensors", "checkpoint.safetensors", "metrics.jsonl",
-                 "reconstructions.png", "samples.png", "curves.png"):
+                 "reconstructions.png", "samples.png", "curves.png", "config.toml"):
         assert (run_dir / name).is_file(), name
     for name in ("reconstructions.png", "samples.png", "curves.png"):
         with Image.open(run_dir / name) as image:

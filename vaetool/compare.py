@@ -78,19 +78,32 @@ def _check_comparable(entries: list[Entry]) -> None:
 def evaluate(entries: list[Entry], test_images: torch.Tensor, test_labels: torch.Tensor | None, *,
              iw_samples: int = 100, seed: int = 0, train_images: torch.Tensor | None = None,
              classifier=None, sample_count: int = 1000, disentanglement_scale: float | None = None, data_dir=None,
-             progress: Callable[[str, int, int], None] | None = None) -> None:
-    """Fill each entry's ``numbers`` (all in nats per image, on the same test images)."""
+             progress: Callable[[str, int, int], None] | None = None, iw_images: int | None = None) -> None:
+    """Fill each entry's ``numbers`` (all in nats per image, on the same test images).
+
+    ``iw_images``: the importance-weighted estimate uses only the first that many test images
+    (None: all of them); it costs K decoder passes per image, far more than anything else.
+    ``progress(stage, done, total)`` is told each stage as it runs, e.g. ``"conv: ELBO"``.
+    """
     from vaetool import classifier as quality
+
+    report = progress or (lambda stage, done, total: None)
+
+    def stage(label: str, work: Callable[[], Any]) -> Any:
+        report(label, 0, 1)
+        result = work()
+        report(label, 1, 1)
+        return result
 
     for entry in entries:
         model, c = entry.model, entry.config
         n = entry.numbers
         n.update({f"params_{k}": v for k, v in metrics.parameter_counts(model).items()})
-        terms = metrics.elbo_terms(model, test_images, test_labels, seed=seed)
+        terms = stage(f"{entry.name}: ELBO", lambda: metrics.elbo_terms(model, test_images, test_labels, seed=seed))
         name, options = objectives.recorded(c)
         n["trained_with"], n["bound"] = name, bound_of(c)
         # How well the codes cover the prior, for every model: what the WAE family is judged by.
-        n["mmd"] = _mmd_to_prior(model, test_images, test_labels, seed)
+        n["mmd"] = stage(f"{entry.name}: MMD to the prior", lambda: _mmd_to_prior(model, test_images, test_labels, seed))
         if n["bound"] == "none":
             # Trained without a likelihood bound (the WAE family): judged by reconstruction and MMD,
             # never by an ELBO it did not optimise.
@@ -103,32 +116,46 @@ def evaluate(entries: list[Entry], test_images: torch.Tensor, test_labels: torch
             n["beta"] = None if c["autoencoder"] else beta
             n["objective"] = -terms["rec"] + beta * terms["kl"]
         if iw_samples > 0 and not c["autoencoder"] and n["bound"] != "none":
-            report = (lambda done, total, name=entry.name: progress(f"{name}: log p(x), K={iw_samples}", done, total)) \
-                if progress else None
-            iw = metrics.iw_log_likelihood(model, test_images, test_labels, k=iw_samples, seed=seed, progress=report)
+            count = len(test_images) if iw_images is None else min(iw_images, len(test_images))
+            label = f"{entry.name}: log p(x), K={iw_samples} on {count:,} images"
+            iw = metrics.iw_log_likelihood(model, test_images[:count],
+                                           test_labels[:count] if test_labels is not None else None, k=iw_samples,
+                                           seed=seed, progress=lambda done, total: report(label, done, total))
             n["iw_ll"] = float(iw.mean())
             n["iw_k"] = iw_samples
-        count, _ = metrics.active_units(model, test_images, test_labels)
-        n["active_units"] = int(count)
+            n["iw_images"] = count
+        units = stage(f"{entry.name}: latent usage", lambda: (
+            metrics.active_units(model, test_images, test_labels)[0],
+            metrics.aggregate_posterior_kl(model, test_images, test_labels)))
+        n["active_units"] = int(units[0])
         n["latent_dim"] = c["latent_dim"]
-        n["aggregate_kl"] = metrics.aggregate_posterior_kl(model, test_images, test_labels)
+        n["aggregate_kl"] = units[1]
         if classifier is not None:
-            generator = torch.Generator(device=model.device).manual_seed(seed)
-            requested = None
-            if model.conditional:
-                requested = torch.arange(sample_count, device=model.device) % model.num_classes
-            with torch.no_grad():
-                samples = model.sample(sample_count, requested, generator=generator)
-            q = quality.sample_quality(classifier, test_images[:sample_count], samples.cpu(),
-                                       requested.cpu() if requested is not None else None)
-            n.update({"fid": q["fid"], "confidence": q["confidence"], "entropy": q["entropy"]})
-            if "label_accuracy" in q:
-                n["label_accuracy"] = q["label_accuracy"]
+            n.update(stage(f"{entry.name}: sample quality",
+                           lambda: _sample_quality(model, classifier, test_images, sample_count, seed, quality)))
         if disentanglement_scale:
-            n.update(_disentanglement(model, disentanglement_scale, seed, data_dir))
+            n.update(_disentanglement(model, disentanglement_scale, seed, data_dir,
+                                      lambda metric, done, total: report(f"{entry.name}: disentanglement, {metric}",
+                                                                         done, total)))
         if (c["architecture"] == "linear" and c["likelihood"] == "gaussian" and train_images is not None
                 and c["likelihood_options"].get("link") == "identity" and not c["likelihood_options"].get("per_pixel")):
-            n["ppca_ll"] = metrics.ppca_log_likelihood(train_images, test_images, c["latent_dim"])
+            n["ppca_ll"] = stage(f"{entry.name}: pPCA", lambda: metrics.ppca_log_likelihood(
+                train_images, test_images, c["latent_dim"]))
+
+
+def _sample_quality(model, classifier, test_images, sample_count: int, seed: int, quality) -> dict[str, float]:
+    generator = torch.Generator(device=model.device).manual_seed(seed)
+    requested = None
+    if model.conditional:
+        requested = torch.arange(sample_count, device=model.device) % model.num_classes
+    with torch.no_grad():
+        samples = model.sample(sample_count, requested, generator=generator)
+    q = quality.sample_quality(classifier, test_images[:sample_count], samples.cpu(),
+                               requested.cpu() if requested is not None else None)
+    out = {"fid": q["fid"], "confidence": q["confidence"], "entropy": q["entropy"]}
+    if "label_accuracy" in q:
+        out["label_accuracy"] = q["label_accuracy"]
+    return out
 
 
 def bound_of(config: dict[str, Any]) -> str:
@@ -155,14 +182,15 @@ def _mmd_to_prior(model, images: torch.Tensor, labels: torch.Tensor | None, seed
         return float(mmd(means, prior))
 
 
-def _disentanglement(model, scale: float, seed: int, data_dir=None) -> dict[str, float]:
+def _disentanglement(model, scale: float, seed: int, data_dir=None, progress=None) -> dict[str, float]:
     """The five disentanglement metrics, when the model's dataset has a ground-truth generator."""
     from vaetool import disentanglement
 
     ground_truth = disentanglement.ground_truth_for(model.config, data_dir)
     if ground_truth is None or model.conditional:
         return {}
-    scores = disentanglement.all_metrics(ground_truth, disentanglement.representation(model), seed=seed, scale=scale)
+    scores = disentanglement.all_metrics(ground_truth, disentanglement.representation(model), seed=seed, scale=scale,
+                                         progress=progress)
     return {"beta_vae": scores["beta_vae"]["eval_accuracy"], "factor_vae": scores["factor_vae"]["eval_accuracy"],
             "mig": scores["mig"]["mig"], "dci_d": scores["dci"]["disentanglement"],
             "dci_c": scores["dci"]["completeness"], "dci_i": scores["dci"]["informativeness_test"],
@@ -192,6 +220,64 @@ COLUMNS = [
     ("dci_i", "DCI I", "{:.3f}", "max"),
     ("sap", "SAP", "{:.3f}", "max"),
 ]
+
+
+# What each column measures, in what unit, for the reports' glossary and the terminal's units line.
+# A column without an entry is still shown, with no unit.
+GLOSSARY = {
+    "params_total": ("count", "Trainable parameters of the whole model (encoder, decoder, likelihood, prior)."),
+    "elbo": ("nats/image", "Evidence lower bound with β = 1 whatever β the model was trained with: "
+                           "log p(x|z) − KL, one posterior sample per test image."),
+    "rec": ("nats/image", "Reconstruction term E_q[log p(x|z)] (the distortion, negated)."),
+    "kl": ("nats/image", "KL(q(z|x) ‖ p(z)), summed over latent dimensions (the rate)."),
+    "iw_ll": ("nats/image", "Importance-weighted estimate of log p(x) with K samples (Burda et al. 2016), a "
+                            "tighter bound than the ELBO; on the first test images when the header says so."),
+    "mmd": ("unitless", "MMD² with an inverse multiquadric kernel between the posterior means of up to 1,000 "
+                        "test images and as many prior draws: how well the codes cover the prior."),
+    "bits_per_dim": ("bits/dim", "−ELBO divided by the number of pixel values and ln 2."),
+    "active_units": ("dims", "Latent dimensions whose posterior mean varies across test images "
+                             "(Cov_x E_q[z] > 0.01, Burda et al. 2016); out of the latent size."),
+    "aggregate_kl": ("nats", "KL(q(z) ‖ p(z)) of the aggregate posterior over the test images, moment-matched "
+                             "to a Gaussian: far from 0, prior samples land where the decoder saw no code."),
+    "fid": ("dist²", "Fréchet distance between classifier features of samples and test images, "
+                     "FID's recipe with vaetool's own classifier; comparable only within one dataset."),
+    "confidence": ("probability", "Mean top-class probability the classifier gives samples."),
+    "label_accuracy": ("share", "Conditional models: share of samples classified as the label they were drawn for."),
+    "ppca_ll": ("nats/image", "Exact log p(x) of probabilistic PCA with the same latent size: "
+                              "the optimum a linear Gaussian VAE can reach."),
+    "beta_vae": ("accuracy", "β-VAE score (Higgins et al. 2017): accuracy of predicting the fixed factor."),
+    "factor_vae": ("accuracy", "FactorVAE score (Kim & Mnih 2018): majority-vote accuracy on the "
+                               "least-varying dimension."),
+    "mig": ("0–1", "Mutual Information Gap (Chen et al. 2018)."),
+    "dci_d": ("0–1", "DCI disentanglement (Eastwood & Williams 2018)."),
+    "dci_c": ("0–1", "DCI completeness."),
+    "dci_i": ("accuracy", "DCI informativeness: test accuracy of the factor classifiers."),
+    "sap": ("0–1", "Separated Attribute Predictability (Kumar et al. 2018)."),
+}
+
+
+def glossary(key: str) -> tuple[str, str]:
+    """``(unit, meaning)`` of a column."""
+    return GLOSSARY.get(key, ("", ""))
+
+
+def model_settings(config: dict[str, Any]) -> dict[str, str]:
+    """What a model was built and trained with, as short ``name: value`` texts for a report header."""
+
+    def named(kind: str) -> str:
+        options = config.get(f"{kind}_options") or {}
+        listed = ", ".join(f"{k}={v}" for k, v in options.items())
+        return f"{config.get(kind)} ({listed})" if listed else str(config.get(kind))
+
+    out = {kind: named(kind) for kind in ("architecture", "likelihood", "prior", "dataset") if config.get(kind)}
+    out["latent"] = f"{config.get('latent_dim')}-D, encoder scale {config.get('encoder_scale', 'exp')}" \
+        + (", autoencoder" if config.get("autoencoder") else "")
+    name, options = objectives.recorded(config)
+    listed = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in options.items())
+    out["objective"] = f"{name} ({listed})" if listed else name
+    training = {k: v for k, v in (config.get("training") or {}).items() if k != "steps_per_epoch"}
+    out["training"] = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in training.items())
+    return out
 
 
 def columns(entries: list[Entry]) -> list[tuple[str, str, str, str | None]]:

@@ -433,8 +433,8 @@ def sap(ground_truth: GroundTruth, represent: Represent, rng: np.random.Generato
 METRICS = {"beta_vae": beta_vae_score, "factor_vae": factor_vae_score, "mig": mig, "dci": dci, "sap": sap}
 
 
-def all_metrics(ground_truth: GroundTruth, represent: Represent, seed: int = 0,
-                scale: float = 1.0) -> dict[str, dict[str, float]]:
+def all_metrics(ground_truth: GroundTruth, represent: Represent, seed: int = 0, scale: float = 1.0,
+                progress: Callable[[str, int, int], None] | None = None) -> dict[str, dict[str, float]]:
     """All five metrics at disentanglement_lib's sample counts times ``scale``, keyed by metric
     name (``beta_vae``, ``factor_vae``, ``mig``, ``dci``, ``sap``).
 
@@ -442,7 +442,8 @@ def all_metrics(ground_truth: GroundTruth, represent: Represent, seed: int = 0,
     the per-point batch size): 0.1 gives a rough look in a tenth of the time, with scores that
     are noisier and, for the classifier-based ones, biased by the smaller training sets. Each
     metric gets its own generator seeded from ``seed``, so one metric's draws do not depend on
-    another having run.
+    another having run. ``progress(metric, done, total)`` is called as each metric starts (``done``
+    metrics finished of ``total``) and once all are done.
     """
     if scale <= 0:
         raise VaetoolError(f"The scale must be positive, not {scale}.")
@@ -458,5 +459,11 @@ def all_metrics(ground_truth: GroundTruth, represent: Represent, seed: int = 0,
         "sap": {"num_train": n(10000), "num_test": n(5000)},
     }
     seeds = np.random.SeedSequence(seed).spawn(len(METRICS))
-    return {name: metric(ground_truth, represent, np.random.default_rng(s), **counts[name])
-            for (name, metric), s in zip(METRICS.items(), seeds)}
+    scores = {}
+    for done, ((name, metric), s) in enumerate(zip(METRICS.items(), seeds)):
+        if progress is not None:
+            progress(name, done, len(METRICS))
+        scores[name] = metric(ground_truth, represent, np.random.default_rng(s), **counts[name])
+    if progress is not None:
+        progress(name, len(METRICS), len(METRICS))
+    return scores

@@ -6,6 +6,7 @@ training loop, the CLI and the Python API all call the same code.
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,35 @@ from vaetool.priors.standard_normal import StandardNormal
 from vaetool.validate import plugin_errors
 
 DEFAULT_PRIOR = "standard-normal"
+
+
+def _inference(method):
+    """Outside training, run without autograd, so results are plain tensors (``.numpy()`` works)
+    and no graph is kept. In training mode, and inside :meth:`VAE.elbo`, gradients flow as ever."""
+
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        if self.training or self.__dict__.get("_differentiating"):
+            return method(self, *args, **kwargs)
+        with torch.no_grad():
+            return method(self, *args, **kwargs)
+
+    return run
+
+
+def _differentiable(method):
+    """The bound keeps its gradient in any mode: the inference methods it calls keep theirs."""
+
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        outer = self.__dict__.get("_differentiating", False)
+        self.__dict__["_differentiating"] = True
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self.__dict__["_differentiating"] = outer
+
+    return run
 
 
 @dataclass
@@ -155,6 +185,7 @@ class VAE(nn.Module):
 
     # -- the model's operations ---------------------------------------------------------------
 
+    @_inference
     def encode(self, x: Tensor, y: Tensor | None = None) -> DiagonalGaussian:
         """q(z|x) for images in [0, 1]. For an autoencoder the variance is zero."""
         mean, raw_scale = self.architecture.encode(x, self._label(y, len(x)))
@@ -170,12 +201,14 @@ class VAE(nn.Module):
         so that log p(x|z), a sum over every pixel, is never summed in bf16 or fp16)."""
         return self.architecture.decode(z, self._label(y, len(z))).to(z.dtype)
 
+    @_inference
     def decode(self, z: Tensor, y: Tensor | None = None, sample: bool = False,
                generator: torch.Generator | None = None) -> Tensor:
         """Images for latents z: the distribution's mean, or a sample from it."""
         params = self.decode_params(z, y)
         return self.likelihood.sample(params, generator) if sample else self.likelihood.mean(params)
 
+    @_inference
     def sample(self, n: int, y: Tensor | None = None, temperature: float = 1.0,
                generator: torch.Generator | None = None, sample_pixels: bool = False) -> Tensor:
         """n images decoded from z ~ p(z), scaled by ``temperature`` about the origin
@@ -183,10 +216,12 @@ class VAE(nn.Module):
         z = temperature * self.prior.sample(n, generator)
         return self.decode(z, y, sample=sample_pixels, generator=generator)
 
+    @_inference
     def reconstruct(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         """Decode the posterior mean of each image."""
         return self.decode(self.encode(x, y).mean, y)
 
+    @_differentiable
     def elbo(self, x: Tensor, y: Tensor | None = None, generator: torch.Generator | None = None,
              noise: Tensor | None = None, samples: int = 1) -> ELBOTerms:
         """ELBO terms for images in [0, 1], with reparameterised samples z ~ q(z|x) (one by default).

@@ -8,7 +8,7 @@ import math
 import tempfile
 from pathlib import Path
 
-from vaetool.compare import Entry, best, columns, likelihood_group, same_but_beta
+from vaetool.compare import Entry, best, columns, glossary, likelihood_group, model_settings, same_but_beta
 from vaetool.errors import VaetoolError
 from vaetool.io import atomic_write_text
 
@@ -73,8 +73,19 @@ def _finite(value):
     return value
 
 
-def _json(entries: list[Entry], verdicts: list[str], settings: dict) -> str:
-    return json.dumps(_finite({"settings": settings, "verdicts": verdicts,
+def column_glossary(entries: list[Entry]) -> list[dict[str, str]]:
+    """Each column of this comparison: key, heading, unit, which way is better, and what it measures."""
+    out = []
+    for key, heading, _, direction in columns(entries):
+        unit, meaning = glossary(key)
+        better = {"max": "higher", "min": "lower"}.get(direction, "")
+        out.append({"key": key, "heading": heading, "unit": unit, "better": better, "meaning": meaning})
+    return out
+
+
+def to_json(entries: list[Entry], verdicts: list[str], settings: dict) -> str:
+    """The comparison as strict JSON: settings, column glossary, verdicts, and every model's numbers."""
+    return json.dumps(_finite({"settings": settings, "columns": column_glossary(entries), "verdicts": verdicts,
                        "models": [{"name": e.name, "path": str(e.path), "description": e.label,
                                    "config": e.config, **e.numbers} for e in entries]}), indent=1, allow_nan=False)
 
@@ -84,21 +95,33 @@ def write(path: Path, entries: list[Entry], verdicts: list[str], pictures: dict,
     check_format(path)
     suffix = path.suffix.lower()
     if suffix == ".json":
-        atomic_write_text(path, _json(entries, verdicts, settings))
+        atomic_write_text(path, to_json(entries, verdicts, settings))
         return
     cols = columns(entries)
     winners = {key: best(entries, key, direction) for key, _, _, direction in cols}
     if suffix == ".md":
         folder = path.with_name(path.stem + "_files")
         files = _figures(entries, pictures, folder)
-        lines = [f"# vaetool comparison: {len(entries)} models", "", _settings_line(settings), "",
+        lines = [f"# vaetool comparison: {len(entries)} models", "", _header_line(settings), "",
+                 _settings_line(settings), "",
                  "| model | description | " + " | ".join(h.replace("|", "\\|") for _, h, _, _ in cols) + " |",
                  "| --- | --- | " + " | ".join("---" for _ in cols) + " |"]
         for e in entries:
             cells = [(f"**{_cell(e, k, f)}**" if e.name in winners[k] else _cell(e, k, f)) for k, _, f, _ in cols]
             lines.append(f"| {e.name} | {e.label.replace('|', chr(92) + '|')} | " + " | ".join(cells) + " |")
-        lines += ["", "All values in nats per image on the same test images; bold: best in its column.", ""]
+        lines += ["", "All models on the same test images; bold: best in its column (likelihood columns: among "
+                  "models with the same likelihood).", ""]
         lines += [f"- {v}" for v in verdicts] + [""]
+        lines += ["## Columns", "", "| column | unit | better | meaning |", "| --- | --- | --- | --- |"]
+        lines += [f"| {g['heading'].replace('|', chr(92) + '|')} | {g['unit']} | {g['better']} | "
+                  f"{g['meaning'].replace('|', chr(92) + '|')} |" for g in column_glossary(entries)]
+        lines += ["", "## Models", "", "| model | " + " | ".join(_SETTING_NAMES) + " |",
+                  "| --- | " + " | ".join("---" for _ in _SETTING_NAMES) + " |"]
+        for e in entries:
+            found = model_settings(e.config)
+            lines.append(f"| {e.name} | " + " | ".join(found.get(k, "").replace("|", chr(92) + "|")
+                                                        for k in _SETTING_NAMES) + " |")
+        lines.append("")
         for key, caption in FIGURES:
             if key in files:
                 lines += [f"## {caption}", "", f"![{key}]({folder.name}/{files[key].name})", ""]
@@ -115,21 +138,47 @@ def write(path: Path, entries: list[Entry], verdicts: list[str], pictures: dict,
     figures = "".join(f"<h2>{html.escape(caption)}</h2><img src='data:image/png;base64,{embedded[key]}' alt='{key}'>"
                       for key, caption in FIGURES if key in embedded)
     verdict_items = "".join(f"<li>{html.escape(v)}</li>" for v in verdicts)
+    terms = "".join(f"<tr><th>{html.escape(g['heading'])}</th><td>{html.escape(g['unit'])}</td>"
+                    f"<td>{g['better']}</td><td>{html.escape(g['meaning'])}</td></tr>" for g in column_glossary(entries))
+    setting_rows = "".join(
+        f"<tr><th>{html.escape(e.name)}</th>"
+        + "".join(f"<td>{html.escape(model_settings(e.config).get(k, ''))}</td>" for k in _SETTING_NAMES) + "</tr>"
+        for e in entries)
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>vaetool comparison</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:nth-child(2){{text-align:left}}
-td.best{{background:#d9f2d9;font-weight:bold}}img{{max-width:100%;image-rendering:pixelated}}</style></head><body>
-<h1>vaetool comparison: {len(entries)} models</h1><p>{html.escape(_settings_line(settings))}</p>
+td.best{{background:#d9f2d9;font-weight:bold}}table.text td{{text-align:left}}img{{max-width:100%;image-rendering:pixelated}}</style></head><body>
+<h1>vaetool comparison: {len(entries)} models</h1><p class='header'>{html.escape(_header_line(settings))}</p>
+<p>{html.escape(_settings_line(settings))}</p>
 <table><tr><th>model</th><th>description</th>{head}</tr>{body}</table>
-<p>All values in nats per image on the same test images; highlighted: best in its column.</p>
-<ul>{verdict_items}</ul>{figures}</body></html>"""
+<p>All models on the same test images; highlighted: best in its column (likelihood columns: among models with
+the same likelihood).</p>
+<ul>{verdict_items}</ul>
+<h2>Columns</h2><table class='text'><tr><th>column</th><th>unit</th><th>better</th><th>meaning</th></tr>{terms}</table>
+<h2>Models</h2><table class='text'><tr><th>model</th>{"".join(f"<th>{k}</th>" for k in _SETTING_NAMES)}</tr>{setting_rows}</table>
+{figures}</body></html>"""
     atomic_write_text(path, page)
+
+
+_SETTING_NAMES = ("architecture", "likelihood", "prior", "latent", "objective", "training")
+
+
+def _header_line(settings: dict) -> str:
+    """Who made the report, when, and how: vaetool's version, the date and the command line."""
+    parts = [f"vaetool {settings.get('vaetool_version', '?')}"]
+    if settings.get("date"):
+        parts.append(settings["date"])
+    if settings.get("command"):
+        parts.append(settings["command"])
+    return " · ".join(parts)
 
 
 def _settings_line(settings: dict) -> str:
     text = f"Dataset {settings['dataset']}, {settings['test_images']:,} test images"
     if settings.get("iw_samples"):
         text += f", importance-weighted log p(x) with K = {settings['iw_samples']}"
+        if settings.get("iw_images") and settings["iw_images"] < settings["test_images"]:
+            text += f" on the first {settings['iw_images']:,} of them"
     if settings.get("classifier_accuracy") is not None:
         text += f", FD and confidence from a classifier with {settings['classifier_accuracy']:.1%} test accuracy"
     if settings.get("disentanglement_scale"):

@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from vaetool import distributed, metrics, objectives, registry
+from vaetool import config_file, distributed, metrics, objectives, registry
 from vaetool.contracts import NEEDS, Split, TrainingContext
 from vaetool.datasets import data_root
 from vaetool.errors import VaetoolError
@@ -191,8 +191,10 @@ def train(config: TrainConfig, run_dir: str | Path, *, device: str = "auto", dat
     run_dir = Path(run_dir)
     if (run_dir / CHECKPOINT_FILE).exists() or (run_dir / MODEL_FILE).exists():
         raise VaetoolError(f"{run_dir} already holds a run; resume it with --resume or choose another --name.")
+    requested = device
     group, device = distributed.setup(device)
-    return _run(config, run_dir, None, device, data_dir, progress or Progress(), options or RunOptions(), group)
+    return _run(config, run_dir, None, device, data_dir, progress or Progress(), options or RunOptions(), group,
+                device_spec=requested)
 
 
 def resume(run_dir: str | Path, *, epochs: int | None = None, device: str = "auto",
@@ -202,6 +204,7 @@ def resume(run_dir: str | Path, *, epochs: int | None = None, device: str = "aut
     run_dir = Path(run_dir)
     if not (run_dir / CHECKPOINT_FILE).exists():
         raise VaetoolError(f"There is no checkpoint to resume in {run_dir}.")
+    requested = device
     group, device = distributed.setup(device)
     tensors, header = read_tensors(run_dir / CHECKPOINT_FILE)
     config = TrainConfig.from_model_config(header["config"])
@@ -212,11 +215,11 @@ def resume(run_dir: str | Path, *, epochs: int | None = None, device: str = "aut
         raise VaetoolError(f"The run in {run_dir} has already trained {header['progress']['epoch']} epochs; "
                            "pass a larger --epochs to train further.")
     return _run(config, run_dir, (tensors, header), device, data_dir, progress or Progress(), options or RunOptions(),
-                group)
+                group, device_spec=requested)
 
 
 def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progress: Progress,
-         options: RunOptions, group: distributed.Group) -> RunResult:
+         options: RunOptions, group: distributed.Group, device_spec: str | None = None) -> RunResult:
     if not group.main:
         progress = Progress()  # rank 0 reports for all
     torch.manual_seed(config.seed)
@@ -268,6 +271,8 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
         sums = None  # the saved sums are global: one process carries them on
     data = _data_source(train_split, model, device, options, group)
     network = _network(model, device, options, group)
+    if group.main:  # every setting, once all are known good: what `vaetool train --config` replays
+        config_file.save(run_dir, config, options, device_spec)
 
     progress.begin({"config": model.config, "device": str(device), "run_dir": run_dir, "train_size": n,
                     "test_size": len(test_split), "parameters": sum(p.numel() for p in model.parameters()),
@@ -347,7 +352,10 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
             if group.main:  # the others wait at the barrier below
                 test = evaluate(model, test_split, seed=config.seed)
                 line.update({f"test_{k}": v for k, v in test.items()})
-                line.update({"train_seconds": train_seconds, "seconds": time.perf_counter() - started})
+                # When the epoch ended, as a Unix time: wall-clock keys end in "seconds" and are left out
+                # wherever runs are compared.
+                line.update({"train_seconds": train_seconds, "seconds": time.perf_counter() - started,
+                             "unix_seconds": round(time.time(), 3)})
                 metrics.append(line)
                 # Which dimensions carry information: traverse shows the informative ones first.
                 if not model.autoencoder:  # an autoencoder's KL is zero by construction, which ranks nothing

@@ -13,7 +13,7 @@ app = typer.Typer(
     name="vaetool",
     help="Train, inspect and compare variational autoencoders.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -37,17 +37,49 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                       help="Print the version and exit."),
-          debug: bool = typer.Option(False, "--debug", help="Show the traceback of an unexpected error "
-                                     "(also VAETOOL_DEBUG=1).")) -> None:
+def _root(
+    version: bool = typer.Option(False, "--version", "-V", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only results: no progress, no notes on stderr."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="More detail: each stage's time, compare's glossary."),
+    debug: bool = typer.Option(False, "--debug", help="Show the traceback of an unexpected error "
+                               "(also VAETOOL_DEBUG=1)."),
+) -> None:
     """Train, inspect and compare variational autoencoders.
 
     Exit codes: 0 success, 2 a usage error (a flag, value or input file the command cannot use),
     1 a failure while running, 130 interrupted.
     """
+    from vaetool.cli import output
+
+    output.set_verbosity(quiet, verbose)
     common.set_debug(debug)
 
 
+def _flags_take_no_value() -> None:
+    """Help shows no ``<bool>`` after an on/off flag: it takes no value (this typer prints one)."""
+    try:
+        from typer.core import TyperOption
+    except ImportError:  # another typer: nothing to correct
+        return
+    shown = getattr(TyperOption, "display_type_rich", None)
+    if shown is None or getattr(shown, "_vaetool", False):
+        return
+
+    def display_type_rich(self, ctx):
+        return None if getattr(self, "is_flag", False) and self.metavar is None else shown(self, ctx)
+
+    display_type_rich._vaetool = True
+    TyperOption.display_type_rich = display_type_rich
+
+
+_flags_take_no_value()
+
+
 def main() -> None:
+    import sys
+
+    from vaetool.cli import output
+
+    output.command = ["vaetool", *sys.argv[1:]]
     app()

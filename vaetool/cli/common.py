@@ -113,7 +113,9 @@ def open_model(model, runs_dir, device: str, allow_nonfinite: bool = False):
 def say_latest(vae, model) -> None:
     """On stderr, which run was used when ``--model`` was left out."""
     if model is None:
-        typer.echo(f"Using the latest run, {vae.source.parent} (--model picks another).", err=True)
+        from vaetool.cli import output
+
+        output.note(f"Using the latest run, {vae.source.parent} (--model picks another).")
 
 
 def condition_label(label: str | None, index: str | None = None) -> int | None:

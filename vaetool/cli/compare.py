@@ -10,51 +10,110 @@ from vaetool.cli import options
 from vaetool.cli.common import handle_errors
 from vaetool.errors import VaetoolError
 
+# The quick protocol (the default) and the published one (--full): importance samples, test images
+# for the importance-weighted estimate (None: all), and the multiple of disentanglement_lib's counts.
+QUICK = {"iw_samples": 100, "iw_images": 500, "disentanglement_scale": 0.01}
+FULL = {"iw_samples": 5000, "iw_images": None, "disentanglement_scale": 1.0}
+
 
 @handle_errors
 def compare(
     models: Annotated[list[Path], typer.Argument(help="Model files or run directories (e.g. runs/*).", show_default=False)],
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Also write a report: .html (self-contained), .md (images beside it) or .json.",
-                                                   rich_help_panel=options.OUTPUT_PANEL)] = None,
-    iw_samples: Annotated[int, typer.Option(help="Importance samples K for the log p(x) estimate (the literature uses 5000; 0 skips it).")] = 100,
+    output: Annotated[Optional[list[Path]], typer.Option("--output", "-o", help="Also write a report: .html (self-contained), .md (images beside it) or .json; repeat for several.",
+                                                         rich_help_panel=options.OUTPUT_PANEL, show_default=False)] = None,
+    json_: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout instead of the table (progress stays on stderr).",
+                                        rich_help_panel=options.OUTPUT_PANEL)] = False,
+    full: Annotated[bool, typer.Option("--full", help="The published protocol: K = 5000 over every test image and disentanglement_lib's full sample counts (an hour or more per model on a CPU).")] = False,
+    iw_samples: Annotated[Optional[int], typer.Option(help="Importance samples K for the log p(x) estimate (0 skips it). \\[default: 100; 5000 with --full]", show_default=False)] = None,
+    iw_images: Annotated[Optional[int], typer.Option(help="Estimate log p(x) on the first N test images. \\[default: 500; all with --full]", show_default=False)] = None,
     limit: Annotated[Optional[int], typer.Option(help="Use only the first N test images. \\[default: the whole test split]")] = None,
     sample_quality: Annotated[bool, typer.Option("--sample-quality/--no-sample-quality", help="Score samples with a classifier trained once per dataset (labelled datasets).")] = True,
     disentanglement: Annotated[bool, typer.Option("--disentanglement/--no-disentanglement", help="β-VAE, FactorVAE, MIG, DCI and SAP scores, for datasets with ground-truth factors (shapes).")] = True,
-    disentanglement_scale: Annotated[float, typer.Option(help="Multiplies disentanglement_lib's sample counts (1: the published protocol, over an hour per model on a CPU; 0.05 takes minutes).")] = 1.0,
+    disentanglement_scale: Annotated[Optional[float], typer.Option(help="Multiplies disentanglement_lib's sample counts: 1 is the published protocol. \\[default: 0.01, under a minute per small model on a CPU; 1 with --full]", show_default=False)] = None,
     pairs: Annotated[Optional[str], typer.Option(help="Interpolate between test images of these labels, one row per pair, e.g. 2:7,1:8 (the first image of each label). \\[default: the first two test images]")] = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="Where datasets are stored. \\[default: $VAETOOL_DATA, else the user cache]")] = None,
     device: options.Device = "auto",
+    threads: options.Threads = None,
     allow_nonfinite: options.AllowNonfinite = False,
     seed: options.Seed = 0,
 ) -> None:
     """Compare models on the same held-out data: a table, verdicts, and (with -o) pictures and plots.
 
-    All numbers are nats per test image. The ELBO uses β = 1 whatever β a model was trained with,
-    so models are comparable; "agg. KL" is how far the aggregate posterior is from the prior; FD is a
-    Fréchet distance of classifier features between samples and test images (lower is better).
+    Likelihood numbers are nats per test image. The ELBO uses β = 1 whatever β a model was trained
+    with, so models are comparable; "agg. KL" is how far the aggregate posterior is from the prior;
+    FD is a Fréchet distance of classifier features between samples and test images (lower is
+    better). The default protocol answers in about a minute per small model on a CPU; --full runs
+    the published one. Reports (-o) list every column with its unit and meaning.
 
       vaetool compare runs/linear runs/mlp runs/conv
-      vaetool compare runs/* -o report.html --iw-samples 1000
+      vaetool compare runs/* -o report.html -o report.json
+      vaetool compare runs/conv-mnist --json | jq '.models[0].elbo'
       vaetool compare runs/ae runs/vae -o report.md --pairs 2:7,1:8
     """
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-    from rich.table import Table
+    from vaetool.cli import output as out
 
-    from vaetool import compare as comparison
-    from vaetool import devices, picking, registry, report
-    from vaetool.datasets import data_root
+    for path in output or []:
+        from vaetool import report
 
-    if output is not None:
-        report.check_format(output)
-    if limit is not None and limit < 1:
-        raise VaetoolError(f"--limit must be at least 1, not {limit}.")
-    if not disentanglement_scale > 0:
-        raise VaetoolError(f"--disentanglement-scale must be positive, not {disentanglement_scale}.")
+        report.check_format(path)
+    protocol = FULL if full else QUICK
+    iw_samples = protocol["iw_samples"] if iw_samples is None else iw_samples
+    iw_images = protocol["iw_images"] if iw_images is None else iw_images
+    scale = protocol["disentanglement_scale"] if disentanglement_scale is None else disentanglement_scale
+    for flag, value in (("--limit", limit), ("--iw-images", iw_images)):
+        if value is not None and value < 1:
+            raise VaetoolError(f"{flag} must be at least 1, not {value}.")
+    if not scale > 0:
+        raise VaetoolError(f"--disentanglement-scale must be positive, not {scale}.")
     if iw_samples < 0:
         raise VaetoolError(f"--iw-samples must be 0 or more, not {iw_samples}.")
     pair_labels = _pairs(pairs)
-    console = Console()
+
+    if threads is not None:
+        if threads < 1:
+            raise VaetoolError(f"--threads must be at least 1, not {threads}.")
+        import torch
+
+        torch.set_num_threads(threads)
+    with out.Stages() as stages:
+        with stages.stage("Loading models and test data"):
+            result = _evaluate_inputs(models, device, data_dir, limit, pair_labels, allow_nonfinite)
+        entries, config, test_images, test_labels, train_images, ends = result
+        count = len(test_images)
+        classifier, accuracy = _classifier(entries, config, data_dir, sample_quality, stages)
+
+        from vaetool import compare as comparison
+
+        comparison.evaluate(entries, test_images, test_labels, iw_samples=iw_samples, iw_images=iw_images, seed=seed,
+                            train_images=train_images, classifier=classifier, progress=stages,
+                            disentanglement_scale=scale if disentanglement else None, data_dir=data_dir)
+        verdicts = comparison.verdicts(entries)
+        settings = _settings(config, count, iw_samples, iw_images, seed, accuracy, scale, entries)
+        pictures = None
+        for path in output or []:
+            from vaetool import report
+
+            if pictures is None and path.suffix.lower() != ".json":
+                with stages.stage("Drawing reconstructions, samples and interpolations"):
+                    pictures = comparison.pictures(entries, test_images, test_labels, seed, ends)
+            with stages.stage(f"Writing {path}"):
+                report.write(path, entries, verdicts, pictures, settings)
+
+    if json_:
+        from vaetool import report
+
+        typer.echo(report.to_json(entries, verdicts, settings))
+    else:
+        _print_table(entries, verdicts, config, count, settings)
+    for path in output or []:
+        out.note(f"Wrote {path}")
+
+
+def _evaluate_inputs(models, device, data_dir, limit, pair_labels, allow_nonfinite):
+    from vaetool import compare as comparison
+    from vaetool import devices, picking, registry
+    from vaetool.datasets import data_root
+
     entries = comparison.load_entries(models, devices.resolve(device), allow_nonfinite=allow_nonfinite)
     config = entries[0].config
     dataset, _ = registry.build("dataset", config["dataset"], config.get("dataset_options", {}))
@@ -71,53 +130,89 @@ def compare(
             ends.append((picked.floats(), picked.labels, f"{a} to {b} (#{picked.indices[0]}, #{picked.indices[1]})"))
     needs_train = any(e.config["architecture"] == "linear" and e.config["likelihood"] == "gaussian" for e in entries)
     train_images = dataset.load("train", root).images.float() / 255 if needs_train else None
+    return entries, config, test_images, test_labels, train_images, ends
 
-    classifier, accuracy = None, None
-    if sample_quality and dataset.num_classes:
-        from vaetool import classifier as quality
 
-        with console.status(f"Loading (or training, once) the {config['dataset']} classifier for sample quality…"):
-            classifier, info = quality.load_or_train(config["dataset"], config.get("dataset_options", {}),
-                                                     data_dir=data_dir, device=str(entries[0].model.device))
-        accuracy = info.get("accuracy")
+def _classifier(entries, config, data_dir, wanted: bool, stages):
+    """The dataset's sample-quality classifier (trained once, then cached) and its test accuracy."""
+    from vaetool import registry
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=console, transient=True) as bar:
-        tasks = {}
+    dataset, _ = registry.build("dataset", config["dataset"], config.get("dataset_options", {}))
+    if not wanted or not dataset.num_classes:
+        return None, None
+    from vaetool import classifier as quality
 
-        def progress(description: str, done: int, total: int) -> None:
-            if description not in tasks:
-                tasks[description] = bar.add_task(description, total=total)
-            bar.update(tasks[description], completed=done)
+    label = f"Training the {config['dataset']} classifier for sample quality (once; cached)"
+    with stages.stage(f"Preparing the {config['dataset']} sample-quality classifier"):
+        classifier, info = quality.load_or_train(config["dataset"], config.get("dataset_options", {}),
+                                                 data_dir=data_dir, device=str(entries[0].model.device),
+                                                 progress=lambda done, total: stages(label, done, total))
+    return classifier, info.get("accuracy")
 
-        comparison.evaluate(entries, test_images, test_labels, iw_samples=iw_samples, seed=seed,
-                            train_images=train_images, classifier=classifier, progress=progress,
-                            disentanglement_scale=disentanglement_scale if disentanglement else None, data_dir=data_dir)
-    verdicts = comparison.verdicts(entries)
 
+def _settings(config, count, iw_samples, iw_images, seed, accuracy, scale, entries) -> dict:
+    """The report's header: how it was made and with which protocol."""
+    import datetime
+
+    from vaetool import __version__
+    from vaetool.cli import output as out
+
+    return {"vaetool_version": __version__,
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "command": out.command_line(["vaetool", "compare", *(str(e.path) for e in entries)]),
+            "dataset": config["dataset"], "test_images": count, "iw_samples": iw_samples,
+            "iw_images": min(iw_images, count) if iw_samples and iw_images is not None else (count if iw_samples else None),
+            "seed": seed, "classifier_accuracy": accuracy,
+            "disentanglement_scale": scale if any("mig" in e.numbers for e in entries) else None}
+
+
+def _print_table(entries, verdicts, config, count, settings) -> None:
+    from vaetool import compare as comparison
+    from vaetool.cli import output as out
+
+    console = out.console()
     cols = comparison.columns(entries)
-    table = Table(title=f"{len(entries)} models on {count:,} {config['dataset']} test images (nats per image)",
-                  title_justify="left")
-    table.add_column("model", style="bold")
-    table.add_column("description")
-    for _, heading, _, _ in cols:
-        table.add_column(heading, justify="right")
-    for e in entries:
+    headings = [heading for _, heading, _, _ in cols]
+    rows, styles = [], {}
+    for i, e in enumerate(entries):
         cells = []
-        for key, _, fmt, direction in cols:
+        for j, (key, _, fmt, direction) in enumerate(cols):
             value = e.numbers.get(key)
-            text = "—" if value is None else fmt.format(value)
-            cells.append(f"[bold green]{text}[/]" if e.name in comparison.best(entries, key, direction) else text)
-        table.add_row(e.name, e.label, *cells)
-    console.print(table)
+            cells.append("—" if value is None else fmt.format(value))
+            if e.name in comparison.best(entries, key, direction):
+                styles[(i, j)] = "bold green"
+        rows.append((e.name, cells))
+    units = [comparison.glossary(key)[0] for key, _, _, _ in cols]
+    title = f"{len(entries)} model{'s' if len(entries) != 1 else ''} on {count:,} {config['dataset']} test images"
+    tables, transposed = out.fitted_tables(title, headings, rows, console.width, styles=styles, units=units,
+                                           descriptions=[e.label for e in entries])
+    for table in tables:
+        console.print(table)
+    if transposed:
+        for e in entries:
+            console.print(f"{e.name}: {e.label}", markup=False)
+    if not transposed:
+        console.print("Units: " + _units_line(cols), markup=False)
+    if settings.get("iw_images") and settings["iw_images"] < count:
+        console.print(f"log p(x) IW: K = {settings['iw_samples']} on the first {settings['iw_images']:,} test images "
+                      "(--iw-images, --full for all).", markup=False)
     for verdict in verdicts:
-        console.print(f"• {verdict}", highlight=False)
-    if output is not None:
-        settings = {"dataset": config["dataset"], "test_images": count, "iw_samples": iw_samples, "seed": seed,
-                    "classifier_accuracy": accuracy,
-                    "disentanglement_scale": disentanglement_scale if any("mig" in e.numbers for e in entries) else None}
-        report.write(output, entries, verdicts, comparison.pictures(entries, test_images, test_labels, seed, ends), settings)
-        console.print(f"Wrote {output}")
+        console.print(f"• {verdict}", markup=False)
+    if out.verbosity == out.VERBOSE:
+        for key, heading, _, _ in cols:
+            unit, meaning = comparison.glossary(key)
+            console.print(f"{heading} ({unit}): {meaning}" if unit else f"{heading}: {meaning}", markup=False)
+
+
+def _units_line(cols) -> str:
+    """``nats/image: ELBO, KL; count: params; …``: each unit once, with its columns."""
+    from vaetool import compare as comparison
+
+    groups: dict[str, list[str]] = {}
+    for key, heading, _, _ in cols:
+        unit = comparison.glossary(key)[0] or "—"
+        groups.setdefault(unit, []).append(heading)
+    return "; ".join(f"{unit}: {', '.join(headings)}" for unit, headings in groups.items())
 
 
 def _pairs(text: str | None) -> list[tuple[str, str]] | None:

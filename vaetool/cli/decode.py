@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 import typer
 
 from vaetool.cli import options
-from vaetool.cli.common import check_output, generator, handle_errors, labels_for, literal, open_model, write_pictures
+from vaetool.cli.common import (check_output, generator, handle_errors, labels_for, literal, open_model, say_latest,
+                                write_pictures)
 from vaetool.errors import VaetoolError
 
 
@@ -71,5 +72,6 @@ def decode(
         y = labels_for(vae, label, len(zs))
     with torch.no_grad():
         pictures = vae.decode(zs, y, sample=sample_pixels, generator=generator(vae, seed))
+    say_latest(vae, model)
     write_pictures(pictures, output, zoom, fps)
     typer.echo(f"Wrote {len(pictures)} images to {output}")

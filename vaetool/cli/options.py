@@ -28,6 +28,9 @@ Invert = Annotated[Optional[bool], typer.Option(
 Fps = Annotated[float, typer.Option(help="GIF frames per second.", rich_help_panel=OUTPUT_PANEL)]
 Bounce = Annotated[bool, typer.Option("--bounce/--no-bounce", help="GIF plays forth and back.",
                                       rich_help_panel=OUTPUT_PANEL)]
+Threads = Annotated[Optional[int], typer.Option(
+    help="CPU threads for torch's arithmetic (1 is often fastest for small models on a busy machine). "
+    "\\[default: torch's choice]", show_default=False)]
 
 # Picking images from a dataset (see vaetool.picking), for show and the commands that take images.
 DATA_PANEL = "Images from a dataset"

@@ -21,10 +21,10 @@ def plugins(
     The options are read from each plugin's source, so the listing imports no plugin; --check
     imports them all, to diagnose one that fails to load.
     """
-    from rich.console import Console
     from rich.table import Table
 
     from vaetool import registry
+    from vaetool.cli import output
 
     table = Table(title="vaetool plugins", title_justify="left")
     for column in ("kind", "name", "package", "version"):
@@ -33,7 +33,7 @@ def plugins(
     for kind in registry.GROUPS:
         for info in registry.infos(kind):
             table.add_row(kind, f"[bold]{info.name}[/bold]", info.package, info.version, _options(info, check))
-    Console().print(table)
+    output.console(wide=True).print(table)  # off a terminal, rows stay whole for grep
 
 
 def _options(info: PluginInfo, check: bool) -> str:

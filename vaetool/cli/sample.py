@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 from vaetool.cli import options
-from vaetool.cli.common import check_output, generator, handle_errors, labels_for, open_model, write_pictures
+from vaetool.cli.common import (check_output, generator, handle_errors, labels_for, open_model, say_latest,
+                                write_pictures)
 from vaetool.errors import VaetoolError
 
 
@@ -72,5 +73,6 @@ def sample(
             z = latents.path(torch.cat([z, z[:1]]), steps=12, method="slerp")  # a loop through every sample
             y = y[:1].expand(len(z)) if y is not None else None
         pictures = vae.decode(z, y, sample=sample_pixels, generator=rng)
+    say_latest(vae, model)
     write_pictures(pictures, output, zoom, fps, nrow=nrow)
     typer.echo(f"Wrote {output}")

@@ -1,6 +1,7 @@
 """``vaetool train``: train a VAE and write a run directory."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from enum import Enum
@@ -63,7 +64,10 @@ def train(
     batch_size: Annotated[Optional[int], typer.Option(help="\\[default: 128]", rich_help_panel=OPTIM)] = None,
     lr: Annotated[Optional[float], typer.Option(help="Adam learning rate. \\[default: 0.001]", rich_help_panel=OPTIM)] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for initialisation, shuffling and noise. \\[default: 0]", rich_help_panel=OPTIM)] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps (auto: CUDA, then MPS, then CPU).", rich_help_panel=RUN)] = "auto",
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N or mps (auto: CUDA, then MPS, then CPU). \\[default: auto]", rich_help_panel=RUN)] = None,
+    config_path: Annotated[Optional[Path], typer.Option("--config", "-c", help="Start from the settings in a config file (a run's config.toml, or its run directory); flags given beside it override them.", rich_help_panel=RUN)] = None,
+    logger: Annotated[Optional[list[str]], typer.Option("--logger", help="Also record the run for a tracker: tensorboard (event files in the run directory) or an installed plugin's; repeatable.", rich_help_panel=RUN, show_default=False)] = None,
+    print_config: Annotated[bool, typer.Option("--print-config", help="Print the config (TOML) these flags make, plugin defaults filled in, and exit without training.", rich_help_panel=RUN)] = False,
     name: Annotated[Optional[str], typer.Option(help="Run name: the run goes to RUNS_DIR/NAME. \\[default: from the settings]", rich_help_panel=RUN)] = None,
     runs_dir: Annotated[Optional[Path], typer.Option(help="Where runs are written. \\[default: $VAETOOL_RUNS, else ./runs]", rich_help_panel=RUN)] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run named by --name (else the latest run) from its checkpoint.", rich_help_panel=RUN)] = False,
@@ -94,11 +98,20 @@ def train(
             raise VaetoolError(f"{flag} must be at least {low}, not {value}.")
     import torch
 
-    from vaetool import distributed, runs, training
+    from vaetool import config_file, distributed, runs, training
 
     if threads is not None:
         torch.set_num_threads(threads)
-    options = training.RunOptions(compile=compile_, channels_last=channels_last, stream=stream, workers=workers)
+    if config_path is not None and resume:
+        raise VaetoolError("--config starts a new run from a config file; --resume continues a run with its own. "
+                           "Give one or the other.")
+    if config_path is not None:
+        file_config, file_options, file_device = config_file.load(config_path)
+    else:
+        file_config, file_options, file_device = training.TrainConfig(), training.RunOptions(), None
+    options = config_file.replace(file_options, _given(compile=compile_ or None, channels_last=channels_last or None,
+                                                        stream=stream, workers=workers))
+    device = device or file_device or "auto"
     root = runs.runs_root(runs_dir)
     if resume:
         changed = {"--arch": arch, "--likelihood": likelihood, "--latent-dim": latent_dim, "--encoder-scale": encoder_scale,
@@ -115,36 +128,29 @@ def train(
         run_dir = root / name if name else runs.latest_run(root)
         if run_dir is None:
             raise VaetoolError(f"There is no run in {root}/ to resume.")
-        reporter = _RichProgress(run_dir)
-        result = training.resume(run_dir, epochs=epochs, device=device, data_dir=data_dir, progress=reporter,
-                                 options=options)
+        if not name:
+            from vaetool.cli import output
+
+            output.note(f"Resuming the latest run, {run_dir} (--name picks another).")
+        reporter, progress = _progress(run_dir, logger)
+        with contextlib.closing(progress):  # however training ends, the loggers write out
+            result = training.resume(run_dir, epochs=epochs, device=device, data_dir=data_dir, progress=progress,
+                                     options=options)
         reporter.finish(result)
         return
 
     if autoencoder and beta is not None:
         raise VaetoolError("--beta has no effect with --autoencoder, which has no KL term; give one or the other.")
     betas = _betas(beta)
-    from vaetool.picking import resolve_dataset
-
-    dataset, dataset_options = resolve_dataset(data or "mnist")
-    base = training.TrainConfig(
-        architecture=arch or "conv",
-        likelihood=likelihood or "bernoulli",
-        dataset=dataset,
-        architecture_options={**key_values(arch_opt, "--arch-opt"),
-                              **_given(hidden=_list(hidden, "--hidden"), channels=_list(channels, "--channels"))},
-        likelihood_options={**key_values(likelihood_opt, "--likelihood-opt"),
-                            **_given(sigma=sigma, binarize=binarize.value if binarize else None)},
-        dataset_options={**dataset_options, **key_values(data_opt, "--data-opt")},
-        prior_options=key_values(prior_opt, "--prior-opt"),
-        objective_options=key_values(objective_opt, "--objective-opt"),
-        autoencoder=autoencoder,
-        **_given(prior=prior, objective=objective, latent_dim=latent_dim, encoder_scale=encoder_scale.value if encoder_scale else None,
-                 warmup=warmup, free_bits=free_bits, tc_weight=tc_weight, capacity=capacity,
-                 capacity_epochs=capacity_epochs, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                 precision=precision.value if precision else None),
-    )
-    data_name = Path(dataset_options["path"]).name if dataset == "folder" else dataset
+    base = config_file.replace(file_config, _given_settings(
+        data, arch, likelihood, prior, arch_opt, likelihood_opt, prior_opt, data_opt, objective_opt=objective_opt,
+        objective=objective, hidden=_list(hidden, "--hidden"),
+        channels=_list(channels, "--channels"), sigma=sigma, binarize=binarize.value if binarize else None,
+        autoencoder=autoencoder or None, latent_dim=latent_dim,
+        encoder_scale=encoder_scale.value if encoder_scale else None, warmup=warmup, free_bits=free_bits,
+        tc_weight=tc_weight, capacity=capacity, capacity_epochs=capacity_epochs, epochs=epochs,
+        batch_size=batch_size, lr=lr, seed=seed, precision=precision.value if precision else None))
+    data_name = Path(base.dataset_options["path"]).name if base.dataset == "folder" else base.dataset
     plans = []
     for value in betas:  # every run is planned and checked before the first one starts
         config = dataclasses.replace(base, **_given(beta=value))
@@ -154,17 +160,25 @@ def train(
         elif name:
             run_dir = root / name
         else:
-            suffix = "-ae" if autoencoder else (f"-beta{value:g}" if value is not None else "")
-            suffix += f"-tc{tc_weight:g}" if tc_weight is not None else f"-cap{capacity:g}" if capacity is not None else ""
-            suffix += f"-{objective}" if objective else ""
+            suffix = "-ae" if config.autoencoder else (f"-beta{value:g}" if value is not None else "")
+            suffix += (f"-tc{config.tc_weight:g}" if config.tc_weight is not None
+                       else f"-cap{config.capacity:g}" if config.capacity is not None else "")
+            suffix += f"-{config.objective}" if config.objective else ""
             run_dir = runs.fresh_run_dir(root, f"{config.architecture}-{data_name}{suffix}")
         plans.append((config, run_dir))
     if len({run_dir for _, run_dir in plans}) < len(plans):
         raise VaetoolError("Each β of a sweep must be different.")
+    if print_config:
+        for i, (config, run_dir) in enumerate(plans):
+            head = f"# run {i + 1} of {len(plans)}: {run_dir}\n" if len(plans) > 1 else ""
+            typer.echo(head + config_file.dumps(config_file.settings(config, options, device)))
+        return
     for config, run_dir in plans:
-        reporter = _RichProgress(run_dir)
-        reporter.finish(training.train(config, run_dir, device=device, data_dir=data_dir, progress=reporter,
-                                       options=options))
+        reporter, progress = _progress(run_dir, logger)
+        with contextlib.closing(progress):  # however training ends, the loggers write out
+            result = training.train(config, run_dir, device=device, data_dir=data_dir, progress=progress,
+                                    options=options)
+        reporter.finish(result)
     if len(plans) > 1 and distributed.is_main():
         typer.echo(f"Trained {len(plans)} runs. Compare them with:\n"
                    f"  vaetool compare {' '.join(str(run_dir) for _, run_dir in plans)}")
@@ -201,6 +215,37 @@ def _launch(nproc: int) -> None:
     raise typer.Exit(code)
 
 
+def _progress(run_dir: Path, logger_names: list[str] | None):
+    """The terminal display, and everything training reports to: it, steps.jsonl and each --logger."""
+    from vaetool import loggers
+
+    reporter = _RichProgress(run_dir)
+    built = [loggers.build(name, run_dir) for name in dict.fromkeys(logger_names or [])]
+    return reporter, loggers.Fanout([reporter, loggers.StepsFile(run_dir), *built])
+
+
+def _given_settings(data, arch, likelihood, prior, arch_opt, likelihood_opt, prior_opt, data_opt, *, objective_opt,
+                    hidden, channels, sigma, binarize, **settings) -> dict:
+    """The TrainConfig settings the flags give (only those given), plugin options as dicts."""
+    given = _given(architecture=arch, likelihood=likelihood, prior=prior, **settings)
+    if data is not None:
+        from vaetool.picking import resolve_dataset
+
+        given["dataset"], dataset_options = resolve_dataset(data)
+    else:
+        dataset_options = {}
+    for key, value in (("architecture_options", {**key_values(arch_opt, "--arch-opt"),
+                                                  **_given(hidden=hidden, channels=channels)}),
+                       ("likelihood_options", {**key_values(likelihood_opt, "--likelihood-opt"),
+                                               **_given(sigma=sigma, binarize=binarize)}),
+                       ("prior_options", key_values(prior_opt, "--prior-opt")),
+                       ("objective_options", key_values(objective_opt, "--objective-opt")),
+                       ("dataset_options", {**dataset_options, **key_values(data_opt, "--data-opt")})):
+        if value:
+            given[key] = value
+    return given
+
+
 def _betas(text: str | None) -> list[float | None]:
     if text is None:
         return [None]
@@ -234,12 +279,15 @@ class _RichProgress:
     and a summary table at the end."""
 
     def __init__(self, run_dir: Path):
-        from rich.console import Console
-
         from vaetool import distributed
+        from vaetool.cli import output
 
         self.run_dir = run_dir
-        self.console = Console(quiet=not distributed.is_main())  # under torchrun, rank 0 speaks for all
+        # Progress and epoch lines are talk (-q silences them); off a terminal they are never wrapped.
+        self.console = output.console(talk=True)
+        self.results = output.console()
+        if not distributed.is_main():  # under torchrun, rank 0 speaks for all
+            self.console.quiet = self.results.quiet = True
         self.bar = None
         self.task = None
 
@@ -294,10 +342,10 @@ class _RichProgress:
 
         if self.bar is not None:
             self.bar.stop()
-        if self.console.quiet and result.status == "finished":  # not rank 0: nothing to tell
+        if self.results.quiet and result.status == "finished":  # not rank 0: nothing to tell
             return
         if result.status == "interrupted":
-            self.console.print(f"Interrupted at epoch {result.epoch + 1}, step {result.step}; saved to {result.run_dir}. "
+            self.results.print(f"Interrupted at epoch {result.epoch + 1}, step {result.step}; saved to {result.run_dir}. "
                                f"Continue with: vaetool train --resume --name {result.run_dir.name}"
                                + (f" --runs-dir {result.run_dir.parent}" if result.run_dir.parent != Path("runs") else ""))
             raise typer.Exit(130)
@@ -312,6 +360,7 @@ class _RichProgress:
             table.add_row("test bits/dim", f"{last['test_bits_per_dim']:.3f}")
         table.add_row("train ELBO", f"{last['train_elbo']:.2f}")
         table.add_row("time", f"{sum(m['seconds'] for m in result.metrics):.1f} s")
-        files = ["model.safetensors", "metrics.jsonl", "reconstructions.png", "samples.png", "curves.png", CHECKPOINT_FILE]
+        files = ["model.safetensors", "metrics.jsonl", "reconstructions.png", "samples.png", "curves.png", CHECKPOINT_FILE,
+                 "config.toml"]
         table.add_row("files", "\n".join(files))
-        self.console.print(table)
+        self.results.print(table)

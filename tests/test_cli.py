@@ -55,7 +55,7 @@ def test_train_on_shapes_writes_a_run(tmp_path):
     assert config["dataset"] == "shapes"
     assert {k: config["dataset_options"][k] for k in ("size", "n_train", "n_test")} == {"size": 16, "n_train": 128,
                                                                                            "n_test": 32}
-    assert config["architecture_options"] == {"hidden": [32]} and config["latent_dim"] == 4
+    assert config["architecture_options"] == {"hidden": [32], "scale_init": None} and config["latent_dim"] == 4
     assert "test ELBO" in result.stdout
 
 
@@ -83,7 +83,7 @@ def test_options_given_as_key_values_reach_the_plugins(tmp_path):
                     "--likelihood", "gaussian", "--likelihood-opt", "per_pixel=true", "--encoder-scale", "softplus")
     assert result.exit_code == 0, result.output
     config = vaetool.load(tmp_path / "opts").config
-    assert config["likelihood_options"] == {"sigma": None, "per_pixel": True, "link": "sigmoid"}
+    assert config["likelihood_options"] == {"sigma": None, "per_pixel": True, "link": "sigmoid", "reduction": "sum"}
     assert config["encoder_scale"] == "softplus"
 
 

@@ -522,8 +522,10 @@ def conditional(tmp_path):
 def test_conditional_sample_draws_one_row_per_class(tmp_path):
     cvae = conditional(tmp_path)
     ok(invoke("sample", "-n", "6", "-o", "s.png", *use(tmp_path, "c.safetensors")))
-    grid = png(tmp_path / "s.png")
-    assert grid.shape == grid_size(3, 2)
+    labelled = png(tmp_path / "s.png")
+    height, width = grid_size(3, 2)
+    grid, names = labelled[:, -width:, 0], labelled[:, :-width, 0]  # each row named by its class at the left
+    assert labelled.shape[0] == height and (names < 100).sum() > 20
     z = prior_draw(2, 4, 0)  # the same z in every row; only the class changes
     with torch.no_grad():
         expected = render(cvae.decode(z.repeat(3, 1), torch.arange(3).repeat_interleave(2)), nrow=2)

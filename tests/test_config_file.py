@@ -56,7 +56,7 @@ def test_a_run_directory_holds_every_setting_with_plugin_options_resolved(run):
     assert (train["architecture"], train["dataset"], train["beta"], train["latent_dim"]) == ("mlp", "shapes", 2.0, 3)
     assert train["architecture_options"]["hidden"] == [16]
     assert train["dataset_options"] == {"size": 16, "n_train": 128, "n_test": 32, "seed": 0, "grid": False}
-    assert train["likelihood_options"] == {"binarize": "none"}  # the plugin's default, filled in
+    assert train["likelihood_options"] == {"binarize": "none", "reduction": "sum"}  # the plugin's defaults, filled in
     assert {f.name for f in dataclasses.fields(RunOptions) if getattr(RunOptions(), f.name) is not None} \
         <= set(written["run"])
     assert written["run"]["device"] == "cpu"

@@ -125,8 +125,9 @@ def test_config_records_the_plugin_defaults_actually_used():
                            architecture_options={"hidden": [16]}, likelihood_options={"sigma": None},
                            dataset="somewhere")
     config = model.config
-    assert config["architecture"] == "mlp" and config["architecture_options"] == {"hidden": [16]}
-    assert config["likelihood"] == "gaussian" and config["likelihood_options"] == {"sigma": None, "per_pixel": False, "link": "sigmoid"}
+    assert config["architecture"] == "mlp" and config["architecture_options"] == {"hidden": [16], "scale_init": None}
+    assert config["likelihood"] == "gaussian" and config["likelihood_options"] == {"sigma": None, "per_pixel": False, "link": "sigmoid",
+                                                                                          "reduction": "sum"}
     assert config["input_shape"] == [1, 8, 8] and config["latent_dim"] == 3 and config["num_classes"] == 0
     assert config["dataset"] == "somewhere"  # extra keys are recorded as they are
     # The config alone rebuilds a model with identically shaped weights.

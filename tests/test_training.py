@@ -112,7 +112,8 @@ def test_dataset_and_training_settings_are_recorded_in_the_model(straight_run):
     assert (cfg["objective"], cfg["objective_options"]) == ("elbo", {"beta": 1.0, "warmup": 0.0, "free_bits": 0.0})
     assert cfg["training"]["steps_per_epoch"] == 4
     # And the config alone gives back the training settings, with every plugin default spelled out.
-    assert TrainConfig.from_model_config(cfg) == config(likelihood_options={"binarize": "none"},
+    assert TrainConfig.from_model_config(cfg) == config(architecture_options={"hidden": [32], "scale_init": None},
+                                                        likelihood_options={"binarize": "none", "reduction": "sum"},
                                                         dataset_options={"n_train": 256, "n_test": 64, "seed": 0},
                                                         objective="elbo",
                                                         objective_options={"beta": 1.0, "warmup": 0.0, "free_bits": 0.0})

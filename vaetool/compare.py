@@ -43,7 +43,8 @@ class Entry:
         c = self.config
         kind = "AE" if c["autoencoder"] else objective_label(c)
         conditional = ", conditional: log p(x|y)" if getattr(self.model, "conditional", False) else ""
-        return f"{c['architecture']}/{c['likelihood']}, {c['latent_dim']}-D, {kind}{conditional}"
+        averaged = ", trained on the averaged log p(x|z)" if c.get("likelihood_options", {}).get("reduction") == "mean" else ""
+        return f"{c['architecture']}/{c['likelihood']}, {c['latent_dim']}-D, {kind}{conditional}{averaged}"
 
 
 def load_entries(paths: list[Path], device, *, allow_nonfinite: bool = False) -> list[Entry]:

@@ -77,6 +77,10 @@ class Likelihood(nn.Module):
       otherwise for its mean, as the gaussian's identity link does for exact pPCA).
     - ``discrete``: True when ``log_prob`` is a probability mass on 8-bit or binary values,
       so that bits per dimension are a meaningful report.
+    - ``reduction``: ``"sum"`` (the default), or ``"mean"`` to train on purpose with the
+      averaged reconstruction term, the classic bug: the training loss then weighs log p(x|z)
+      by 1/(pixels·channels), see :meth:`training_weight`. ``log_prob`` stays a sum either way,
+      so every reported ELBO and log-likelihood is comparable with other models.
     - ``levels``: when the distribution of one pixel is a probability mass on the values
       ``k / (levels − 1)`` (2 for a Bernoulli, 256 for 8-bit data), their number; ``None`` for a
       density, which integrates to 1 over ``support`` (the real line unless said otherwise). The
@@ -87,6 +91,12 @@ class Likelihood(nn.Module):
     api_version: ClassVar[int] = PLUGIN_API_VERSION
     params_per_channel: int = 1
     discrete: bool = False
+    reduction: str = "sum"
+
+    def training_weight(self, x: Tensor) -> float:
+        """The weight of log p(x|z) in the training loss: 1, or one over the values per example
+        (pixels × channels) when ``reduction`` is ``"mean"``."""
+        return 1.0 if self.reduction == "sum" else 1.0 / x[0].numel()
     levels: int | None = None
     support: tuple[float, float] = (-float("inf"), float("inf"))
 

@@ -221,3 +221,9 @@ def captioned_grid(images, captions: list[str], nrow: int = 8, zoom: int | None 
         for j, line in enumerate(text.split("\n")):
             draw.text((left + cell_w / 2, top + h + 2 + j * line_height), line, fill=(0, 0, 0), font=font, anchor="mt")
     return np.asarray(canvas)
+
+
+def class_labels(config: dict, classes) -> list[str]:
+    """Row labels for a model's classes: the class name, or its number when the names are the numbers."""
+    names = list(config.get("class_names") or [])
+    return [names[k] if k < len(names) and names[k] != str(k) else f"class {k}" for k in classes]

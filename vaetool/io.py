@@ -106,7 +106,13 @@ def read_layout(path: str | Path) -> tuple[dict[str, tuple[tuple[int, ...], str]
 
 
 def model_path(path: str | Path) -> Path:
-    """A model file, or the model file inside a run directory."""
+    """A model file, the model file inside a run directory, or a run's ``RUN:best`` / ``RUN:epoch-N``
+    (see :mod:`vaetool.snapshots`)."""
+    from vaetool import snapshots
+
+    selected = snapshots.select(path)
+    if selected is not None:
+        return selected
     path = Path(path)
     return path / MODEL_FILE if path.is_dir() else path
 

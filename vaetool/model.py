@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import copy
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -78,6 +78,11 @@ class ELBOTerms:
     @property
     def elbo(self) -> Tensor:
         return self.reconstruction - self.kl.sum(-1)
+
+    def weighted(self, weight: float) -> ELBOTerms:
+        """These terms with log p(x|z) scaled by ``weight`` for the training loss: what a likelihood
+        with ``reduction="mean"`` trains on (see ``Likelihood.training_weight``). Reports keep the sums."""
+        return self if weight == 1 else replace(self, reconstruction=self.reconstruction * weight)
 
     @property
     def log_weights(self) -> Tensor:

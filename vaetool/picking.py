@@ -197,3 +197,17 @@ def from_options(data: str, *, split: str = "test", label: str | None = None, in
     dataset, chosen, name = open_split(data, split, data_dir=data_dir, options=options, model=model)
     return pick(dataset, chosen, name=name, split_name=split, labels=parse_list(label, "--label"),
                 indices=parse_indices(index), per_label=per_label, count=count, seed=seed)
+
+
+def subset(split, limit: int | None, seed: int = 0):
+    """``limit`` images of ``split`` drawn at random with ``seed`` (kept in the split's order), or the
+    split itself when ``limit`` is None or not smaller: what ``--train-limit`` / ``--test-limit`` train on."""
+    import torch
+
+    from vaetool.contracts import Split
+
+    if limit is None or limit >= len(split):
+        return split
+    rows = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))[:limit].sort().values
+    return Split(split.images[rows], split.labels[rows] if split.labels is not None else None,
+                 split.factors[rows] if split.factors is not None else None)

@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 
 from vaetool.errors import VaetoolError
-from vaetool.io import MODEL_FILE
+from vaetool.io import MODEL_FILE, model_path
 
 CHECKPOINT_FILE = "checkpoint.safetensors"
 METRICS_FILE = "metrics.jsonl"
@@ -34,15 +34,15 @@ def latest_run(root: Path) -> Path | None:
 
 
 def find_model(model: str | Path | None, root: Path) -> Path:
-    """The model file named by ``--model`` (a file or run directory), else the latest run's."""
+    """The model file named by ``--model`` (a file, a run directory, ``RUN:best`` or ``RUN:epoch-N``),
+    else the latest run's."""
     if model is None:
         run = latest_run(root)
         if run is None or not (run / MODEL_FILE).exists():
             raise VaetoolError(f"No trained model in {root}/; train one with `vaetool train --data shapes` "
                                "or pass --model.")
         return run / MODEL_FILE
-    path = Path(model)
-    path = path / MODEL_FILE if path.is_dir() else path
+    path = model_path(model)
     if not path.is_file():
         raise VaetoolError(f"There is no model file at {path}.")
     return path

@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from vaetool import config_file, distributed, metrics, objectives, registry
+from vaetool import config_file, distributed, metrics, objectives, picking, registry, snapshots
 from vaetool.contracts import NEEDS, Split, TrainingContext
 from vaetool.datasets import data_root
 from vaetool.errors import VaetoolError
@@ -76,12 +76,17 @@ class TrainConfig:
     lr: float = 1e-3
     seed: int = 0
     precision: str = "fp32"  # the networks' arithmetic: fp32, or bf16/fp16 autocast
+    train_limit: int | None = None  # train on a seeded random subset of this many images
+    test_limit: int | None = None  # evaluate on a seeded random subset of this many test images
+    snapshot_every: int | None = None  # keep snapshots/epoch-NNN/ every N epochs (vaetool.snapshots)
+    keep_best: bool = False  # keep best.safetensors, the epoch with the highest test bound
 
     def check(self) -> None:
         if self.precision not in PRECISIONS:
             raise VaetoolError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}.")
-        for name, low in (("latent_dim", 1), ("epochs", 1), ("batch_size", 1)):
-            if getattr(self, name) < low:
+        for name, low in (("latent_dim", 1), ("epochs", 1), ("batch_size", 1), ("train_limit", 1), ("test_limit", 1),
+                          ("snapshot_every", 1)):
+            if getattr(self, name) is not None and getattr(self, name) < low:
                 raise VaetoolError(f"{name.replace('_', '-')} must be at least {low}, not {getattr(self, name)}.")
         if not self.lr > 0:
             raise VaetoolError(f"The learning rate must be positive, not {self.lr}.")
@@ -100,8 +105,14 @@ class TrainConfig:
     def training_settings(self) -> dict[str, Any]:
         keys = ("epochs", "batch_size", "lr", "seed")
         settings = {k: getattr(self, k) for k in keys}
+        # Recorded only when set, so runs without them compare as before.
+        for key in ("train_limit", "test_limit", "snapshot_every"):
+            if getattr(self, key) is not None:
+                settings[key] = getattr(self, key)
         if self.precision != "fp32":
             settings["precision"] = self.precision
+        if self.keep_best:
+            settings["keep_best"] = True
         return settings
 
     @classmethod
@@ -241,6 +252,9 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
             raise VaetoolError(f"The {objective_name} objective needs {NEEDS[need]}, but {reason}.")
     root = data_root(data_dir)
     train_split, test_split = dataset.load("train", root), dataset.load("test", root)
+    # --train-limit / --test-limit: seeded subsets, recorded in the training settings.
+    train_split = picking.subset(train_split, config.train_limit, config.seed)
+    test_split = picking.subset(test_split, config.test_limit, config.seed)
     for split, part in ((train_split, "training"), (test_split, "test")):
         if len(split) == 0:
             raise VaetoolError(f"The {part} split of {config.dataset} is empty.")
@@ -313,7 +327,7 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
                 at = epoch + step / steps
                 with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
                     terms = network(x, y, noise, objective.samples)
-                loss = objective.loss(terms, at)
+                loss = objective.loss(terms.weighted(model.likelihood.training_weight(x)), at)
                 # Each process's mean is weighted by its share of the global batch, so the gradient
                 # DistributedDataParallel averages is that of the global batch's mean loss.
                 share = len(x) * group.world / global_batch
@@ -364,6 +378,7 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
                                  metrics, objective)
                 save(model, run_dir / MODEL_FILE)
                 _write_pictures(run_dir, model, test_split, metrics, config.seed)
+                snapshots.after_epoch(run_dir, model, metrics, config.snapshot_every, config.keep_best, config.seed)
                 progress.epoch_end(line)
             else:
                 metrics.append(line)
@@ -529,13 +544,16 @@ def _write_pictures(run_dir: Path, model: VAE, test_split: Split, metrics: list,
         rec = model.reconstruct(x, y)
         pairs = torch.cat([x[:8], rec[:8], x[8:], rec[8:]])  # a row of originals above their reconstructions
         generator = torch.Generator(device=model.device).manual_seed(seed)
-        if model.conditional:  # one row per class
-            classes = min(model.num_classes, 10)
+        classes = min(model.num_classes, 10) if model.conditional else 0
+        if classes:  # one row per class
             y = torch.arange(classes, device=model.device).repeat_interleave(8)
             samples = model.sample(len(y), y, generator=generator)
         else:
             samples = model.sample(64, generator=generator)
     model.train()
     images.save_png(images.grid(pairs, nrow=8), run_dir / "reconstructions.png")
-    images.save_png(images.grid(samples, nrow=8), run_dir / "samples.png")
+    sample_grid = images.grid(samples, nrow=8)
+    if classes:
+        sample_grid = images.with_row_labels(sample_grid, images.class_labels(model.config, range(classes)), rows=classes)
+    images.save_png(sample_grid, run_dir / "samples.png")
     plots.training_curves(metrics, run_dir / "curves.png")

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from vaetool.architectures.conditioning import OneHot
+from vaetool.architectures.initialisation import start_scale_at
 from vaetool.contracts import Architecture
 from vaetool.errors import VaetoolError
 
@@ -20,7 +21,7 @@ class ConvNet(nn.Module):
     """
 
     def __init__(self, input_shape: tuple[int, int, int], latent_dim: int, output_channels: int,
-                 channels: Sequence[int], num_classes: int = 0):
+                 channels: Sequence[int], num_classes: int = 0, scale_init: float | None = None):
         super().__init__()
         channels = [int(c) for c in channels]
         in_channels, height, width = input_shape
@@ -40,6 +41,7 @@ class ConvNet(nn.Module):
             encoder += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), nn.ReLU()]
         self.encoder = nn.Sequential(*encoder, nn.Flatten())
         self.to_posterior = nn.Linear(features + num_classes, 2 * latent_dim)
+        start_scale_at(self.to_posterior, latent_dim, scale_init)
 
         self.from_latent = nn.Sequential(nn.Linear(latent_dim + num_classes, features), nn.ReLU())
         decoder: list[nn.Module] = []
@@ -66,9 +68,9 @@ class Conv(Architecture):
     """Convolutional VAE; ``channels`` lists the encoder's stage widths, one stride-2 stage each."""
 
     def __init__(self, input_shape: tuple[int, int, int], latent_dim: int, params_per_channel: int = 1,
-                 num_classes: int = 0, channels: Sequence[int] = (32, 64, 128)):
+                 num_classes: int = 0, channels: Sequence[int] = (32, 64, 128), scale_init: float | None = None):
         super().__init__(input_shape, latent_dim, params_per_channel, num_classes)
-        self.net = ConvNet(self.input_shape, latent_dim, self.output_channels, channels)
+        self.net = ConvNet(self.input_shape, latent_dim, self.output_channels, channels, scale_init=scale_init)
 
     def encode(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
         return self.net.encode(x)

@@ -24,14 +24,14 @@ class CVAE(Architecture):
 
     def __init__(self, input_shape: tuple[int, int, int], latent_dim: int, params_per_channel: int = 1,
                  num_classes: int = 0, backbone: str = "conv", channels: Sequence[int] = (32, 64, 128),
-                 hidden: Sequence[int] = (512, 256)):
+                 hidden: Sequence[int] = (512, 256), scale_init: float | None = None):
         super().__init__(input_shape, latent_dim, params_per_channel, num_classes)
         if num_classes < 1:
             raise VaetoolError("The cvae architecture is conditional on a class label, so it needs a labelled dataset.")
         if backbone == "conv":
-            self.net = ConvNet(self.input_shape, latent_dim, self.output_channels, channels, num_classes)
+            self.net = ConvNet(self.input_shape, latent_dim, self.output_channels, channels, num_classes, scale_init)
         elif backbone == "mlp":
-            self.net = MLPNet(self.input_shape, latent_dim, self.output_channels, hidden, num_classes)
+            self.net = MLPNet(self.input_shape, latent_dim, self.output_channels, hidden, num_classes, scale_init)
         else:
             raise VaetoolError(f"The cvae backbone must be one of {', '.join(BACKBONES)}, not {backbone!r}.")
 

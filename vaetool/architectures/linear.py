@@ -17,9 +17,9 @@ class Linear(Architecture):
     """Encoder x ↦ W x + b gives (mean, raw scale); decoder z ↦ V z + c gives the likelihood's parameters."""
 
     def __init__(self, input_shape: tuple[int, int, int], latent_dim: int, params_per_channel: int = 1,
-                 num_classes: int = 0):
+                 num_classes: int = 0, scale_init: float | None = None):
         super().__init__(input_shape, latent_dim, params_per_channel, num_classes)
-        self.net = MLPNet(self.input_shape, latent_dim, self.output_channels, hidden=())
+        self.net = MLPNet(self.input_shape, latent_dim, self.output_channels, hidden=(), scale_init=scale_init)
 
     def encode(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
         return self.net.encode(x)

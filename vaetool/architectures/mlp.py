@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from vaetool.architectures.conditioning import OneHot
+from vaetool.architectures.initialisation import start_scale_at
 from vaetool.contracts import Architecture
 from vaetool.errors import VaetoolError
 
@@ -24,11 +25,12 @@ class MLPNet(nn.Module):
     """Encoder D → hidden… → 2·latent and decoder latent → …hidden → D·P, ReLU between layers.
 
     With no hidden layers each side is a single linear map. ``num_classes > 0`` appends a one-hot
-    label to the encoder's input and to z (Sohn et al., NeurIPS 2015).
+    label to the encoder's input and to z (Sohn et al., NeurIPS 2015). ``scale_init``: see
+    :mod:`vaetool.architectures.initialisation`.
     """
 
     def __init__(self, input_shape: tuple[int, int, int], latent_dim: int, output_channels: int,
-                 hidden: Sequence[int], num_classes: int = 0):
+                 hidden: Sequence[int], num_classes: int = 0, scale_init: float | None = None):
         super().__init__()
         hidden = [int(h) for h in hidden]
         if any(h < 1 for h in hidden):
@@ -39,6 +41,7 @@ class MLPNet(nn.Module):
         pixels = channels * height * width
         self.encoder = _stack([pixels + num_classes, *hidden, 2 * latent_dim])
         self.decoder = _stack([latent_dim + num_classes, *reversed(hidden), math.prod(self.output_shape)])
+        start_scale_at(self.encoder[-1], latent_dim, scale_init)
 
     def encode(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
         h = self.encoder(self.one_hot.append(x.flatten(1), y))
@@ -53,11 +56,11 @@ class MLP(Architecture):
     """Multilayer perceptron VAE; ``hidden`` lists the encoder's hidden widths (the decoder mirrors them)."""
 
     def __init__(self, input_shape: tuple[int, int, int], latent_dim: int, params_per_channel: int = 1,
-                 num_classes: int = 0, hidden: Sequence[int] = (512, 256)):
+                 num_classes: int = 0, hidden: Sequence[int] = (512, 256), scale_init: float | None = None):
         super().__init__(input_shape, latent_dim, params_per_channel, num_classes)
         if not hidden:
             raise VaetoolError("The mlp architecture needs at least one hidden layer; the linear architecture has none.")
-        self.net = MLPNet(self.input_shape, latent_dim, self.output_channels, hidden)
+        self.net = MLPNet(self.input_shape, latent_dim, self.output_channels, hidden, scale_init=scale_init)
 
     def encode(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
         return self.net.encode(x)

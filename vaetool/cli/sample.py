@@ -74,5 +74,12 @@ def sample(
             y = y[:1].expand(len(z)) if y is not None else None
         pictures = vae.decode(z, y, sample=sample_pixels, generator=rng)
     say_latest(vae, model)
-    write_pictures(pictures, output, zoom, fps, nrow=nrow)
+    if vae.conditional and label is None and not manifold and output.suffix.lower() == ".png":
+        from vaetool import images
+
+        array = images.grid(pictures, nrow=nrow, zoom=zoom)
+        images.save_png(images.with_row_labels(array, images.class_labels(vae.config, range(vae.num_classes)),
+                                               rows=vae.num_classes), output)
+    else:
+        write_pictures(pictures, output, zoom, fps, nrow=nrow)
     typer.echo(f"Wrote {output}")

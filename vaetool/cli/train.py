@@ -60,6 +60,8 @@ def train(
     data: Annotated[Optional[str], typer.Option("--data", "-d", help="Dataset: mnist, fashion-mnist, kmnist, cifar10, shapes, a plugin's, or a folder of images. \\[default: mnist]", rich_help_panel=DATA)] = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="Where datasets are stored. \\[default: $VAETOOL_DATA, else the user cache]", rich_help_panel=DATA)] = None,
     data_opt: Annotated[Optional[list[str]], typer.Option(help="Any dataset option as KEY=VALUE (repeatable), e.g. size=64.", rich_help_panel=DATA)] = None,
+    train_limit: Annotated[Optional[int], typer.Option(help="Train on N training images drawn at random (seeded by --seed) — a quick look. \\[default: all]", rich_help_panel=DATA)] = None,
+    test_limit: Annotated[Optional[int], typer.Option(help="Evaluate on N test images drawn at random (seeded by --seed). \\[default: all]", rich_help_panel=DATA)] = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", "-e", help="Epochs to train (with --resume: the new total). \\[default: 10]", rich_help_panel=OPTIM)] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="\\[default: 128]", rich_help_panel=OPTIM)] = None,
     lr: Annotated[Optional[float], typer.Option(help="Adam learning rate. \\[default: 0.001]", rich_help_panel=OPTIM)] = None,
@@ -70,6 +72,8 @@ def train(
     print_config: Annotated[bool, typer.Option("--print-config", help="Print the config (TOML) these flags make, plugin defaults filled in, and exit without training.", rich_help_panel=RUN)] = False,
     name: Annotated[Optional[str], typer.Option(help="Run name: the run goes to RUNS_DIR/NAME. \\[default: from the settings]", rich_help_panel=RUN)] = None,
     runs_dir: Annotated[Optional[Path], typer.Option(help="Where runs are written. \\[default: $VAETOOL_RUNS, else ./runs]", rich_help_panel=RUN)] = None,
+    snapshot_every: Annotated[Optional[int], typer.Option(help="Every N epochs keep snapshots/epoch-NNN/ (model, samples, reconstructions) and a strip of samples across epochs; --model RUN:epoch-N selects one.", rich_help_panel=RUN)] = None,
+    keep_best: Annotated[bool, typer.Option("--keep-best", help="Keep best.safetensors, the epoch with the highest test ELBO (or the objective's bound); --model RUN:best selects it.", rich_help_panel=RUN)] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run named by --name (else the latest run) from its checkpoint.", rich_help_panel=RUN)] = False,
     precision: Annotated[Optional[Precision], typer.Option(help="The networks' arithmetic: fp32, or bf16/fp16 mixed precision (autocast; the likelihood and KL stay fp32). \\[default: fp32]", rich_help_panel=SPEED)] = None,
     compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the encoder and decoder: slower start, faster steps on a GPU.", rich_help_panel=SPEED)] = False,
@@ -88,6 +92,9 @@ def train(
       vaetool train --arch linear --likelihood gaussian --sigma 0.1 --latent-dim 16
       vaetool train --arch cvae                            [dim]# conditional on the digit[/dim]
       vaetool train --arch mlp --beta 0,0.1,1,4,10         [dim]# a β sweep: one run per value[/dim]
+      vaetool train --train-limit 5000                     [dim]# a quick look on a seeded subset[/dim]
+      vaetool train --snapshot-every 1 --keep-best         [dim]# per-epoch pictures, best model[/dim]
+      vaetool train --likelihood-opt reduction=mean        [dim]# the averaging bug, on purpose[/dim]
       vaetool train --arch conv --precision bf16 --compile [dim]# faster on a GPU[/dim]
       vaetool train --nproc 4                              [dim]# data-parallel on 4 GPUs[/dim]
     """
@@ -121,7 +128,8 @@ def train(
                    "--autoencoder": autoencoder or None, "--warmup": warmup, "--free-bits": free_bits,
                    "--tc-weight": tc_weight, "--capacity": capacity, "--capacity-epochs": capacity_epochs, "--data": data,
                    "--data-opt": data_opt, "--batch-size": batch_size, "--lr": lr, "--seed": seed,
-                   "--precision": precision}
+                   "--precision": precision, "--train-limit": train_limit, "--test-limit": test_limit,
+                   "--snapshot-every": snapshot_every, "--keep-best": keep_best or None}
         given = [flag for flag, value in changed.items() if value is not None and value is not False and value != []]
         if given:
             raise VaetoolError(f"{', '.join(given)} cannot change when resuming; start a new run instead.")
@@ -149,7 +157,8 @@ def train(
         autoencoder=autoencoder or None, latent_dim=latent_dim,
         encoder_scale=encoder_scale.value if encoder_scale else None, warmup=warmup, free_bits=free_bits,
         tc_weight=tc_weight, capacity=capacity, capacity_epochs=capacity_epochs, epochs=epochs,
-        batch_size=batch_size, lr=lr, seed=seed, precision=precision.value if precision else None))
+        batch_size=batch_size, lr=lr, seed=seed, precision=precision.value if precision else None,
+        train_limit=train_limit, test_limit=test_limit, snapshot_every=snapshot_every, keep_best=keep_best or None))
     data_name = Path(base.dataset_options["path"]).name if base.dataset == "folder" else base.dataset
     plans = []
     for value in betas:  # every run is planned and checked before the first one starts
@@ -307,6 +316,10 @@ class _RichProgress:
             f"{objective}, {info['parameters']:,} parameters\n"
             f"data [bold]{c['dataset']}[/bold] ({info['train_size']:,} train / {info['test_size']:,} test, {shape}) "
             f"on {info['device']}{how} → {info['run_dir']}{resumed}", highlight=False)
+        from vaetool.likelihoods import averaging_warning
+
+        if averaging_warning(c) and not self.console.quiet:
+            typer.echo(f"Warning: {averaging_warning(c)}", err=True)
 
     def epoch_start(self, epoch: int, epochs: int, steps: int, first_step: int) -> None:
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
@@ -362,5 +375,6 @@ class _RichProgress:
         table.add_row("time", f"{sum(m['seconds'] for m in result.metrics):.1f} s")
         files = ["model.safetensors", "metrics.jsonl", "reconstructions.png", "samples.png", "curves.png", CHECKPOINT_FILE,
                  "config.toml"]
+        files += [extra for extra in ("best.safetensors", "snapshots/") if (result.run_dir / extra).exists()]
         table.add_row("files", "\n".join(files))
         self.results.print(table)

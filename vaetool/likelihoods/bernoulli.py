@@ -7,6 +7,7 @@ from torch import Tensor
 
 from vaetool.contracts import Likelihood
 from vaetool.errors import VaetoolError
+from vaetool.likelihoods import check_reduction
 
 BINARIZATIONS = ("none", "dynamic", "static")
 
@@ -18,17 +19,19 @@ class Bernoulli(Likelihood):
     ``none`` scores grey levels directly (the cross-entropy most tutorials use; not a
     normalised density for non-binary x), ``dynamic`` draws a fresh binarization x ~ Bernoulli(grey)
     for every batch (Salakhutdinov & Murray 2008), and ``static`` is one fixed binarization,
-    thresholding at 0.5, the same in every epoch.
+    thresholding at 0.5, the same in every epoch. ``reduction="mean"`` trains on the averaged
+    reconstruction term (see :class:`vaetool.contracts.Likelihood`).
     """
 
     params_per_channel = 1
     levels = 2  # a mass on {0, 1}, also when it scores grey levels (which is why those are no likelihood)
 
-    def __init__(self, binarize: str = "none"):
+    def __init__(self, binarize: str = "none", reduction: str = "sum"):
         super().__init__()
         if binarize not in BINARIZATIONS:
             raise VaetoolError(f"binarize must be one of {', '.join(BINARIZATIONS)}, not {binarize!r}.")
         self.binarize = binarize
+        self.reduction = check_reduction(reduction)
         self.discrete = binarize != "none"
 
     def target(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:

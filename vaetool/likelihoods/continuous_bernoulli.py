@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from vaetool.contracts import Likelihood
+from vaetool.likelihoods import check_reduction
 
 _TAYLOR_BELOW = 0.1  # |logit| under which the series is more accurate than the closed form
 
@@ -37,6 +38,10 @@ class ContinuousBernoulli(Likelihood):
 
     params_per_channel = 1
     support = (0.0, 1.0)
+
+    def __init__(self, reduction: str = "sum"):
+        super().__init__()
+        self.reduction = check_reduction(reduction)
 
     def log_prob(self, x: Tensor, params: Tensor) -> Tensor:
         bce = F.binary_cross_entropy_with_logits(params, x, reduction="none")

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from vaetool.contracts import Likelihood
 from vaetool.errors import VaetoolError
+from vaetool.likelihoods import check_reduction
 
 _MIN_LOG_SIGMA = math.log(1e-3)  # below 8-bit resolution a smaller σ only rewards memorising noise
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
@@ -33,9 +34,12 @@ class Gaussian(Likelihood):
       to [0, 1]). With ``link="identity"``, the ``linear`` architecture and one shared σ the model
       family is exactly probabilistic PCA (Tipping & Bishop 1999), whose maximum-likelihood fit
       :func:`vaetool.metrics.ppca_log_likelihood` computes in closed form.
+    - ``reduction="mean"``: train on the averaged reconstruction term (the classic bug; see
+      :class:`vaetool.contracts.Likelihood`).
     """
 
-    def __init__(self, sigma: float | None = None, per_pixel: bool = False, link: str = "sigmoid"):
+    def __init__(self, sigma: float | None = None, per_pixel: bool = False, link: str = "sigmoid",
+                 reduction: str = "sum"):
         super().__init__()
         if link not in LINKS:
             raise VaetoolError(f"link must be one of {', '.join(LINKS)} for the gaussian likelihood, not {link!r}.")
@@ -46,6 +50,7 @@ class Gaussian(Likelihood):
         self.sigma = sigma
         self.per_pixel = per_pixel
         self.link = link
+        self.reduction = check_reduction(reduction)
         self.params_per_channel = 2 if per_pixel else 1
         if sigma is None and not per_pixel:
             self.log_sigma = nn.Parameter(torch.tensor(math.log(0.1)))

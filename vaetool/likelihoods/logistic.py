@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from vaetool.contracts import Likelihood
+from vaetool.likelihoods import check_reduction
 
 _MIN_LOG_SCALE = -7.0
 _HALF_BIN = 1.0 / 255.0  # pixels live on 256 levels in [-1, 1], 2/255 apart
@@ -24,6 +25,10 @@ class DiscretizedLogistic(Likelihood):
     params_per_channel = 2
     discrete = True
     levels = 256
+
+    def __init__(self, reduction: str = "sum"):
+        super().__init__()
+        self.reduction = check_reduction(reduction)
 
     def target(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         return torch.round(x * 255) / 255  # the model is a distribution over 8-bit levels

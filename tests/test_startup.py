@@ -15,7 +15,7 @@ import pytest
 
 from vaetool import registry
 
-COMMANDS = ["train", "encode", "decode", "sample", "interpolate", "traverse", "compare", "plugins"]
+COMMANDS = ["train", "encode", "decode", "sample", "interpolate", "traverse", "compare", "explore", "plugins"]
 CASES = [["--help"], ["plugins"], *([command, "--help"] for command in COMMANDS)]
 
 RUN = """
@@ -52,7 +52,7 @@ def test_answers_without_importing_torch_or_any_plugin(args):
     expected = "Usage: vaetool" if args[-1] == "--help" else "vaetool plugins"
     assert expected in "\n".join(printed)
 
-    heavy = {"torch"} | _plugin_modules()
+    heavy = {"torch", "starlette", "uvicorn"} | _plugin_modules()
     assert "vaetool.architectures.conv" in heavy  # the plugins were found, so their absence means something
     imported = [m for m in result["modules"] if any(m == h or m.startswith(f"{h}.") for h in heavy)]
     assert imported == []

@@ -226,6 +226,31 @@ def factor_of_each_dimension(codes: np.ndarray, factors: np.ndarray, bins: int =
     return normalised.argmax(axis=1), normalised.max(axis=1)
 
 
+
+def captured_factors(model, data_dir=None, limit: int = 5000) -> list[str] | None:
+    """For each latent dimension, ``"factor score"``: the ground-truth factor it shares most
+    information with on the model's test data (the first ``limit`` images), the mutual information
+    normalised by the factor's entropy. None when the model is conditional or its dataset has no
+    factors or cannot be loaded here."""
+    from vaetool.datasets import data_root
+    from vaetool import registry
+
+    if model.conditional or "dataset" not in model.config:
+        return None
+    try:
+        dataset, _ = registry.build("dataset", model.config["dataset"], model.config.get("dataset_options", {}))
+        if not dataset.factor_names:
+            return None
+        split = dataset.load("test", data_root(data_dir))
+    except VaetoolError:
+        return None
+    if split.factors is None:
+        return None
+    n = min(len(split), limit)
+    codes = representation(model)(split.images[:n].float() / 255)
+    best, score = factor_of_each_dimension(codes, split.factors[:n].numpy())
+    return [f"{dataset.factor_names[b]} {s:.2f}" for b, s in zip(best, score)]
+
 # -- the metrics ----------------------------------------------------------------------------------
 
 def beta_vae_score(ground_truth: GroundTruth, represent: Represent, rng: np.random.Generator, *,

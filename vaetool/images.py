@@ -58,9 +58,8 @@ def check_picture_size(pixels: int, zoom: int | None) -> None:
 
 def save_png(array: np.ndarray, path: str | Path) -> None:
     """Write a uint8 image array as PNG, atomically."""
-    from PIL import Image
-
-    atomic_write(path, lambda tmp: Image.fromarray(array).save(tmp, format="PNG"))
+    data = png_bytes(array)
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
 def to_tensor(image, shape: tuple[int, int, int]):
@@ -80,16 +79,22 @@ def to_tensor(image, shape: tuple[int, int, int]):
     return torch.from_numpy(array.copy()).permute(2, 0, 1)
 
 
-def open_image(path: str | Path):
-    """Open an image file with PIL; one clear sentence if it is not an image."""
+def open_image(path, name: str | None = None, max_pixels: int | None = None):
+    """Open an image file (a path or a binary file object) with PIL; one clear sentence if it is not
+    an image, or if it has more than ``max_pixels`` pixels. ``name`` is what the message calls it."""
     from PIL import Image, UnidentifiedImageError
 
+    name = name or str(path)
     try:
         image = Image.open(path)
+        if max_pixels is not None and image.width * image.height > max_pixels:
+            raise VaetoolError(f"{name} is {image.width}×{image.height} pixels; at most {max_pixels:,} are read.")
         image.load()
         return image
-    except (UnidentifiedImageError, OSError) as exc:
-        raise VaetoolError(f"{path} is not an image file that vaetool can read ({exc}).") from exc
+    except UnidentifiedImageError as exc:
+        raise VaetoolError(f"{name} is not an image file that vaetool can read (PNG, JPEG, BMP, GIF, WebP or TIFF).") from exc
+    except (OSError, Image.DecompressionBombError) as exc:
+        raise VaetoolError(f"{name} is not an image file that vaetool can read ({exc}).") from exc
 
 
 def background(images) -> str:
@@ -130,20 +135,42 @@ def load_images(paths, shape: tuple[int, int, int], invert: bool | None = None,
 
     files = image_files(paths)
     images = torch.stack([to_tensor(open_image(f), shape) for f in files]).float() / 255
+    return match_background(images, invert, model_background), [f.name for f in files]
+
+
+def match_background(images, invert: bool | None = None, model_background: str | None = None):
+    """Float images ``(N, C, H, W)`` in [0, 1], each inverted when ``invert`` says so or, with
+    ``invert=None``, when its background differs from ``model_background`` (see :func:`load_images`)."""
     for i in range(len(images)):
         flip = invert if invert is not None else (
             model_background is not None and background(images[i:i + 1]) != model_background)
         if flip:
             images[i] = 1 - images[i]
-    return images, [f.name for f in files]
+    return images
+
+
+def gif_bytes(frames: list[np.ndarray], fps: float = 12.0) -> bytes:
+    """The bytes of an animated GIF that loops forever, ``fps`` frames per second."""
+    import imageio.v3 as iio
+
+    return iio.imwrite("<bytes>", np.stack(frames), extension=".gif", duration=1000.0 / fps, loop=0)
 
 
 def save_gif(frames: list[np.ndarray], path: str | Path, fps: float = 12.0) -> None:
     """An animated GIF that loops forever, ``fps`` frames per second, written atomically."""
-    import imageio.v3 as iio
+    data = gif_bytes(frames, fps)
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
-    atomic_write(path, lambda tmp: iio.imwrite(tmp, np.stack(frames), extension=".gif",
-                                               duration=1000.0 / fps, loop=0))
+
+def png_bytes(array: np.ndarray) -> bytes:
+    """The bytes of a PNG of a uint8 image array."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def with_row_labels(array: np.ndarray, labels: list[str], rows: int, pad: int = 2) -> np.ndarray:

@@ -57,7 +57,7 @@ def latent_scatters(panels: list[tuple[str, Any, Any, list[str] | None]], path: 
                              constrained_layout=True, sharex=True, sharey=True, squeeze=False)
     used_all = []
     for ax, (title, z, labels, names) in zip(axes[0], panels):
-        points, used, axis_names = _project(np.asarray(z, dtype=np.float64), method, seed)
+        points, used, axis_names = projection(z, method, seed)
         used_all.append(used)
         if labels is not None and (np.asarray(labels) >= 0).any():
             labels = np.asarray(labels)
@@ -79,10 +79,16 @@ def latent_scatters(panels: list[tuple[str, Any, Any, list[str] | None]], path: 
     return used_all
 
 
-def _project(z, method: str, seed: int):
-    """``(points (N, 2), projection name, axis names)`` of latents ``z``."""
+def projection(z, method: str = "auto", seed: int = 0):
+    """Latents ``(N, L)`` in 2-D: ``(points (N, 2), the projection's name, the two axis titles)``.
+
+    A 2-D latent is kept as it is. Otherwise ``pca`` projects on the two principal axes (``auto``
+    does this), and ``tsne`` runs scikit-learn's t-SNE (van der Maaten & Hinton 2008), which keeps
+    neighbourhoods rather than distances.
+    """
     import numpy as np
 
+    z = np.asarray(z, dtype=np.float64)
     if z.shape[1] == 2 and method in ("auto", "pca"):
         return z, "latent", ("z₀", "z₁")
     if z.shape[1] == 1:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import typer
 
 from vaetool import __version__
-from vaetool.cli import common, compare, decode, encode, interpolate, plugins, sample, show, train, traverse
+from vaetool.cli import common, compare, decode, encode, explore, interpolate, plugins, sample, show, train, traverse
 
 app = typer.Typer(
     name="vaetool",
@@ -26,6 +26,7 @@ app.command("interpolate")(interpolate.interpolate)
 app.command("traverse")(traverse.traverse)
 app.command("compare")(compare.compare)
 app.command("show")(show.show)
+app.command("explore")(explore.explore)
 app.command("plugins")(plugins.plugins)
 
 

@@ -50,7 +50,7 @@ def traverse(
     """
     import torch
 
-    from vaetool import images, latents
+    from vaetool import disentanglement, images, latents
 
     check_output(output, (".png", ".gif"))
     if steps < 2:
@@ -99,7 +99,7 @@ def traverse(
         flat = grid_z.reshape(-1, vae.latent_dim)
         pictures = vae.decode(flat, y.expand(len(flat)) if y is not None else None)
     pictures = pictures.reshape(len(chosen), steps, *pictures.shape[1:])
-    captured = _captured_factors(vae) if factors else None
+    captured = disentanglement.captured_factors(vae) if factors else None
     names = [f"z{d}" + (f"  KL {kl[d]:.2f}" if kl else "") + (f"  {captured[d]}" if captured else "") for d in chosen]
     if output.suffix.lower() == ".png":
         array = images.grid(pictures.flatten(0, 1), nrow=steps, zoom=zoom)
@@ -113,26 +113,3 @@ def traverse(
     shown = [f"{d} ({captured[d].split()[0]})" if captured else str(d) for d in chosen]
     typer.echo(f"Wrote {output}: dimensions {', '.join(shown)} from "
                f"{start_from}, ±{span:g} in {steps} steps")
-
-
-def _captured_factors(vae) -> list[str] | None:
-    """For each latent dimension, "factor score": the factor it shares most information with on the
-    model's test data. None when the dataset has no factors or cannot be loaded here."""
-    from vaetool import disentanglement, registry
-    from vaetool.datasets import data_root
-
-    if vae.conditional or "dataset" not in vae.config:
-        return None
-    try:
-        dataset, _ = registry.build("dataset", vae.config["dataset"], vae.config.get("dataset_options", {}))
-        if not dataset.factor_names:
-            return None
-        split = dataset.load("test", data_root(None))
-    except VaetoolError:
-        return None
-    if split.factors is None:
-        return None
-    n = min(len(split), 5000)
-    codes = disentanglement.representation(vae)(split.images[:n].float() / 255)
-    best, score = disentanglement.factor_of_each_dimension(codes, split.factors[:n].numpy())
-    return [f"{dataset.factor_names[b]} {s:.2f}" for b, s in zip(best, score)]

@@ -1,0 +1,167 @@
+"""The web application behind ``vaetool explore``: one page, its static files, and a small JSON API.
+
+Starlette parses the requests; this module checks their shape (body size, JSON, types) and hands
+the values to :class:`~vaetool.explore.explorer.Explorer`, which checks what they mean. Anything a
+client gets wrong is a 4xx with ``{"error": "one sentence"}``; the server keeps running.
+
+    GET  /                  the page
+    GET  /static/…          its script and style sheet, from the installed package
+    GET  /api/model         the card, the sliders, the classes (Explorer.info)
+    POST /api/decode        {"z": [...], "label": k?}              → image/png
+    POST /api/encode        the image file's bytes; ?label=k&invert=auto|yes|no → {"z": [...], "input": data URL}
+    POST /api/interpolate   {"from": {"z"|"label"}, "to": …, "steps", "method", "label"?, "fps"?, "bounce"?} → image/gif
+    GET  /api/map?method=pca|tsne                                   → {"points", "codes", "labels", "axes", "method"}
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from concurrent.futures import ThreadPoolExecutor
+from importlib import resources
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from vaetool.errors import VaetoolError
+from vaetool.explore.explorer import Explorer
+
+MAX_IMAGE_BYTES = 10_000_000
+MAX_JSON_BYTES = 100_000
+
+
+class BadRequest(Exception):
+    """A request this API cannot read: the status to answer and the sentence to show."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+def create_app(explorer: Explorer, threads: int | None = None) -> Starlette:
+    """The Starlette application serving ``explorer``; the model computes with ``threads`` CPU
+    threads (default: as many as torch uses in the calling thread)."""
+    import torch
+
+    # Every model call runs on one thread of its own, with torch's thread count set there: the
+    # OpenMP count is per calling thread, and a pool thread left at the default would start a
+    # worker per core, which spin-wait and make one small decode many times slower on a busy CPU.
+    model_thread = ThreadPoolExecutor(1, thread_name_prefix="vaetool-explore", initializer=torch.set_num_threads,
+                                      initargs=(threads or torch.get_num_threads(),))
+
+    async def run(function, *args):
+        return await asyncio.wrap_future(model_thread.submit(function, *args))
+
+    async def page(request: Request) -> Response:
+        html = resources.files("vaetool.explore").joinpath("static", "index.html").read_text(encoding="utf-8")
+        return Response(html, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-store"})
+
+    async def model_info(request: Request) -> Response:
+        return JSONResponse(await run(explorer.info))
+
+    async def decode(request: Request) -> Response:
+        body = await _json(request)
+        _only(body, {"z", "label"}, required={"z"})
+        png = await run(explorer.decode_png, body["z"], body.get("label"))
+        return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+    async def encode(request: Request) -> Response:
+        data = await _body(request, MAX_IMAGE_BYTES, "image")
+        label = _int_param(request, "label")
+        answer = await run(explorer.encode_image, data, label, request.query_params.get("invert", "auto"))
+        return JSONResponse({"z": answer["z"], "input": _data_url(answer["input"], "image/png")})
+
+    async def interpolate(request: Request) -> Response:
+        body = await _json(request)
+        _only(body, {"from", "to", "steps", "method", "label", "fps", "bounce"}, required={"from", "to"})
+        steps = _typed(body, "steps", int, 16)
+        method = _typed(body, "method", str, "slerp")
+        fps = _typed(body, "fps", (int, float), 12.0)
+        bounce = _typed(body, "bounce", bool, True)
+        gif = await run(explorer.interpolation_gif, body["from"], body["to"], steps, method,
+                                      body.get("label"), fps, bounce)
+        return Response(gif, media_type="image/gif", headers={"Content-Disposition": 'inline; filename="interpolation.gif"'})
+
+    async def latent_map(request: Request) -> Response:
+        method = request.query_params.get("method", "pca")
+        return JSONResponse(await run(explorer.latent_map, method))
+
+    async def refused(request: Request, exc: Exception) -> Response:
+        status = exc.status if isinstance(exc, BadRequest) else 400
+        return JSONResponse({"error": str(exc)}, status_code=status)
+
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    routes = [
+        Route("/", page),
+        Route("/api/model", model_info),
+        Route("/api/decode", decode, methods=["POST"]),
+        Route("/api/encode", encode, methods=["POST"]),
+        Route("/api/interpolate", interpolate, methods=["POST"]),
+        Route("/api/map", latent_map),
+        Mount("/static", StaticFiles(packages=[("vaetool.explore", "static")]), name="static"),
+    ]
+    return Starlette(routes=routes, exception_handlers={VaetoolError: refused, BadRequest: refused,
+                                                        HTTPException: http_error})
+
+
+async def _body(request: Request, limit: int, what: str) -> bytes:
+    """The request body, refused (413) as soon as it passes ``limit`` bytes, whatever the headers claim."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise BadRequest(f"The {what} is {int(declared):,} bytes; at most {limit:,} are accepted.", 413)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BadRequest(f"The {what} is over {limit:,} bytes, the most accepted.", 413)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _json(request: Request) -> dict[str, Any]:
+    data = await _body(request, MAX_JSON_BYTES, "request")
+    try:
+        body = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"The request body must be JSON ({exc}).") from exc
+    if not isinstance(body, dict):
+        raise BadRequest("The request body must be a JSON object.")
+    return body
+
+
+def _only(body: dict[str, Any], allowed: set[str], required: set[str]) -> None:
+    missing = sorted(required - body.keys())
+    if missing:
+        raise BadRequest(f"The request lacks {', '.join(map(repr, missing))}.")
+    unknown = sorted(body.keys() - allowed)
+    if unknown:
+        raise BadRequest(f"Unknown field {unknown[0]!r}; this request takes {', '.join(sorted(allowed))}.")
+
+
+def _typed(body: dict[str, Any], key: str, kind, default):
+    value = body.get(key, default)
+    if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
+        names = {int: "an integer", str: "a string", bool: "true or false"}
+        raise BadRequest(f"{key!r} must be {names.get(kind, 'a number')}, not {json.dumps(value)}.")
+    return value
+
+
+def _int_param(request: Request, key: str) -> int | None:
+    text = request.query_params.get(key)
+    if text is None or text == "":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise BadRequest(f"{key} must be an integer, not {text!r}.") from None
+
+
+def _data_url(data: bytes, media_type: str) -> str:
+    return f"data:{media_type};base64,{base64.b64encode(data).decode('ascii')}"

@@ -159,8 +159,9 @@ def _read_latents(suffix: str, data: bytes):
         except VaetoolError as exc:
             assert "\n" not in str(exc) and str(exc)
             return None
-    n, dim = latents.mean.shape
-    assert latents.log_var.shape == (n, dim) and latents.labels.shape == (n,) and len(latents.names) == n
+    n, dim = latents.rows.shape  # posterior means, or the codes of a discrete latent (integer arrays)
+    assert latents.discrete or latents.log_var.shape == (n, dim)
+    assert latents.labels.shape == (n,) and len(latents.names) == n
     return latents
 
 

@@ -263,7 +263,8 @@ class Explorer:
 
 
 def _named(name: str, options: dict | None) -> str:
-    shown = ", ".join(f"{k.replace('_', ' ')} {_value(v)}" for k, v in (options or {}).items())
+    shown = ", ".join(f"{k.replace('_', ' ')} {_value(v)}" for k, v in (options or {}).items()
+                      if v is not None)  # an option left unset says nothing
     return f"{name} ({shown})" if shown else name
 
 

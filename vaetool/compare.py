@@ -62,7 +62,12 @@ def load_entries(paths: list[Path], device, *, allow_nonfinite: bool = False) ->
         while name in names:
             name += "′"
         names.add(name)
-        entry = Entry(name, file, io.load(file, device, allow_nonfinite=allow_nonfinite))
+        model = io.load(file, device, allow_nonfinite=allow_nonfinite)
+        if model.device.type == "cpu":
+            # Convolutions in channels-last layout run about twice as fast on a CPU (the decoder's
+            # transposed ones most), to the same numbers; layers without 4-D weights are untouched.
+            model = model.to(memory_format=torch.channels_last)
+        entry = Entry(name, file, model)
         history_file = file.parent / METRICS_FILE
         if history_file.exists():
             entry.history = [json.loads(line) for line in history_file.read_text().splitlines() if line.strip()]

@@ -289,7 +289,8 @@ class VAE(nn.Module):
 
     @_inference
     def sample_latents(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0) -> Tensor:
-        """n decoder inputs z ~ p(z), ``(n, features)``; see :meth:`sample`."""
+        """n codes z ~ p(z) that :meth:`decode` takes, ``(n, latent_dim)`` (for several stochastic layers, the
+        chosen layer's, drawn through the layers above it); see :meth:`sample`."""
         return self.latent.sample(n, self.prior, generator, temperature)
 
     @_inference

@@ -138,7 +138,8 @@ class Hierarchical(Latent):
         return None
 
     def _gaussian(self, net: nn.Module, inputs: Tensor) -> DiagonalGaussian:
-        mean, raw_scale = net(inputs).chunk(2, dim=-1)
+        # In the inputs' precision under mixed precision, as VAE.encode does, so log-densities are fp32 sums.
+        mean, raw_scale = net(inputs).to(inputs.dtype).chunk(2, dim=-1)
         return DiagonalGaussian.from_encoder(mean, raw_scale, self.encoder_scale)
 
     @contextlib.contextmanager

@@ -47,7 +47,8 @@ class Entry:
         conditional = ", conditional: log p(x|y)" if getattr(self.model, "conditional", False) else ""
         latent = f"{c['latent_dim']}-D" if c.get("latent", "gaussian") == "gaussian" else \
             f"{c['latent']} {c['latent_dim']} codes of {self.model.latent.codebook_size}" \
-            if getattr(self.model, "discrete", False) else f"{c['latent']} {c['latent_dim']}-D"
+            if getattr(self.model, "discrete", False) else \
+            f"{c['latent']} {'-'.join(str(w) for w in self.model.latent.layers)}-D"  # 100-50-D: a width per layer
         prior = f", {c['prior']} prior" if c.get("prior", "standard-normal") != "standard-normal" else ""
         averaged = ", trained on the averaged log p(x|z)" if c.get("likelihood_options", {}).get("reduction") == "mean" else ""
         return f"{c['architecture']}/{c['likelihood']}, {latent}{prior}, {kind}{conditional}{averaged}"
@@ -148,17 +149,19 @@ def evaluate(entries: list[Entry], test_images: torch.Tensor, test_labels: torch
             n["iw_ll"] = float(iw.mean())
             n["iw_k"] = iw_samples
             n["iw_images"] = count
-        n["latent_dim"] = c["latent_dim"]
+        n["latent_dim"] = sum(model.latent.layers)
         if model.discrete:
             n.update(stage(f"{entry.name}: codebook usage",
                            lambda: metrics.codebook_usage(model, test_images, test_labels)))
         else:
             units = stage(f"{entry.name}: latent usage", lambda: (
-                metrics.active_units(model, test_images, test_labels)[0],
+                metrics.active_units_per_layer(model, test_images, test_labels),
                 # measured against N(0, I), so only for models with that prior
                 metrics.aggregate_posterior_kl(model, test_images, test_labels)
                 if c.get("prior", "standard-normal") == "standard-normal" else None))
-            n["active_units"] = int(units[0])
+            n["active_units"] = sum(units[0])
+            if len(units[0]) > 1:  # several stochastic layers: Burda et al. 2016 count them layer by layer
+                n["active_per_layer"] = units[0]
             if units[1] is not None:
                 n["aggregate_kl"] = units[1]
         if classifier is not None:

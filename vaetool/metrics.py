@@ -106,11 +106,6 @@ def _need_gaussian(model, what: str) -> None:
                            f"{model.config['latent']} latent's code is discrete.")
 
 
-def _log_standard_normal(z: Tensor) -> Tensor:
-    """log N(z; 0, I), summed over the last (latent) dimension: the density of ε in z = μ + σ ε."""
-    return -0.5 * (z.pow(2).sum(-1) + z.shape[-1] * _LOG_2PI)
-
-
 # -- size -----------------------------------------------------------------------------------------
 
 def parameter_counts(model) -> dict[str, int]:
@@ -246,7 +241,8 @@ def iw_log_likelihood(model, images: Tensor, labels: Tensor | None = None, k: in
     """The importance-weighted estimate of log p(x) for each image, float64 ``(N,)`` on the CPU, in nats.
 
     log p(x) ≈ log (1/K) Σ_k p(x|z_k) p(z_k) / q(z_k|x),  z_k ~ q(z|x)  (Burda, Grosse &
-    Salakhutdinov, ICLR 2016), with the prior p(z) = N(0, I). It is a lower bound in expectation that
+    Salakhutdinov, ICLR 2016), with the model's prior p(z); for a latent of several stochastic layers, z is
+    every layer and p(z), q(z|x) are products over them. It is a lower bound in expectation that
     tightens as K grows and equals log p(x) as K → ∞; K = 1 is the ELBO's expectation. For a
     likelihood with a random ``target`` (dynamic binarization) it scores one binarization per image.
 
@@ -269,7 +265,7 @@ def iw_log_likelihood(model, images: Tensor, labels: Tensor | None = None, k: in
     for name, value in (("k", k), ("k_batch", k_batch), ("decode_batch", decode_batch or 1)):
         if value < 1:
             raise VaetoolError(f"{name} must be at least 1, not {value}.")
-    device, dtype = model.device, _dtype(model)
+    device = model.device
     if decode_batch is None:
         decode_batch = CPU_DECODE_BATCH if device.type == "cpu" else batch_size * k_batch
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -278,18 +274,18 @@ def iw_log_likelihood(model, images: Tensor, labels: Tensor | None = None, k: in
         for x, y in _batches(model, images, labels, batch_size):
             target = model.likelihood.target(x, generator)
             posterior = model.encode(target, y)  # as in training: the encoder sees what is scored
-            # log q(z|x) = log N(ε; 0, I) − Σ log σ, exact for z = μ + σ ε.
-            sum_log_std = 0.5 * posterior.log_var.sum(-1)
             running = torch.full((len(x),), -math.inf, device=device, dtype=_wide(device))
             for start in range(0, k, k_batch):
                 n_samples = min(k_batch, k - start)
-                eps = torch.randn(n_samples, *posterior.mean.shape, generator=generator, device=device, dtype=dtype)
-                z = posterior.mean + posterior.std * eps  # (k_batch, B, L), sample-major
+                # The latent kind draws z (sample-major: z = μ + σ ε with ε (k_batch, B, L) from the generator for
+                # a Gaussian, every layer for a hierarchy) and gives log p(z) and log q(z|x) at it.
+                drawn = model.latent.terms(posterior, model.prior, generator, samples=n_samples)
+                z = drawn.z.reshape(n_samples, len(x), -1)
                 flat_y = y.repeat(n_samples) if y is not None else None
                 flat_target = target.expand(n_samples, *target.shape).reshape(-1, *target.shape[1:])
-                log_px = _log_px(model, flat_target, z.reshape(-1, model.latent_dim), flat_y,
+                log_px = _log_px(model, flat_target, z.reshape(n_samples * len(x), -1), flat_y,
                                  decode_batch).view(n_samples, len(x))
-                log_w = log_px + model.prior.log_prob(z) - (_log_standard_normal(eps) - sum_log_std)
+                log_w = log_px + drawn.log_prior.view(n_samples, -1) - drawn.log_posterior.view(n_samples, -1)
                 running = torch.logaddexp(running, torch.logsumexp(log_w.to(running.dtype), 0))
                 done += n_samples * len(x)
                 if progress is not None:
@@ -321,6 +317,20 @@ def active_units(model, images: Tensor, labels: Tensor | None = None, threshold:
     means, _ = posterior_moments(model, images, labels, batch_size)
     activity = means.var(0, unbiased=False).cpu()
     return int((activity > threshold).sum()), activity
+
+
+def active_units_per_layer(model, images: Tensor, labels: Tensor | None = None, threshold: float = 0.01,
+                           batch_size: int = 500) -> list[int]:
+    """:func:`active_units` at every stochastic layer, bottom first (one number for a latent of one layer);
+    each layer's posterior mean with the layers it depends on at their means. The model's chosen layer is kept."""
+    chosen, counts = model.latent.layer, []
+    try:
+        for layer in range(1, len(model.latent.layers) + 1):
+            model.select_layer(layer)
+            counts.append(active_units(model, images, labels, threshold, batch_size)[0])
+    finally:
+        model.select_layer(chosen)
+    return counts
 
 
 @torch.no_grad()

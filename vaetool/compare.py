@@ -115,7 +115,7 @@ def evaluate(entries: list[Entry], test_images: torch.Tensor, test_labels: torch
         # One seeded draw of the data as the likelihood scores it (a binarization, say) serves the
         # ELBO and the IW estimate alike, so their difference is the bound's gap and nothing else.
         scored = metrics.scored_data(model, test_images, seed=seed)
-        n["protocol"], n["published_protocol"] = metrics.protocol(c)
+        n["protocol"], n["published_protocol"] = metrics.protocol(model)
         name, options = objectives.recorded(c)
         trained_with = _objective(c)
         n["trained_with"] = name

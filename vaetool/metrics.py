@@ -170,36 +170,19 @@ def scored_data(model, images: Tensor, seed: int = 0, batch_size: int = 500) -> 
     return torch.cat(parts)
 
 
-def protocol(config: dict) -> tuple[str, bool]:
+def protocol(model) -> tuple[str, bool]:
     """What a model's log-likelihoods measure, in words, and whether they compare with published tables.
 
     Only a normalised likelihood of the data itself gives numbers comparable with papers: a
-    Bernoulli over binarized images (dynamic or static; on MNIST, the binarized-MNIST tables),
-    a discrete likelihood over 8-bit levels, or a density over the data's own values. A Bernoulli
-    over grey levels is a cross-entropy, not a density of the data.
+    Bernoulli over binarized images, a discrete likelihood over 8-bit levels, or a density over
+    the data's own values. Each likelihood says which it is (:meth:`Likelihood.protocol`); one that
+    does not is reported as unchecked.
     """
-    likelihood, options = config.get("likelihood"), config.get("likelihood_options", {})
-    dataset = config.get("dataset", "?")
-    if likelihood == "bernoulli":
-        binarize = options.get("binarize", "none")
-        if binarize == "none":
-            return (f"Bernoulli cross-entropy on grey levels of {dataset}: not a density of the data, "
-                    "not comparable with published log-likelihoods", False)
-        if binarize == "threshold":
-            return (f"Bernoulli on {dataset} thresholded at 0.5: a deterministic binarization, "
-                    "not the literature's binarized data", False)
-        if dataset == "binarized-mnist":
-            return "Bernoulli on the fixed binarized MNIST of Larochelle & Murray 2011 (static MNIST tables)", True
-        what = ("a fresh binarization each batch in training; one seeded binarization of the test set here "
-                "(dynamic-binarization tables)" if binarize == "dynamic" else
-                f"one fixed stochastic binarization (seed {options.get('binarize_seed', 0)}; static-binarization tables)")
-        return f"Bernoulli on binarized {dataset}, {what}", True
-    if likelihood == "logistic":
-        return f"discretized logistic over the 8-bit levels of {dataset} (bits/dim tables)", True
-    if likelihood in ("gaussian", "continuous-bernoulli"):
-        return (f"{likelihood} density of {dataset}'s pixel values in [0, 1], without dequantization: "
-                "not comparable with published log-likelihoods", False)
-    return f"{likelihood} likelihood on {dataset}, not checked against a published protocol", False
+    dataset = model.config.get("dataset", "?")
+    said = model.likelihood.protocol(dataset)
+    if said is None:
+        return f"{model.config.get('likelihood')} likelihood on {dataset}, not checked against a published protocol", False
+    return said
 
 
 @torch.no_grad()

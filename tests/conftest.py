@@ -72,6 +72,14 @@ class TinySquares(Dataset):
         return Split(images, (rows >= 6).long())
 
 
+@pytest.fixture(scope="module")
+def tiny_squares_module():
+    """:class:`TinySquares` registered as ``tiny-squares`` for a whole module, for runs trained once per module."""
+    registry.register("dataset", TINY_DATASET, TinySquares)
+    yield TINY_DATASET
+    registry.unregister("dataset", TINY_DATASET)
+
+
 @pytest.fixture
 def tiny_dataset():
     """Registers :class:`TinySquares` as ``tiny-squares`` for the test's duration; yields its name."""
@@ -110,6 +118,17 @@ def invoke(*args, columns: int = 600):
 def ok(result):
     assert result.exit_code == 0, (result.output, result.exception)
     return result
+
+
+def refused_before_reading(tmp_path, monkeypatch, *flags) -> str:
+    """``vaetool train --data tiny-squares FLAGS`` refused in one sentence before any data is read: its error."""
+    def unreadable(self, split, root=None):
+        raise AssertionError("the data was read")
+
+    monkeypatch.setattr(TinySquares, "load", unreadable)
+    error = assert_clean_error(invoke("train", "--data", TINY_DATASET, *flags, "--runs-dir", tmp_path, "--name", "r"))
+    assert not (tmp_path / "r").exists()
+    return error
 
 
 def assert_clean_error(result, *fragments):

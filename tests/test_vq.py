@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import vaetool
-from conftest import TINY_DATASET, TinySquares, assert_clean_error, invoke, ok, state_dicts_equal
-from vaetool import latentfile, latents, registry, training
+from conftest import TINY_DATASET, TinySquares, assert_clean_error, invoke, ok, refused_before_reading, state_dicts_equal
+from vaetool import latentfile, latents, training
 from vaetool.errors import VaetoolError
 from vaetool.latent_types.vq import VectorQuantised
 from vaetool.training import TrainConfig
@@ -137,11 +137,7 @@ def test_what_a_vq_latent_cannot_combine_with_is_refused(kwargs, fragment):
 
 # -- training ----------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module", autouse=True)
-def tiny_squares():
-    registry.register("dataset", TINY_DATASET, TinySquares)
-    yield
-    registry.unregister("dataset", TINY_DATASET)
+pytestmark = pytest.mark.usefixtures("tiny_squares_module")
 
 
 def config(**overrides):
@@ -194,14 +190,7 @@ def test_vq_learns_to_reconstruct_better_than_its_first_steps(tmp_path):
     (["--latent-opt", "codebook=1"], "codebook must be"),
 ])
 def test_what_the_vq_latent_lacks_is_refused_before_any_data_is_read(tmp_path, flags, fragment, monkeypatch):
-    def unreadable(self, split, root=None):
-        raise AssertionError("the data was read")
-
-    monkeypatch.setattr(TinySquares, "load", unreadable)
-    error = assert_clean_error(invoke("train", "--latent", "vq", "--data", TINY_DATASET, *flags,
-                                      "--runs-dir", tmp_path, "--name", "r"))
-    assert fragment in error
-    assert not (tmp_path / "r").exists()
+    assert fragment in refused_before_reading(tmp_path, monkeypatch, "--latent", "vq", *flags)
 
 
 def test_an_unknown_latent_names_the_installed_ones(tmp_path):

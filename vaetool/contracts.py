@@ -87,6 +87,9 @@ class Likelihood(nn.Module):
       density, which integrates to 1 over ``support`` (the real line unless said otherwise). The
       conformance kit checks either on a one-pixel image: an unnormalised ``log_prob`` silently
       changes the objective.
+    - ``protocol(dataset)``: what this likelihood's log-likelihoods of ``dataset`` measure, in
+      words, and whether they are comparable with published tables: ``(sentence, comparable)``.
+      The default, ``None``, says the protocol was not checked; ``compare`` prints either.
     """
 
     api_version: ClassVar[int] = PLUGIN_API_VERSION
@@ -112,6 +115,9 @@ class Likelihood(nn.Module):
 
     def sample(self, params: Tensor, generator: torch.Generator | None = None) -> Tensor:
         raise NotImplementedError
+
+    def protocol(self, dataset: str) -> tuple[str, bool] | None:
+        return None
 
 
 class Prior(nn.Module):
@@ -201,6 +207,18 @@ class Latent(nn.Module):
       :class:`~vaetool.distributions.DiagonalGaussian` with a density: what β-TCVAE's
       decomposition and the importance-weighted likelihood need.
     - ``discrete``: True when the code is a row of integers; see :class:`DiscreteLatent`.
+
+    A latent may have several stochastic layers (a hierarchical VAE). Then:
+
+    - ``layers``: the width of each, from the one nearest the data (layer 1, which the decoder
+      reads) to the top (which the prior scores); one layer, ``(latent_dim,)``, by default.
+    - ``layer``: the layer that is the code — what ``posterior(...).mean`` and ``sample`` give and
+      what ``decoder_input`` takes — 1-based, the top by default (:meth:`VAE.select_layer`);
+      ``code_dim`` is its width.
+    - ``decoder_input(code)``: the decoder's input ``(B, features)`` for codes ``(B, code_dim)``;
+      the code itself for a latent of one layer.
+    - ``lacks(need)``: why it cannot give an objective what it needs (a name from :data:`NEEDS`), or None.
+    - ``kl`` of :meth:`terms` is per dimension of every layer, ``(B, sum(layers))``, or one column.
     """
 
     api_version: ClassVar[int] = PLUGIN_API_VERSION
@@ -213,10 +231,25 @@ class Latent(nn.Module):
         self.latent_dim = int(latent_dim)
         self.encoder_scale = encoder_scale
         self.autoencoder = bool(autoencoder)
+        self.layer = 1
 
     @property
     def features(self) -> int:
         return self.latent_dim
+
+    @property
+    def layers(self) -> tuple[int, ...]:
+        return (self.latent_dim,)
+
+    @property
+    def code_dim(self) -> int:
+        return self.layers[self.layer - 1]
+
+    def decoder_input(self, code: Tensor) -> Tensor:
+        return code
+
+    def lacks(self, need: str) -> str | None:
+        return None
 
     def posterior(self, mean: Tensor, raw_scale: Tensor):
         raise NotImplementedError
@@ -319,6 +352,7 @@ NEEDS = {
     "posterior": "the Gaussian posterior q(z|x) and its sampled z",
     "samples": "several samples of z for each image",
     "standard-normal-prior": "the standard-normal prior, whose marginals it estimates",
+    "single-code": "one continuous code that the decoder reads and the prior scores",
 }
 
 

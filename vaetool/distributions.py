@@ -56,6 +56,12 @@ class DiagonalGaussian:
         """
         return 0.5 * (self.mean ** 2 + torch.exp(self.log_var) - 1.0 - self.log_var)
 
-    def log_prob(self, z: Tensor) -> Tensor:
-        """log q(z|x), summed over latent dimensions, ``(B,)``."""
-        return -0.5 * (((z - self.mean) / self.std) ** 2 + self.log_var + _LOG_2PI).sum(-1)
+    def kl_to(self, other: DiagonalGaussian) -> Tensor:
+        """KL(self ‖ other) per dimension, in closed form: ½(log σ₂² − log σ₁² + (σ₁² + (μ₁ − μ₂)²) / σ₂² − 1)."""
+        return 0.5 * (other.log_var - self.log_var + (torch.exp(self.log_var) + (self.mean - other.mean) ** 2)
+                      * torch.exp(-other.log_var) - 1.0)
+
+    def log_prob(self, z: Tensor, per_dimension: bool = False) -> Tensor:
+        """log q(z|x), summed over latent dimensions, ``(B,)`` (``per_dimension``: not summed, ``(B, L)``)."""
+        terms = -0.5 * (((z - self.mean) / self.std) ** 2 + self.log_var + _LOG_2PI)
+        return terms if per_dimension else terms.sum(-1)

@@ -107,12 +107,14 @@ def kl_per_dimension(model, images: Tensor, labels: Tensor | None = None, batch_
     """Average KL(q(z|x) ‖ N(0, I)) of each latent dimension over ``images`` (float in [0, 1]): ``(L,)``.
 
     Dimensions the model does not use have KL ≈ 0; the informative ones carry the most. An
-    autoencoder has no KL, so for it this is the variance of each code dimension over the images.
+    autoencoder has no KL, so for it this is the variance of each code dimension over the images; so
+    too for a layer below the top of a hierarchical latent, whose prior is not N(0, I).
     """
     from vaetool.metrics import posterior_moments
 
     means, log_vars = posterior_moments(model, images, labels, batch_size)
-    if model.autoencoder or not model.prior.analytic_kl:  # no KL per dimension: use the codes' variance
+    below_top = model.latent.layer < len(model.latent.layers)
+    if model.autoencoder or not model.prior.analytic_kl or below_top:  # no KL per dimension: the codes' variance
         return means.var(0, unbiased=False).float()
     # KL(N(μ, σ²) ‖ N(0, 1)) = ½(μ² + σ² − 1 − log σ²), as DiagonalGaussian.kl
     return (0.5 * (means ** 2 + log_vars.exp() - 1 - log_vars)).mean(0).float()

@@ -160,12 +160,29 @@ class VAE(nn.Module):
         # Files written before priors were plugins have no prior entry: theirs was N(0, I).
         prior_cls = registry.get("prior", config.setdefault("prior", DEFAULT_PRIOR))
         with plugin_errors("prior", config["prior"], config.setdefault("prior_options", {})):
-            prior = prior_cls(config["latent_dim"], **config["prior_options"])
+            # The prior scores the top stochastic layer: the code itself for a latent of one layer.
+            prior = prior_cls(latent.layers[-1], **config["prior_options"])
         return cls(architecture, likelihood, config, prior, latent)
 
     @property
     def latent_dim(self) -> int:
-        return self.config["latent_dim"]
+        """The width of the code that :meth:`encode` gives and :meth:`decode` takes: ``--latent-dim`` for one
+        stochastic layer, the chosen layer's for several (:meth:`select_layer`); code positions for a discrete latent."""
+        return self.latent.code_dim
+
+    def select_layer(self, layer: int | None = None) -> VAE:
+        """Make stochastic layer ``layer`` (1 is nearest the data; None: the top) the code that :meth:`encode`,
+        :meth:`decode`, :meth:`sample_latents` and the commands work with. Training always uses every layer."""
+        count = len(self.latent.layers)
+        if layer is None:
+            layer = count
+        if isinstance(layer, bool) or not isinstance(layer, int) or not 1 <= layer <= count:
+            if count == 1:
+                raise VaetoolError(f"This model has one stochastic layer, so the only layer is 1, not {layer!r}.")
+            raise VaetoolError(f"This model has stochastic layers 1 (nearest the data) to {count} (the top); "
+                               f"there is no layer {layer!r}.")
+        self.latent.layer = layer
+        return self
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -183,24 +200,34 @@ class VAE(nn.Module):
     def autoencoder(self) -> bool:
         return self.config["autoencoder"]
 
+    def recorded_kl_per_dim(self) -> list[float] | None:
+        """The test KL of each dimension of the code (the chosen layer's), as training recorded it; None where
+        it was not recorded per dimension."""
+        kl, widths = self.config.get("test_kl_per_dim"), self.latent.layers
+        if kl is None or len(kl) != sum(widths):
+            return None
+        start = sum(widths[:self.latent.layer - 1])
+        return list(kl[start:start + widths[self.latent.layer - 1]])
+
     def lacks(self, need: str) -> str | None:
         """Why this model cannot give what an objective needs (a name from ``contracts.NEEDS``), or None."""
         if need not in NEEDS:
             return f"{need!r} is nothing vaetool knows (it knows {', '.join(NEEDS)})"
         if need in ("kl", "posterior", "samples") and self.autoencoder:
             return "an autoencoder (--autoencoder) has a deterministic encoder and no KL term"
-        if need in ("kl", "posterior", "samples") and not self.latent.gaussian_posterior:
+        if need in ("kl", "posterior", "samples", "single-code") and not self.latent.gaussian_posterior:
             return (f"this model's {self.config['latent']} latent is a discrete code, with no Gaussian posterior "
                     "to sample and no KL that the encoder shapes")
         if need == "standard-normal-prior" and self.config["prior"] != DEFAULT_PRIOR:
             return f"this model's prior is {self.config['prior']}"
-        return None
+        return self.latent.lacks(need)
 
     def draw_noise(self, batch: int, samples: int = 1, device=None) -> Tensor | None:
         """The ε of ``samples`` draws of z for each of ``batch`` images, batch first; None when z is deterministic."""
         if self.autoencoder or samples == 0 or not self.latent.gaussian_posterior:
             return None
-        shape = (batch, self.latent_dim) if samples == 1 else (batch, samples, self.latent_dim)
+        width = sum(self.latent.layers)  # one ε per dimension of every stochastic layer
+        shape = (batch, width) if samples == 1 else (batch, samples, width)
         return torch.randn(shape, device=device)
 
     @property
@@ -246,8 +273,9 @@ class VAE(nn.Module):
     @_inference
     def decode(self, z: Tensor, y: Tensor | None = None, sample: bool = False,
                generator: torch.Generator | None = None) -> Tensor:
-        """Images for latents z: the distribution's mean, or a sample from it."""
-        params = self.decode_params(z, y)
+        """Images for latents z (codes of the chosen layer, see :meth:`select_layer`): the distribution's mean,
+        or a sample from it."""
+        params = self.decode_params(self.latent.decoder_input(z), y)
         return self.likelihood.sample(params, generator) if sample else self.likelihood.mean(params)
 
     @_inference
@@ -261,7 +289,8 @@ class VAE(nn.Module):
 
     @_inference
     def sample_latents(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0) -> Tensor:
-        """n decoder inputs z ~ p(z), ``(n, features)``; see :meth:`sample`."""
+        """n codes z ~ p(z) that :meth:`decode` takes, ``(n, latent_dim)`` (for several stochastic layers, the
+        chosen layer's, drawn through the layers above it); see :meth:`sample`."""
         return self.latent.sample(n, self.prior, generator, temperature)
 
     @_inference

@@ -746,13 +746,14 @@ def check_latent(name_or_cls: str | type, *, options: Mapping[str, Any] | None =
 
     - it is built as ``cls(latent_dim, encoder_scale, autoencoder, **options)``, its options keyword
       arguments with JSON-able defaults; ``features`` is a whole number of 1 or more;
-    - ``posterior(...).mean`` is ``(B, features)``; the ELBO terms are finite: z ``(B, features)``, the
-      KL ``(B, latent_dim)`` or ``(B, 1)``, the latent's loss ``None`` or ``(B,)``;
+    - ``posterior(...).mean`` is ``(B, code_dim)`` (``(B, features)`` for a discrete latent) and ``decoder_input`` makes it ``(B, features)``; the ELBO
+      terms are finite: z ``(B, features)``, the KL ``(B, sum(layers))`` or ``(B, 1)``, the latent's loss
+      ``None`` or ``(B,)``;
     - the reconstruction term's gradient reaches the encoder's outputs through z (through a
       quantiser too: a straight-through estimate), and the objective's gradient reaches the latent's
       own weights and is finite;
-    - ``sample(n, prior, generator)`` is ``(n, features)``, finite, decodable, and depends on the
-      generator's seed only;
+    - ``sample(n, prior, generator)`` is as wide as the posterior's mean, finite, decodable, and depends on the
+      generator's seed only; with several layers, so at every layer :meth:`VAE.select_layer` picks;
     - a few training steps keep every weight and buffer finite;
     - save → load gives the same config, weights and buffers, encodings, ELBO and samples;
     - for a discrete latent: ``codes`` are int64 ``(B, latent_dim)`` in 0 … ``codebook_size`` − 1,
@@ -791,13 +792,18 @@ def check_latent(name_or_cls: str | type, *, options: Mapping[str, Any] | None =
             for tensor_name, tensor in [*model.named_parameters(), *model.named_buffers()]:
                 if tensor.is_floating_point():
                     _expect(torch.isfinite(tensor).all(), f"{tensor_name} is not finite after three steps")
-        with subject.rule("posterior(mean, raw_scale).mean is (B, features) and the ELBO terms are finite: "
-                          "z (B, features), kl (B, latent_dim) or (B, 1), the latent's loss None or (B,)"):
+        with subject.rule("posterior(mean, raw_scale).mean is (B, code_dim), decoder_input makes it (B, features), "
+                          "and the ELBO terms are finite: z (B, features), kl (B, sum(layers)) or (B, 1), the "
+                          "latent's loss None or (B,)"):
             terms = model.elbo(x, generator=torch.Generator(device=device).manual_seed(1))
             posterior = terms.posterior
-            _expect(_shape(posterior.mean) == (5, features), f"the posterior's mean is {_shape(posterior.mean)}")
+            # A discrete latent's code is its indices; its posterior's mean is already the decoder's input.
+            code_dim = features if cls.discrete else model.latent.code_dim
+            _expect(_shape(posterior.mean) == (5, code_dim), f"the posterior's mean is {_shape(posterior.mean)}")
+            _expect(_shape(model.latent.decoder_input(posterior.mean)) == (5, features),
+                    f"decoder_input makes it {_shape(model.latent.decoder_input(posterior.mean))}")
             _expect(_shape(terms.z) == (5, features), f"z is {_shape(terms.z)}, not {(5, features)}")
-            _expect(_shape(terms.kl) in ((5, latent_dim), (5, 1)), f"kl is {_shape(terms.kl)}")
+            _expect(_shape(terms.kl) in ((5, sum(model.latent.layers)), (5, 1)), f"kl is {_shape(terms.kl)}")
             _expect(torch.isfinite(terms.kl).all() and torch.isfinite(terms.reconstruction).all(),
                     f"kl is {_numbers(terms.kl)}, the reconstruction {_numbers(terms.reconstruction)}")
             _expect(terms.latent_loss is None or (_shape(terms.latent_loss) == (5,)
@@ -819,15 +825,22 @@ def check_latent(name_or_cls: str | type, *, options: Mapping[str, Any] | None =
                     _expect(weight.grad is not None and torch.isfinite(weight.grad).all(),
                             f"its weight {weight_name} gets no finite gradient")
         model.eval()
-        with torch.no_grad(), subject.rule("sample(n, prior, generator) is (n, features), finite and decodable, "
-                                           "and the same seed gives the same sample"):
+        with torch.no_grad(), subject.rule("sample(n, prior, generator) is (n, code_dim), finite and decodable, "
+                                           "and the same seed gives the same sample, at every layer"):
             draw = lambda m, seed: m.sample_latents(4, torch.Generator(device=device).manual_seed(seed))  # noqa: E731
-            z = draw(model, 5)
-            _expect(_shape(z) == (4, features) and torch.isfinite(z).all(), f"sample(4) is {_shape(z)}")
-            _expect(_shape(model.decode(z)) == (4, *shape), "the samples do not decode to images")
-            with torch.random.fork_rng(devices=_cuda_indices(device)):
-                torch.manual_seed(12345)
-                _expect(_same(z, draw(model, 5)), "two samples with generators seeded alike differ")
+            for layer in range(1, len(model.latent.layers) + 1):
+                model.select_layer(layer)
+                z = draw(model, 5)
+                code_dim = features if cls.discrete else model.latent.code_dim
+                _expect(_shape(z) == (4, code_dim) and torch.isfinite(z).all(),
+                        f"sample(4) at layer {layer} is {_shape(z)}")
+                _expect(_shape(model.encode(x).mean) == (5, code_dim),
+                        f"the posterior's mean at layer {layer} is {_shape(model.encode(x).mean)}")
+                _expect(_shape(model.decode(z)) == (4, *shape), f"the samples at layer {layer} do not decode to images")
+                with torch.random.fork_rng(devices=_cuda_indices(device)):
+                    torch.manual_seed(12345)
+                    _expect(_same(z, draw(model, 5)), "two samples with generators seeded alike differ")
+            model.select_layer()
         if cls.discrete:
             _check_discrete_latent(subject, model, x, latent_dim, device)
         with torch.no_grad(), subject.rule("it round-trips inside a model: save → load gives the same config, "

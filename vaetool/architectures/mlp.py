@@ -17,7 +17,8 @@ ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "silu": nn.SiLU, "gelu": nn.GEL
                "softplus": nn.Softplus, "leaky_relu": nn.LeakyReLU}
 
 
-def _stack(widths: Sequence[int], activation: str = "relu") -> nn.Sequential:
+def stack(widths: Sequence[int], activation: str = "relu") -> nn.Sequential:
+    """Linear layers of the given widths with ``activation`` between them (none after the last)."""
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
         layers.append(nn.Linear(a, b))
@@ -47,8 +48,8 @@ class MLPNet(nn.Module):
         self.output_shape = (output_channels, height, width)
         self.one_hot = OneHot(num_classes)
         pixels = channels * height * width
-        self.encoder = _stack([pixels + num_classes, *hidden, 2 * latent_dim], activation)
-        self.decoder = _stack([latent_dim + num_classes, *reversed(hidden), math.prod(self.output_shape)], activation)
+        self.encoder = stack([pixels + num_classes, *hidden, 2 * latent_dim], activation)
+        self.decoder = stack([latent_dim + num_classes, *reversed(hidden), math.prod(self.output_shape)], activation)
         start_scale_at(self.encoder[-1], latent_dim, scale_init)
 
     def encode(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:

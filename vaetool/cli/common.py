@@ -100,13 +100,17 @@ def key_values(pairs: list[str] | None, flag: str) -> dict[str, Any]:
     return options
 
 
-def open_model(model, runs_dir, device: str, allow_nonfinite: bool = False):
-    """The model named by ``--model`` (or the latest run), loaded on the chosen device."""
+def open_model(model, runs_dir, device: str, allow_nonfinite: bool = False, layer: int | None = None):
+    """The model named by ``--model`` (or the latest run), loaded on the chosen device, its code at ``--layer``."""
     from vaetool import devices, io, runs
 
     path = runs.find_model(model, runs.runs_root(runs_dir))
     loaded = io.load(path, devices.resolve(device), allow_nonfinite=allow_nonfinite)
     loaded.source = path  # so a command can say which run it used
+    try:
+        loaded.select_layer(layer)
+    except VaetoolError as error:
+        raise VaetoolError(f"--layer: {error}") from None
     return loaded
 
 
@@ -156,6 +160,12 @@ def read_latents(model, path):
         held, taken = ("codes", "continuous latents") if read.discrete else ("continuous latents", "codes")
         raise VaetoolError(f"{path} holds {held}, but this model's {model.config['latent']} latent takes {taken}.")
     return read
+
+
+def layer_note(model) -> str:
+    """For a model with several stochastic layers, which one the code is: " (layer 2 of 2; --layer picks another)"."""
+    count = len(model.latent.layers)
+    return f" (layer {model.latent.layer} of {count}; --layer picks another)" if count > 1 else ""
 
 
 def refuse_discrete(model, what: str, remedy: str) -> None:

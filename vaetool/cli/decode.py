@@ -7,8 +7,8 @@ from typing import Annotated, Optional
 import typer
 
 from vaetool.cli import options
-from vaetool.cli.common import (check_output, generator, handle_errors, labels_for, literal, open_model, read_latents,
-                                say_latest, write_pictures)
+from vaetool.cli.common import (check_output, generator, handle_errors, labels_for, layer_note, literal, open_model,
+                                read_latents, say_latest, write_pictures)
 from vaetool.errors import VaetoolError
 
 
@@ -25,6 +25,7 @@ def decode(
     runs_dir: options.RunsDir = None,
     device: options.Device = "auto",
     allow_nonfinite: options.AllowNonfinite = False,
+    layer: options.Layer = None,
     seed: options.Seed = 0,
     zoom: options.Zoom = None,
     fps: options.Fps = 4.0,
@@ -43,7 +44,7 @@ def decode(
     check_output(output, (".png", ".gif"))
     if (latents is None) == (not z):
         raise VaetoolError("Give a latent file or --z values, not both or neither.")
-    vae = open_model(model, runs_dir, device, allow_nonfinite)
+    vae = open_model(model, runs_dir, device, allow_nonfinite, layer)
     file_labels = None
     if latents is not None:
         read = read_latents(vae, latents)
@@ -65,7 +66,8 @@ def decode(
     if values.ndim != 2:
         raise VaetoolError(f"Latents must be one row per image, (N, {vae.latent_dim}); these have shape {values.shape}.")
     if values.shape[1] != vae.latent_dim:
-        raise VaetoolError(f"The model's latent has {vae.latent_dim} {what}; these latents have {values.shape[1]}.")
+        raise VaetoolError(f"The model's latent has {vae.latent_dim} {what}{layer_note(vae)}; these latents have "
+                           f"{values.shape[1]}.")
     if vae.discrete:
         size = vae.latent.codebook_size
         if len(values) and (values.min() < 0 or values.max() >= size):

@@ -43,6 +43,7 @@ def encode(
     runs_dir: options.RunsDir = None,
     device: options.Device = "auto",
     allow_nonfinite: options.AllowNonfinite = False,
+    layer: options.Layer = None,
     force: Annotated[bool, typer.Option("--force", help="Replace the -o file if it exists (never a model or checkpoint).",
                                         rich_help_panel=options.OUTPUT_PANEL)] = False,
     seed: options.Seed = 0,
@@ -76,7 +77,7 @@ def encode(
     condition = condition_label(label, index) if not data else None
     results = []
     for chosen_model in models:
-        vae = open_model(chosen_model, runs_dir, device, allow_nonfinite)
+        vae = open_model(chosen_model, runs_dir, device, allow_nonfinite, layer)
         if data:
             picked = picking.from_options(data, split=split, label=label, index=index, data_dir=data_dir, model=vae)
             count = len(picked) if limit is None else min(limit, len(picked))

@@ -8,8 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from vaetool.cli import options
-from vaetool.cli.common import (check_output, condition_label, dataset_images, handle_errors, labels_for, literal,
-                                open_model, read_latents, say_latest, write_pictures)
+from vaetool.cli.common import (check_output, condition_label, dataset_images, handle_errors, labels_for, layer_note,
+                                literal, open_model, read_latents, say_latest, write_pictures)
 from vaetool.errors import VaetoolError
 
 
@@ -42,6 +42,7 @@ def interpolate(
     runs_dir: options.RunsDir = None,
     device: options.Device = "auto",
     allow_nonfinite: options.AllowNonfinite = False,
+    layer: options.Layer = None,
     zoom: options.Zoom = None,
 ) -> None:
     """Interpolate between the posterior means of images and decode the path.
@@ -63,7 +64,7 @@ def interpolate(
     if data is not None and inputs:
         raise VaetoolError("Give image files, or --data with --label or --index, not both.")
     condition = condition_label(label, index) if data is None else None
-    vae = open_model(model, runs_dir, device, allow_nonfinite)
+    vae = open_model(model, runs_dir, device, allow_nonfinite, layer)
 
     def point(encoded):  # where a path starts or ends: the posterior mean, or a discrete latent's codes
         return vae.latent.codes(encoded) if vae.discrete else encoded.mean
@@ -97,7 +98,8 @@ def interpolate(
             raise VaetoolError("Give two or more images (or latent files, or --z values) to interpolate between.")
         for point in points:
             if point.shape[-1] != vae.latent_dim:
-                raise VaetoolError(f"The model's latent has {vae.latent_dim} dimensions; a given latent has {point.shape[-1]}.")
+                raise VaetoolError(f"The model's latent has {vae.latent_dim} dimensions{layer_note(vae)}; a given latent "
+                                   f"has {point.shape[-1]}.")
         points = torch.cat(points)
         if len(points) < 2:
             raise VaetoolError(f"Interpolation needs two or more points; got {len(points)}"

@@ -17,6 +17,9 @@ Device = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.", ric
 AllowNonfinite = Annotated[bool, typer.Option(
     "--allow-nonfinite", help="Load a model whose weights hold NaN or infinity (refused otherwise), for debugging.",
     rich_help_panel=MODEL_PANEL)]
+Layer = Annotated[Optional[int], typer.Option(
+    help="For a model with several stochastic layers (--latent hierarchical): the layer whose code this works on, "
+    "1 (nearest the data) to the top. \\[default: the top]", show_default=False, rich_help_panel=MODEL_PANEL)]
 Seed = Annotated[int, typer.Option(help="Seed for every random draw, so the output is reproducible.")]
 Label = Annotated[Optional[int], typer.Option(
     "--label", "-y", help="Class to condition on (conditional models only).")]

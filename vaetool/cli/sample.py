@@ -26,6 +26,7 @@ def sample(
     runs_dir: options.RunsDir = None,
     device: options.Device = "auto",
     allow_nonfinite: options.AllowNonfinite = False,
+    layer: options.Layer = None,
     seed: options.Seed = 0,
     zoom: options.Zoom = None,
     fps: options.Fps = 12.0,
@@ -48,7 +49,7 @@ def sample(
         raise VaetoolError(f"-n must be at least 1, not {n}.")
     if not temperature > 0:
         raise VaetoolError(f"--temperature must be positive, not {temperature}.")
-    vae = open_model(model, runs_dir, device, allow_nonfinite)
+    vae = open_model(model, runs_dir, device, allow_nonfinite, layer)
     rng = generator(vae, seed)
     nrow = 8
     if manifold:

@@ -33,6 +33,7 @@ def traverse(
     runs_dir: options.RunsDir = None,
     device: options.Device = "auto",
     allow_nonfinite: options.AllowNonfinite = False,
+    layer: options.Layer = None,
     zoom: options.Zoom = None,
     factors: Annotated[bool, typer.Option("--factors/--no-factors", help="Label each row with the ground-truth factor its dimension captures best (datasets with factors, e.g. shapes).",
                                           rich_help_panel=options.OUTPUT_PANEL)] = True,
@@ -59,7 +60,7 @@ def traverse(
         raise VaetoolError(f"--range must be positive, not {span}.")
     if data is not None and image is not None:
         raise VaetoolError("Start from an image file, or from --data with --label or --index, not both.")
-    vae = open_model(model, runs_dir, device, allow_nonfinite)
+    vae = open_model(model, runs_dir, device, allow_nonfinite, layer)
     refuse_discrete(vae, "traverse moves one continuous latent dimension at a time",
                     "have no direction to move along; change an encoded image's codes and decode them instead")
     if data is not None:
@@ -80,9 +81,7 @@ def traverse(
             start = vae.encode(x.to(vae.device), y).mean[0]
         else:
             start = torch.zeros(vae.latent_dim, device=vae.device)
-        kl = vae.config.get("test_kl_per_dim")
-        if kl is not None and len(kl) != vae.latent_dim:  # a prior without a per-dimension KL
-            kl = None
+        kl = vae.recorded_kl_per_dim()  # None for a prior without a per-dimension KL
         if kl is None and (image is not None or data is not None):
             kl = latents.kl_per_dimension(vae, x, y).tolist()
         if dims is not None:

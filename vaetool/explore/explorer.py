@@ -244,9 +244,9 @@ class Explorer:
     def _information(self) -> tuple[list[float] | None, str | None]:
         """Each dimension's average KL on the test data (recorded at training), or computed from the
         test codes; for an autoencoder, the variance of its codes."""
-        kl = self.model.config.get("test_kl_per_dim")
-        if kl is not None and len(kl) == self.model.latent_dim:
-            return list(kl), "KL"
+        kl = self.model.recorded_kl_per_dim()
+        if kl is not None:
+            return kl, "KL"
         if self.discrete_reason() is not None or self._codes["means"] is None:
             return None, None
         codes = self._codes

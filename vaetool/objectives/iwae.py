@@ -41,6 +41,8 @@ class IWAE(Objective):
             raise VaetoolError(f"beta (CIWAE's weight of the ELBO) must lie in [0, 1], not {beta}.")
         self.k, self.variant, self.m, self.beta = k, variant, m, float(beta)
         self.samples = k * m
+        if variant == "piwae":  # its encoder's gradient is rescaled at the Gaussian posterior's μ and log σ²
+            self.needs = ("samples", "posterior")
 
     def loss(self, terms, epochs_done: float) -> Tensor:
         log_w = terms.log_weights  # (m·k, B)

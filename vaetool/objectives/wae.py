@@ -24,6 +24,7 @@ class WAE(PriorMatching):
     """
 
     bound = "none"
+    needs = ("single-code",)
 
     def __init__(self, mmd_weight: float = 10.0, encoder: str = "deterministic", kernel: str = "imq",
                  scales: tuple[float, ...] = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)):

@@ -643,3 +643,33 @@ def test_the_default_protocol_is_quick_and_full_is_the_published_one(runs, monke
     seen.clear()
     ok(invoke(*base, "--full", "--iw-images", 10, "--disentanglement-scale", 0.5, "--iw-samples", 7))
     assert seen == [("iw", 7, 10), ("scale", 0.5)]
+
+
+def test_a_cpu_model_is_evaluated_channels_last_to_the_same_numbers(tmp_path):
+    model = vaetool.create("conv", "bernoulli", input_shape=(1, 16, 16), latent_dim=3,
+                           architecture_options={"channels": [4, 8]})
+    vaetool.save(model, tmp_path / "conv.safetensors")
+    entry, = compare.load_entries([tmp_path / "conv.safetensors"], torch.device("cpu"))
+    weights = [p for p in entry.model.parameters() if p.dim() == 4]
+    assert weights and all(p.is_contiguous(memory_format=torch.channels_last) for p in weights)
+    x = torch.rand(12, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    plain = vaetool.load(tmp_path / "conv.safetensors")
+    for function in (lambda m, x: [metrics.elbo_terms(m, x)[key] for key in ("elbo", "rec", "kl")],
+                     lambda m, x: metrics.iw_log_likelihood(m, x, k=7).tolist()):
+        got, expected = function(entry.model, x), function(plain, x)
+        assert got == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_compare_lets_waiting_threads_sleep_unless_told_otherwise(given, expected):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if given is not None:
+        env["OMP_WAIT_POLICY"] = given
+    script = ("import os; from vaetool.cli.compare import _wait_passively; _wait_passively(); "
+              "print(os.environ.get('OMP_WAIT_POLICY'))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60)
+    assert done.stdout.strip() == expected, done.stderr

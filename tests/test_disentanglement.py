@@ -13,6 +13,7 @@ import torch
 
 from vaetool import create, disentanglement as dis
 from vaetool.datasets import shapes
+from vaetool.errors import VaetoolError
 
 from conftest import tiny_options
 
@@ -241,3 +242,14 @@ def test_dsprites_ground_truth_reads_the_grid_without_unpickling(tmp_path):
     indices = truth.sample_factors(50, np.random.default_rng(0))
     flat = np.ravel_multi_index(indices.T, (3, 6, 40, 32, 32))
     assert np.array_equal(truth.images(indices)[:, 0].numpy(), imgs[flat].astype(np.float32))
+
+
+def test_dci_refuses_codes_that_are_not_finite():
+    # The trees run without sklearn's own finiteness checks, so the codes are checked once instead.
+    def broken(f):
+        code = standardised(f)
+        code[0, 1] = np.nan
+        return code
+
+    with pytest.raises(VaetoolError, match="finite"):
+        dis.dci(FactorsAsImages(), broken, np.random.default_rng(0), **COUNTS["dci"])

@@ -159,15 +159,18 @@ def reference_iw(model, x, y, k, seed, batch_size, k_batch):
     return torch.cat(out)
 
 
-@pytest.mark.parametrize(("batch_size", "k_batch"), [(23, 37), (5, 7), (1, 1), (8, 100)])
-def test_iw_chunking_matches_the_unchunked_computation(batch_size, k_batch):
+@pytest.mark.parametrize(("batch_size", "k_batch", "decode_batch"),
+                         [(23, 37, None), (5, 7, None), (1, 1, None), (8, 100, None), (5, 7, 3), (23, 37, 1000)])
+def test_iw_chunking_matches_the_unchunked_computation(batch_size, k_batch, decode_batch):
     # Ragged last batches and chunks, labels and a random binarization: any misalignment of z,
-    # y or the target across chunks, or a wrong running logsumexp, would show here.
+    # y or the target across chunks (or across decoder calls within a chunk), or a wrong running
+    # logsumexp, would show here.
     model = conditional_model()
     generator = torch.Generator().manual_seed(0)
     x = torch.rand(23, 1, 4, 4, generator=generator, dtype=F64)
     y = torch.randint(0, 3, (23,), generator=generator)
-    got = metrics.iw_log_likelihood(model, x, y, k=37, seed=4, batch_size=batch_size, k_batch=k_batch)
+    got = metrics.iw_log_likelihood(model, x, y, k=37, seed=4, batch_size=batch_size, k_batch=k_batch,
+                                    decode_batch=decode_batch)
     with torch.no_grad():
         expected = reference_iw(model, x, y, 37, 4, batch_size, k_batch)
     torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-10)
@@ -183,6 +186,10 @@ def test_iw_memory_is_bounded_by_the_batch_sizes_whatever_k(monkeypatch):
     metrics.iw_log_likelihood(model, x, torch.zeros(30, dtype=torch.long), k=1000, batch_size=8, k_batch=16,
                               progress=lambda done, total: calls.append((done, total)))
     assert max(sizes) == 8 * 16
+    sizes.clear()
+    metrics.iw_log_likelihood(model, x, torch.zeros(30, dtype=torch.long), k=100, batch_size=8, k_batch=16,
+                              decode_batch=50)
+    assert max(sizes) == 50  # each chunk's 128 decoded images in calls of at most 50
     assert calls[-1] == (30 * 1000, 30 * 1000)
     assert all(a[0] < b[0] for a, b in zip(calls, calls[1:]))
 

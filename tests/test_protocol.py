@@ -157,6 +157,34 @@ def test_compare_says_which_protocol_its_numbers_follow():
     assert "(binary): Bernoulli on binarized mnist" in said and "comparable with published tables" in said
 
 
+@pytest.fixture
+def registered():
+    names = []
+    yield lambda kind, name, cls: (registry.register(kind, name, cls), names.append((kind, name)))
+    for kind, name in names:
+        registry.unregister(kind, name)
+
+
+def test_each_likelihood_states_its_own_protocol_and_an_unchecked_one_is_said_so(registered):
+    from vaetool.likelihoods.gaussian import Gaussian
+
+    class Declared(Gaussian):
+        def protocol(self, dataset):
+            return f"a declared protocol on {dataset}", True
+
+    class Silent(Gaussian):
+        def protocol(self, dataset):
+            return super(Gaussian, self).protocol(dataset)  # the contract's default: not checked
+
+    registered("likelihood", "declared-gaussian", Declared)
+    registered("likelihood", "silent-gaussian", Silent)
+    declared = vaetool.create("linear", "declared-gaussian", input_shape=(1, 4, 4), latent_dim=2, dataset="mnist")
+    silent = vaetool.create("linear", "silent-gaussian", input_shape=(1, 4, 4), latent_dim=2, dataset="mnist")
+    assert metrics.protocol(declared) == ("a declared protocol on mnist", True)
+    assert metrics.protocol(silent) == ("silent-gaussian likelihood on mnist, not checked against a published protocol",
+                                        False)
+
+
 # -- the .amat files of binarized MNIST ---------------------------------------------------------------
 
 def write_amat(path, images):

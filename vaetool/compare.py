@@ -63,7 +63,12 @@ def load_entries(paths: list[Path], device, *, allow_nonfinite: bool = False) ->
         while name in names:
             name += "′"
         names.add(name)
-        entry = Entry(name, file, io.load(file, device, allow_nonfinite=allow_nonfinite))
+        model = io.load(file, device, allow_nonfinite=allow_nonfinite)
+        if model.device.type == "cpu":
+            # Convolutions in channels-last layout run about twice as fast on a CPU (the decoder's
+            # transposed ones most), to the same numbers; layers without 4-D weights are untouched.
+            model = model.to(memory_format=torch.channels_last)
+        entry = Entry(name, file, model)
         history_file = file.parent / METRICS_FILE
         if history_file.exists():
             entry.history = [json.loads(line) for line in history_file.read_text().splitlines() if line.strip()]
@@ -110,7 +115,7 @@ def evaluate(entries: list[Entry], test_images: torch.Tensor, test_labels: torch
         # One seeded draw of the data as the likelihood scores it (a binarization, say) serves the
         # ELBO and the IW estimate alike, so their difference is the bound's gap and nothing else.
         scored = metrics.scored_data(model, test_images, seed=seed)
-        n["protocol"], n["published_protocol"] = metrics.protocol(c)
+        n["protocol"], n["published_protocol"] = metrics.protocol(model)
         name, options = objectives.recorded(c)
         trained_with = _objective(c)
         n["trained_with"] = name

@@ -87,6 +87,9 @@ class Likelihood(nn.Module):
       density, which integrates to 1 over ``support`` (the real line unless said otherwise). The
       conformance kit checks either on a one-pixel image: an unnormalised ``log_prob`` silently
       changes the objective.
+    - ``protocol(dataset)``: what this likelihood's log-likelihoods of ``dataset`` measure, in
+      words, and whether they are comparable with published tables: ``(sentence, comparable)``.
+      The default, ``None``, says the protocol was not checked; ``compare`` prints either.
     """
 
     api_version: ClassVar[int] = PLUGIN_API_VERSION
@@ -112,6 +115,9 @@ class Likelihood(nn.Module):
 
     def sample(self, params: Tensor, generator: torch.Generator | None = None) -> Tensor:
         raise NotImplementedError
+
+    def protocol(self, dataset: str) -> tuple[str, bool] | None:
+        return None
 
 
 class Prior(nn.Module):

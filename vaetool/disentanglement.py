@@ -369,6 +369,7 @@ def dci(ground_truth: GroundTruth, represent: Represent, rng: np.random.Generato
     Slow on the CPU: each boosting round fits one tree per factor value (113 for dSprites), so the
     default 10,000 training points take minutes. Lower ``num_train``/``num_test`` for a quick look.
     """
+    import sklearn
     from sklearn.ensemble import GradientBoostingClassifier
 
     _check_counts(num_train=num_train, num_test=num_test)
@@ -378,8 +379,14 @@ def dci(ground_truth: GroundTruth, represent: Represent, rng: np.random.Generato
     seed = int(rng.integers(2**31 - 1))
     importance = np.zeros((train_codes.shape[1], ground_truth.num_factors))
     train_accuracy, test_accuracy = [], []
+    # Each classifier's 100 rounds fit one tree per factor value; checking every tree's parameters
+    # and inputs again took a third of the time. The codes are checked once here instead, and the
+    # trees are the same without the repeated checks.
+    if not (np.isfinite(train_codes).all() and np.isfinite(test_codes).all()):
+        raise VaetoolError("DCI needs finite codes; the model's posterior means include NaN or infinity.")
     for j in range(ground_truth.num_factors):
-        model = GradientBoostingClassifier(random_state=seed).fit(train_codes, train_factors[:, j])
+        with sklearn.config_context(skip_parameter_validation=True, assume_finite=True):
+            model = GradientBoostingClassifier(random_state=seed).fit(train_codes, train_factors[:, j])
         importance[:, j] = np.abs(model.feature_importances_)
         train_accuracy.append(np.mean(model.predict(train_codes) == train_factors[:, j]))
         test_accuracy.append(np.mean(model.predict(test_codes) == test_factors[:, j]))

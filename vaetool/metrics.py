@@ -19,6 +19,9 @@ from vaetool.errors import VaetoolError
 
 _LOG_2PI = math.log(2 * math.pi)
 _PPCA_CHUNK = 10_000  # training images per step of the covariance sum, to bound memory
+#: Images per decoder call in :func:`iw_log_likelihood` on a CPU: a conv decoder's activations for a
+#: few hundred images stay in cache (5000 at once ran 2.7× slower, one thread, channels-last).
+CPU_DECODE_BATCH = 500
 
 
 # -- shared helpers -----------------------------------------------------------------------------
@@ -167,36 +170,19 @@ def scored_data(model, images: Tensor, seed: int = 0, batch_size: int = 500) -> 
     return torch.cat(parts)
 
 
-def protocol(config: dict) -> tuple[str, bool]:
+def protocol(model) -> tuple[str, bool]:
     """What a model's log-likelihoods measure, in words, and whether they compare with published tables.
 
     Only a normalised likelihood of the data itself gives numbers comparable with papers: a
-    Bernoulli over binarized images (dynamic or static; on MNIST, the binarized-MNIST tables),
-    a discrete likelihood over 8-bit levels, or a density over the data's own values. A Bernoulli
-    over grey levels is a cross-entropy, not a density of the data.
+    Bernoulli over binarized images, a discrete likelihood over 8-bit levels, or a density over
+    the data's own values. Each likelihood says which it is (:meth:`Likelihood.protocol`); one that
+    does not is reported as unchecked.
     """
-    likelihood, options = config.get("likelihood"), config.get("likelihood_options", {})
-    dataset = config.get("dataset", "?")
-    if likelihood == "bernoulli":
-        binarize = options.get("binarize", "none")
-        if binarize == "none":
-            return (f"Bernoulli cross-entropy on grey levels of {dataset}: not a density of the data, "
-                    "not comparable with published log-likelihoods", False)
-        if binarize == "threshold":
-            return (f"Bernoulli on {dataset} thresholded at 0.5: a deterministic binarization, "
-                    "not the literature's binarized data", False)
-        if dataset == "binarized-mnist":
-            return "Bernoulli on the fixed binarized MNIST of Larochelle & Murray 2011 (static MNIST tables)", True
-        what = ("a fresh binarization each batch in training; one seeded binarization of the test set here "
-                "(dynamic-binarization tables)" if binarize == "dynamic" else
-                f"one fixed stochastic binarization (seed {options.get('binarize_seed', 0)}; static-binarization tables)")
-        return f"Bernoulli on binarized {dataset}, {what}", True
-    if likelihood == "logistic":
-        return f"discretized logistic over the 8-bit levels of {dataset} (bits/dim tables)", True
-    if likelihood in ("gaussian", "continuous-bernoulli"):
-        return (f"{likelihood} density of {dataset}'s pixel values in [0, 1], without dequantization: "
-                "not comparable with published log-likelihoods", False)
-    return f"{likelihood} likelihood on {dataset}, not checked against a published protocol", False
+    dataset = model.config.get("dataset", "?")
+    said = model.likelihood.protocol(dataset)
+    if said is None:
+        return f"{model.config.get('likelihood')} likelihood on {dataset}, not checked against a published protocol", False
+    return said
 
 
 @torch.no_grad()
@@ -233,7 +219,7 @@ def elbo_terms(model, images: Tensor, labels: Tensor | None = None, seed: int = 
 
 @torch.no_grad()
 def iw_log_likelihood(model, images: Tensor, labels: Tensor | None = None, k: int = 5000, seed: int = 0,
-                      batch_size: int = 100, k_batch: int = 50,
+                      batch_size: int = 100, k_batch: int = 50, decode_batch: int | None = None,
                       progress: Callable[[int, int], None] | None = None) -> Tensor:
     """The importance-weighted estimate of log p(x) for each image, float64 ``(N,)`` on the CPU, in nats.
 
@@ -249,6 +235,9 @@ def iw_log_likelihood(model, images: Tensor, labels: Tensor | None = None, k: in
     ``seed``, draws the batch's target, then ε of shape ``(k_batch, batch, L)`` chunk after chunk,
     and z = μ + σ ε. Same seed, sizes and device: same numbers; other sizes give another, equally
     valid draw. ``progress(done, total)`` is called after each chunk, counting (image, sample) pairs.
+    ``decode_batch`` splits each chunk's decoder pass into calls of at most that many images, which
+    changes no number: on a CPU a few hundred at a time stay in cache and run over twice as fast as
+    5000 at once (the default there is :data:`CPU_DECODE_BATCH`; elsewhere, the whole chunk).
 
     An autoencoder has no posterior variance and so no density: it is refused.
     """
@@ -256,10 +245,12 @@ def iw_log_likelihood(model, images: Tensor, labels: Tensor | None = None, k: in
         raise VaetoolError("An autoencoder has no posterior variance and so no density p(x); "
                            "the importance-weighted log-likelihood needs a VAE.")
     _need_gaussian(model, "the importance-weighted log-likelihood's samples")
-    for name, value in (("k", k), ("k_batch", k_batch)):
+    for name, value in (("k", k), ("k_batch", k_batch), ("decode_batch", decode_batch or 1)):
         if value < 1:
             raise VaetoolError(f"{name} must be at least 1, not {value}.")
     device = model.device
+    if decode_batch is None:
+        decode_batch = CPU_DECODE_BATCH if device.type == "cpu" else batch_size * k_batch
     generator = torch.Generator(device=device).manual_seed(seed)
     results, done, total = [], 0, len(images) * k
     with _evaluating(model):
@@ -275,8 +266,8 @@ def iw_log_likelihood(model, images: Tensor, labels: Tensor | None = None, k: in
                 z = drawn.z.reshape(n_samples, len(x), -1)
                 flat_y = y.repeat(n_samples) if y is not None else None
                 flat_target = target.expand(n_samples, *target.shape).reshape(-1, *target.shape[1:])
-                params = model.decode_params(z.reshape(n_samples * len(x), -1), flat_y)
-                log_px = model.likelihood.log_prob(flat_target, params).view(n_samples, len(x))
+                log_px = _log_px(model, flat_target, z.reshape(n_samples * len(x), -1), flat_y,
+                                 decode_batch).view(n_samples, len(x))
                 log_w = log_px + drawn.log_prior.view(n_samples, -1) - drawn.log_posterior.view(n_samples, -1)
                 running = torch.logaddexp(running, torch.logsumexp(log_w.to(running.dtype), 0))
                 done += n_samples * len(x)
@@ -284,6 +275,15 @@ def iw_log_likelihood(model, images: Tensor, labels: Tensor | None = None, k: in
                     progress(done, total)
             results.append(running - math.log(k))
     return torch.cat(results).cpu().double()
+
+
+def _log_px(model, target: Tensor, z: Tensor, y: Tensor | None, decode_batch: int) -> Tensor:
+    """log p(target | z) per row, decoding at most ``decode_batch`` rows at a time."""
+    parts = []
+    for s in range(0, len(z), decode_batch):
+        params = model.decode_params(z[s:s + decode_batch], y[s:s + decode_batch] if y is not None else None)
+        parts.append(model.likelihood.log_prob(target[s:s + decode_batch], params))
+    return torch.cat(parts)
 
 
 # -- the latent space -------------------------------------------------------------------------------

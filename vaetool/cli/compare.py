@@ -52,6 +52,7 @@ def compare(
     """
     from vaetool.cli import output as out
 
+    _wait_passively()
     for path in output or []:
         from vaetool import io, report
 
@@ -108,6 +109,20 @@ def compare(
         _print_table(entries, verdicts, config, count, settings)
     for path in output or []:
         out.note(f"Wrote {path}")
+
+
+def _wait_passively() -> None:
+    """OpenMP threads that wait for work sleep instead of spinning, unless OMP_WAIT_POLICY says otherwise.
+
+    On a machine busy with other jobs a spinning thread takes the core its partner needs: the
+    importance-weighted estimate took twice as long on two threads as on one, and as long as on one
+    once the waiting threads slept. Read when torch loads OpenMP, so it is set before torch is imported.
+    """
+    import os
+    import sys
+
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def _evaluate_inputs(models, device, data_dir, limit, pair_labels, allow_nonfinite):

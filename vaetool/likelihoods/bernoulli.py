@@ -64,6 +64,22 @@ class Bernoulli(Likelihood):
     def mean(self, params: Tensor) -> Tensor:
         return torch.sigmoid(params)
 
+    def protocol(self, dataset: str) -> tuple[str, bool]:
+        # A Bernoulli over grey levels is a cross-entropy, not a density of the data; over a
+        # stochastic binarization (dynamic, or fixed once) it is the binarized-MNIST tables' protocol.
+        if self.binarize == "none":
+            return (f"Bernoulli cross-entropy on grey levels of {dataset}: not a density of the data, "
+                    "not comparable with published log-likelihoods", False)
+        if self.binarize == "threshold":
+            return (f"Bernoulli on {dataset} thresholded at 0.5: a deterministic binarization, "
+                    "not the literature's binarized data", False)
+        if dataset == "binarized-mnist":
+            return "Bernoulli on the fixed binarized MNIST of Larochelle & Murray 2011 (static MNIST tables)", True
+        what = ("a fresh binarization each batch in training; one seeded binarization of the test set here "
+                "(dynamic-binarization tables)" if self.binarize == "dynamic" else
+                f"one fixed stochastic binarization (seed {self.binarize_seed}; static-binarization tables)")
+        return f"Bernoulli on binarized {dataset}, {what}", True
+
     def sample(self, params: Tensor, generator: torch.Generator | None = None) -> Tensor:
         return torch.bernoulli(torch.sigmoid(params), generator=generator)
 

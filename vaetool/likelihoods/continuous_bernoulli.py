@@ -50,6 +50,10 @@ class ContinuousBernoulli(Likelihood):
     def _distribution(self, params: Tensor) -> torch.distributions.ContinuousBernoulli:
         return torch.distributions.ContinuousBernoulli(logits=params, validate_args=False)
 
+    def protocol(self, dataset: str) -> tuple[str, bool]:
+        return (f"continuous-bernoulli density of {dataset}'s pixel values in [0, 1], without dequantization: "
+                "not comparable with published log-likelihoods", False)
+
     def mean(self, params: Tensor) -> Tensor:
         return self._distribution(params).mean
 

@@ -71,6 +71,10 @@ class Gaussian(Likelihood):
         log_p = -0.5 * z ** 2 - log_sigma - _HALF_LOG_2PI
         return log_p.flatten(1).sum(1)
 
+    def protocol(self, dataset: str) -> tuple[str, bool]:
+        return (f"gaussian density of {dataset}'s pixel values in [0, 1], without dequantization: "
+                "not comparable with published log-likelihoods", False)
+
     def mean(self, params: Tensor) -> Tensor:
         return self._mean_and_log_sigma(params)[0]
 

@@ -33,6 +33,9 @@ class DiscretizedLogistic(Likelihood):
     def target(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         return torch.round(x * 255) / 255  # the model is a distribution over 8-bit levels
 
+    def protocol(self, dataset: str) -> tuple[str, bool]:
+        return f"discretized logistic over the 8-bit levels of {dataset} (bits/dim tables)", True
+
     def _location_scale(self, params: Tensor) -> tuple[Tensor, Tensor]:
         mu, log_s = params.chunk(2, dim=1)
         return mu, log_s.clamp(min=_MIN_LOG_SCALE)

@@ -57,6 +57,10 @@ class Laplace(Likelihood):
         log_p = -(x - loc).abs() * torch.exp(-log_scale) - log_scale - _LOG_2
         return log_p.flatten(1).sum(1)
 
+    def protocol(self, dataset: str) -> tuple[str, bool]:
+        return (f"Laplace density of {dataset}'s pixel values, without dequantization: "
+                "not comparable with published log-likelihoods", False)
+
     def mean(self, params: Tensor) -> Tensor:
         return self._loc_and_log_scale(params)[0]
 

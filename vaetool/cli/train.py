@@ -315,7 +315,10 @@ class _RichProgress:
                             for k, v in c["objective_options"].items())
         objective = "deterministic autoencoder" if c["autoencoder"] else f"{c['objective']} objective ({options})"
         shape = "×".join(map(str, c["input_shape"]))
+        dims = c.get("latent_options", {}).get("dims")  # the layers above the first, of a hierarchical latent
+        widths = "-".join(str(w) for w in [c["latent_dim"], *(dims if isinstance(dims, list) else [dims])])
         latent = (f"{c['latent_dim']}-D latent" if c.get("latent", "gaussian") == "gaussian"
+                  else f"{c['latent']} latent of layers {widths}-D" if dims is not None
                   else f"{c['latent']} latent of {c['latent_dim']} codes")
         how = (f", {info['processes']} processes" if info["processes"] > 1 else "") \
             + (", streamed from disk" if info["streamed"] else "") \

@@ -43,6 +43,33 @@ def state_dicts_equal(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+# Training compared with numbers an earlier version recorded: equal up to float rounding. Kernels
+# that sum in another order (channels-last convolutions, another torch release) move the last
+# digits, about 1e-7 here; any change to what is trained moves a weight by about a learning rate
+# (1e-3) in one step, and the metrics in their fourth digit.
+RECORDED_RTOL, RECORDED_ATOL = 1e-5, 1e-6
+
+
+def assert_weights_match_recorded(new: dict, recorded: dict) -> None:
+    assert new.keys() == recorded.keys()
+    for key in recorded:
+        torch.testing.assert_close(new[key], recorded[key], rtol=RECORDED_RTOL, atol=RECORDED_ATOL,
+                                   msg=lambda m, key=key: f"{key}: {m}")
+
+
+def metrics_match_recorded(new, recorded) -> bool:
+    """Metrics lines (dicts, lists, numbers, strings) equal to the recorded ones, floats to RECORDED_RTOL."""
+    if isinstance(recorded, dict):
+        return isinstance(new, dict) and new.keys() == recorded.keys() and \
+            all(metrics_match_recorded(new[k], recorded[k]) for k in recorded)
+    if isinstance(recorded, list):
+        return isinstance(new, list) and len(new) == len(recorded) and \
+            all(metrics_match_recorded(a, b) for a, b in zip(new, recorded))
+    if isinstance(recorded, float):
+        return isinstance(new, float) and new == pytest.approx(recorded, rel=RECORDED_RTOL, abs=RECORDED_ATOL)
+    return new == recorded
+
+
 # -- a tiny, learnable, labelled dataset owned by the tests ---------------------------------------
 
 TINY_DATASET = "tiny-squares"

@@ -100,11 +100,20 @@ def test_compiled_networks_train_the_same_model(plain_run, tmp_path):
 def test_channels_last_trains_the_same_conv_model(tmp_path):
     conv = dict(architecture="conv", architecture_options={"channels": [8, 16]}, epochs=1)
     plain, last = tmp_path / "plain", tmp_path / "last"
-    training.train(config(**conv), plain, device="cpu")
+    training.train(config(**conv), plain, device="cpu", options=RunOptions(channels_last=False))
     training.train(config(**conv), last, device="cpu", options=RunOptions(channels_last=True))
     assert max_difference(weights(last / "model.safetensors"), weights(plain / "model.safetensors")) < 1e-5
     # Saved contiguous, so it loads and runs like any model.
     assert vaetool.load(last).sample(2).shape == (2, 1, 16, 16)
+
+
+def test_channels_last_is_the_default_for_convolutions_on_the_cpu_only():
+    conv = vaetool.create("conv", input_shape=(1, 16, 16), architecture_options={"channels": [8]})
+    mlp = vaetool.create("mlp", input_shape=(1, 16, 16), architecture_options={"hidden": [8]})
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert training.channels_last_for(conv, cpu, None) and not training.channels_last_for(mlp, cpu, None)
+    assert not training.channels_last_for(conv, cuda, None)  # on GPUs only when asked
+    assert not training.channels_last_for(conv, cpu, False) and training.channels_last_for(mlp, cuda, True)
 
 
 # -- image folders: a decoded cache, and streaming from it ------------------------------------------

@@ -9,8 +9,11 @@ wait for the host on every step.
 
 Speed options that do not change what is trained: ``precision`` (bf16 or fp16 autocast for the
 networks; the likelihood and KL stay in fp32), ``compile`` (``torch.compile`` of the networks),
-``channels_last`` (memory layout for convolutions). Several processes under ``torchrun`` train
-one model data-parallel; see :mod:`vaetool.distributed`.
+``channels_last`` (memory layout for convolutions; by default on for a network with convolutions
+trained on the CPU, where oneDNN computes them in that layout without reordering each tensor
+first). On the CPU the process also keeps the memory each step frees for the next one
+(:mod:`vaetool.allocator`). Several processes under ``torchrun`` train one model data-parallel;
+see :mod:`vaetool.distributed`.
 
 A run directory holds ``model.safetensors`` (the latest weights and config), ``checkpoint.safetensors``
 (model, optimizer, RNG states and position in the epoch: what ``--resume`` needs, without pickle),
@@ -30,7 +33,7 @@ from typing import Any
 
 import torch
 
-from vaetool import config_file, distributed, locks, metrics, objectives, picking, registry, snapshots
+from vaetool import allocator, config_file, distributed, locks, metrics, objectives, picking, registry, snapshots
 from vaetool.contracts import NEEDS, Split, TrainingContext
 from vaetool.divergence import Diverged, Watch
 from vaetool.datasets import data_root
@@ -42,6 +45,7 @@ from vaetool.runs import CHECKPOINT_FILE, METRICS_FILE
 
 EVAL_BATCH = 500
 REFRESH_SECONDS = 0.25
+CURVES_SECONDS = 30.0  # curves.png is redrawn at most this often, and after the last epoch
 REFRESHES_PER_EPOCH = 20  # with several processes the refresh must fall on the same steps in all
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # A memory-mapped training split larger than this share of the device's memory is streamed.
@@ -139,7 +143,7 @@ class RunOptions:
     """
 
     compile: bool | str = False  # True: torch.compile with its default backend; a string names the backend
-    channels_last: bool = False
+    channels_last: bool | None = None  # None: on for convolutions on the CPU (see channels_last_for)
     stream: bool | None = None
     workers: int | None = None
 
@@ -274,8 +278,11 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
     model.config["background"] = images_background(train_split.images[:1000])
     if model.conditional:
         _check_labels(train_split, test_split, dataset.num_classes)
-    if options.channels_last:
+    channels_last = channels_last_for(model, device, options.channels_last)
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if device.type == "cpu":
+        allocator.reuse_freed_memory()
     optimizer = adam(model, config.lr)
     autocast_dtype = PRECISIONS[config.precision]
     # fp16's narrow range needs the loss scaled so small gradients do not flush to zero; bf16 does not.
@@ -307,6 +314,7 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
     refresh_every = max(1, steps // REFRESHES_PER_EPOCH)
     watch = Watch(math.prod(model.input_shape), objective.schedule(config.epochs).get("beta", 1.0), config.lr, run_dir,
                   metrics)
+    curves = _Curves(run_dir / "curves.png")
     with _StopOnInterrupt(abort_on_repeat=not group.active) as interrupt:
         while epoch < config.epochs:
             started = time.perf_counter()
@@ -327,10 +335,11 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
                         _save_checkpoint(run_dir, model, optimizer, scaler, shuffle, epoch_shuffle_state, epoch, step,
                                          totals, metrics, objective)
                         save(model, run_dir / MODEL_FILE)
+                        curves.draw(metrics, final=True)
                     return RunResult(run_dir, "interrupted", metrics, epoch, step)
                 x, y, global_batch = next(batches)
                 x = x.to(device, non_blocking=True).float().div_(255)
-                if options.channels_last:
+                if channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 y = y.to(device, non_blocking=True) if y is not None else None
                 noise = None
@@ -397,7 +406,8 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
                 _save_checkpoint(run_dir, model, optimizer, scaler, shuffle, shuffle.get_state(), epoch, 0, None,
                                  metrics, objective)
                 save(model, run_dir / MODEL_FILE)
-                _write_pictures(run_dir, model, test_split, metrics, config.seed)
+                _write_pictures(run_dir, model, test_split, config.seed)
+                curves.draw(metrics, final=epoch == config.epochs)
                 snapshots.after_epoch(run_dir, model, metrics, config.snapshot_every, config.keep_best, config.seed)
                 progress.epoch_end(line)
             else:
@@ -450,6 +460,17 @@ def _network(model: VAE, device, options: RunOptions, group: distributed.Group):
     from torch.nn.parallel import DistributedDataParallel
 
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def channels_last_for(model: torch.nn.Module, device: torch.device, asked: bool | None) -> bool:
+    """Whether to train in the channels-last layout: as asked, else on for a network with 2-D
+    convolutions on the CPU. There oneDNN computes convolutions in channels-last directly, while
+    the default layout is reordered to its blocked one and back at every layer (a fifth of the conv
+    VAE's convolution time, docs/benchmarks.md). On GPUs the choice is left to ``--channels-last``."""
+    if asked is not None:
+        return asked
+    convolutions = (torch.nn.Conv2d, torch.nn.ConvTranspose2d)
+    return device.type == "cpu" and any(isinstance(m, convolutions) for m in model.modules())
 
 
 def adam(model: torch.nn.Module, lr: float) -> torch.optim.Adam:
@@ -555,8 +576,25 @@ def _restore(checkpoint, model: VAE, optimizer, scaler, shuffle, device, run_dir
 
 # -- pictures -----------------------------------------------------------------------------------
 
-def _write_pictures(run_dir: Path, model: VAE, test_split: Split, metrics: list, seed: int) -> None:
-    from vaetool import images, plots
+class _Curves:
+    """``curves.png``, redrawn after an epoch once the last drawing is ``CURVES_SECONDS`` old, and
+    always after the run's last epoch or an interruption. matplotlib takes about half a second to
+    draw it, a tenth of an MLP's epoch on a CPU, so short epochs share one drawing."""
+
+    def __init__(self, path: Path):
+        self.path, self.drawn_at, self.epochs_drawn = path, None, None
+
+    def draw(self, metrics: list, final: bool) -> None:
+        from vaetool import plots
+
+        due = self.drawn_at is None or time.monotonic() - self.drawn_at >= CURVES_SECONDS
+        if metrics and len(metrics) != self.epochs_drawn and (final or due):
+            plots.training_curves(metrics, self.path)
+            self.drawn_at, self.epochs_drawn = time.monotonic(), len(metrics)
+
+
+def _write_pictures(run_dir: Path, model: VAE, test_split: Split, seed: int) -> None:
+    from vaetool import images
 
     model.eval()
     with torch.no_grad():
@@ -577,4 +615,3 @@ def _write_pictures(run_dir: Path, model: VAE, test_split: Split, metrics: list,
     if classes:
         sample_grid = images.with_row_labels(sample_grid, images.class_labels(model.config, range(classes)), rows=classes)
     images.save_png(sample_grid, run_dir / "samples.png")
-    plots.training_curves(metrics, run_dir / "curves.png")

@@ -80,7 +80,7 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run named by --name (else the latest run) from its checkpoint.", rich_help_panel=RUN)] = False,
     precision: Annotated[Optional[Precision], typer.Option(help="The networks' arithmetic: fp32, or bf16/fp16 mixed precision (autocast; the likelihood and KL stay fp32). \\[default: fp32]", rich_help_panel=SPEED)] = None,
     compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the encoder and decoder: slower start, faster steps on a GPU.", rich_help_panel=SPEED)] = False,
-    channels_last: Annotated[bool, typer.Option("--channels-last", help="Channels-last memory layout for convolutions (faster on recent GPUs).", rich_help_panel=SPEED)] = False,
+    channels_last: Annotated[Optional[bool], typer.Option("--channels-last/--no-channels-last", help="Channels-last memory layout for convolutions. \\[default: on for convolutions on the CPU, off on GPUs]", rich_help_panel=SPEED, show_default=False)] = None,
     stream: Annotated[Optional[bool], typer.Option("--stream/--no-stream", help="Stream training batches from the dataset's disk cache through worker processes instead of holding it on the device. \\[default: when it exceeds a quarter of the device's memory]", rich_help_panel=SPEED)] = None,
     workers: Annotated[Optional[int], typer.Option(help="Worker processes reading streamed batches. \\[default: up to 4]", rich_help_panel=SPEED)] = None,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch's arithmetic (1 is often fastest for small models on a busy machine). \\[default: torch's choice]", rich_help_panel=SPEED)] = None,
@@ -122,7 +122,7 @@ def train(
         file_config, file_options, file_device = config_file.load(config_path)
     else:
         file_config, file_options, file_device = training.TrainConfig(), training.RunOptions(), None
-    options = config_file.replace(file_options, _given(compile=compile_ or None, channels_last=channels_last or None,
+    options = config_file.replace(file_options, _given(compile=compile_ or None, channels_last=channels_last,
                                                         stream=stream, workers=workers))
     device = device or file_device or "auto"
     root = runs.runs_root(runs_dir)
@@ -315,7 +315,10 @@ class _RichProgress:
                             for k, v in c["objective_options"].items())
         objective = "deterministic autoencoder" if c["autoencoder"] else f"{c['objective']} objective ({options})"
         shape = "×".join(map(str, c["input_shape"]))
+        dims = c.get("latent_options", {}).get("dims")  # the layers above the first, of a hierarchical latent
+        widths = "-".join(str(w) for w in [c["latent_dim"], *(dims if isinstance(dims, list) else [dims])])
         latent = (f"{c['latent_dim']}-D latent" if c.get("latent", "gaussian") == "gaussian"
+                  else f"{c['latent']} latent of layers {widths}-D" if dims is not None
                   else f"{c['latent']} latent of {c['latent_dim']} codes")
         how = (f", {info['processes']} processes" if info["processes"] > 1 else "") \
             + (", streamed from disk" if info["streamed"] else "") \

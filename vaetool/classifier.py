@@ -121,8 +121,6 @@ def train_classifier(split: Split, num_classes: int, image_shape: tuple[int, int
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         classifier = Classifier(image_shape, num_classes).to(device)
-    if device.type == "cpu":  # channels-last convolutions train about 1.3× faster there, to the same weights
-        classifier = classifier.to(memory_format=torch.channels_last)
     _check_shape(split.images, classifier)
     images, labels = split.images.to(device), split.labels.to(device)
     optimizer = adam(classifier, lr)

@@ -121,3 +121,53 @@ def test_a_missing_extra_says_what_to_install(tmp_path, monkeypatch):
     assert_clean_error(invoke("train", *TINY, "--runs-dir", tmp_path, "--logger", "tensorboard"),
                        'pip install "vaetool[tensorboard]"')
     assert not any(tmp_path.iterdir())
+
+
+def _mlflow_client():
+    try:
+        from mlflow.tracking import MlflowClient
+    except ImportError:
+        pytest.skip('mlflow is not installed: pip install "vaetool[mlflow]" (or ".[test]") to run the MLflow test')
+    return MlflowClient
+
+
+def test_mlflow_records_params_metrics_and_artifacts_read_back_with_its_client(tmp_path, monkeypatch):
+    client_class = _mlflow_client()
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "runs"
+    ok(invoke("train", *TINY, "--runs-dir", root, "--name", "ml", "--logger", "mlflow"))
+    run_dir = root / "ml"
+    # With no server set: a SQLite database beside the runs, artifacts there too, nothing elsewhere.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]
+    assert {"ml", "mlflow.db", "mlflow-artifacts"} <= {p.name for p in root.iterdir()}
+
+    client = client_class(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("vaetool")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.run_name == "ml" and run.info.status == "FINISHED"
+    params = run.data.params
+    assert params["train.architecture"] == "mlp" and params["train.lr"] == "0.001"
+    assert params["train.architecture_options.hidden"] == "[16]" and params["train.epochs"] == "2"
+    epochs = lines(run_dir / "metrics.jsonl")
+    history = client.get_metric_history(run.info.run_id, "epoch/test_elbo")
+    assert [m.step for m in history] == [1, 2]
+    assert [m.value for m in history] == pytest.approx([e["test_elbo"] for e in epochs], rel=1e-6)
+    steps = lines(run_dir / "steps.jsonl")
+    loss = sorted(client.get_metric_history(run.info.run_id, "step/loss"), key=lambda m: m.step)
+    assert [m.step for m in loss] == [s["step"] for s in steps]
+    assert [m.value for m in loss] == pytest.approx([s["loss"] for s in steps], rel=1e-6)
+
+    def listed(path=None):
+        out = []
+        for item in client.list_artifacts(run.info.run_id, path):
+            out += listed(item.path) if item.is_dir else [item.path]
+        return out
+
+    assert set(listed()) == {"config.toml", "metrics.jsonl", "model.safetensors",
+                             *(f"images/epoch-00{e}/{n}.png" for e in (1, 2) for n in ("samples", "reconstructions"))}
+    fetched = client.download_artifacts(run.info.run_id, "model.safetensors", str(tmp_path / "fetched"))
+    assert open(fetched, "rb").read() == (run_dir / "model.safetensors").read_bytes()
+    config = client.download_artifacts(run.info.run_id, "config.toml", str(tmp_path / "fetched"))
+    assert open(config).read() == (run_dir / "config.toml").read_text()

@@ -10,11 +10,13 @@ metrics line). :class:`Logger` turns those calls into four methods a tracker imp
 - ``images(images, step)``: the run's ``samples.png`` and ``reconstructions.png`` after each
   epoch, as ``(H, W, C)`` uint8 arrays;
 - ``text(name, text)``: the run's ``config.toml`` once, at the start;
-- ``close()``: flush and release.
+- ``params(values)``: the same settings once, flattened to ``{"train.lr": 0.001, …}``, for trackers
+  that keep parameters apart from metrics;
+- ``close()``: flush and release (called however training ends).
 
 A tracker is a subclass of :class:`Logger` registered under the entry-point group
 ``vaetool.loggers``; ``vaetool train --logger NAME`` builds it with the run directory. The
-built-in ``tensorboard`` is registered that way in vaetool's own
+built-in ``tensorboard`` and ``mlflow`` are registered that way in vaetool's own
 ``pyproject.toml``; docs/training.md shows a Weights & Biases logger in a dozen lines.
 
 Every run also gets :class:`StepsFile`, which writes the step-level values with timestamps to
@@ -34,13 +36,14 @@ from vaetool.training import Progress
 GROUP = "vaetool.loggers"
 STEPS_FILE = "steps.jsonl"
 PICTURES = ("samples", "reconstructions")
+CONFIG_ARTIFACT = "config.toml"
 # Which extra each built-in logger needs, for the message when it is missing.
-EXTRAS = {"tensorboard": "tensorboard"}
+EXTRAS = {"tensorboard": "tensorboard", "mlflow": "mlflow"}
 
 
 class Logger(Progress):
-    """A :class:`Progress` that records a run for a tracker; subclasses implement the four methods
-    ``scalars``, ``images``, ``text`` and ``close`` (each does nothing here)."""
+    """A :class:`Progress` that records a run for a tracker; subclasses implement any of the methods
+    ``scalars``, ``images``, ``text``, ``params`` and ``close`` (each does nothing here)."""
 
     def __init__(self, run_dir: str | Path):
         self.run_dir = Path(run_dir)
@@ -57,6 +60,9 @@ class Logger(Progress):
     def text(self, name: str, text: str) -> None:
         """Record a named text, once."""
 
+    def params(self, values: dict[str, Any]) -> None:
+        """Record the run's settings, once: ``{"section.key": value}`` (numbers, strings, booleans, lists)."""
+
     def close(self) -> None:
         """Flush and release whatever the tracker holds."""
 
@@ -67,7 +73,9 @@ class Logger(Progress):
 
         config = self.run_dir / CONFIG_FILE
         if config.is_file():
-            self.text("config", config.read_text())
+            text = config.read_text()
+            self.text("config", text)
+            self.params(_flattened(_toml(text)))
 
     def epoch_start(self, epoch: int, epochs: int, steps: int, first_step: int) -> None:
         self._epoch, self._steps = epoch, steps
@@ -84,6 +92,25 @@ class Logger(Progress):
     def global_step(self, step: int) -> int:
         """Training steps since the run began, for the ``step`` within the current epoch."""
         return self._epoch * self._steps + step
+
+
+def _toml(text: str) -> dict[str, Any]:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    return tomllib.loads(text)
+
+
+def _flattened(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"lr": 0.001}}`` → ``{"train.lr": 0.001}``."""
+    out = {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            out.update(_flattened(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def _pictures(run_dir: Path) -> dict[str, Any]:
@@ -225,3 +252,73 @@ class TensorBoard(Logger):
     def close(self):
         if self.writer is not None:
             self.writer.close()
+
+
+class MLflow(Logger):
+    """An MLflow run per training run: the settings as parameters and ``config.toml``, ``step/*`` and
+    ``epoch/*`` metrics, each epoch's pictures, and at the end the run's ``metrics.jsonl`` and model
+    file as artifacts. Needs the ``mlflow`` extra.
+
+    Where it records: ``$MLFLOW_TRACKING_URI`` when set (a server, a database); otherwise, with no
+    server, the SQLite database ``mlflow.db`` beside the run directories, with artifacts in
+    ``mlflow-artifacts/`` there (``mlflow ui --backend-store-uri sqlite:///runs/mlflow.db`` shows
+    them). The experiment is ``$MLFLOW_EXPERIMENT_NAME``, else ``vaetool``; the MLflow run is named
+    after the run directory.
+    """
+
+    ARTIFACTS = ("metrics.jsonl", "model.safetensors")
+
+    def __init__(self, run_dir: str | Path):
+        super().__init__(run_dir)
+        from mlflow.tracking import MlflowClient  # missing: said now, not after the first epoch
+
+        self._client_class = MlflowClient
+        self.client, self.run_id = None, None
+
+    def begin(self, info):
+        import os
+
+        # Opened when training starts, so a run refused before then leaves no database.
+        runs = self.run_dir.resolve().parent
+        uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{runs / 'mlflow.db'}"
+        self.client = self._client_class(tracking_uri=uri)
+        name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or "vaetool"
+        experiment = self.client.get_experiment_by_name(name)
+        if experiment is not None:
+            experiment_id = experiment.experiment_id
+        else:
+            location = None if os.environ.get("MLFLOW_TRACKING_URI") else (runs / "mlflow-artifacts").as_uri()
+            experiment_id = self.client.create_experiment(name, artifact_location=location)
+        run = self.client.create_run(experiment_id, run_name=self.run_dir.name,
+                                     tags={"vaetool.run_dir": str(self.run_dir.resolve())})
+        self.run_id = run.info.run_id
+        super().begin(info)
+
+    def params(self, values):
+        from mlflow.entities import Param
+
+        items = [Param(key, str(value)) for key, value in values.items()]
+        for start in range(0, len(items), 100):  # MLflow takes at most 100 parameters per batch
+            self.client.log_batch(self.run_id, params=items[start:start + 100])
+
+    def scalars(self, values, step):
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[Metric(key, value, now, step) for key, value in values.items()])
+
+    def images(self, images, step):
+        for key, array in images.items():
+            self.client.log_image(self.run_id, array, artifact_file=f"images/epoch-{step:03d}/{key}.png")
+
+    def text(self, name, text):
+        self.client.log_text(self.run_id, text, CONFIG_ARTIFACT if name == "config" else f"{name}.txt")
+
+    def close(self):
+        if self.run_id is None:
+            return
+        for name in self.ARTIFACTS:
+            if (self.run_dir / name).is_file():
+                self.client.log_artifact(self.run_id, str(self.run_dir / name))
+        self.client.set_terminated(self.run_id)
+        self.run_id = None

@@ -71,7 +71,7 @@ def train(
     seed: Annotated[Optional[int], typer.Option(help="Seed for initialisation, shuffling and noise. \\[default: 0]", rich_help_panel=OPTIM)] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N or mps (auto: CUDA, then MPS, then CPU). \\[default: auto]", rich_help_panel=RUN)] = None,
     config_path: Annotated[Optional[Path], typer.Option("--config", "-c", help="Start from the settings in a config file (a run's config.toml, or its run directory); flags given beside it override them.", rich_help_panel=RUN)] = None,
-    logger: Annotated[Optional[list[str]], typer.Option("--logger", help="Also record the run for a tracker: tensorboard (event files in the run directory) or an installed plugin's; repeatable.", rich_help_panel=RUN, show_default=False)] = None,
+    logger: Annotated[Optional[list[str]], typer.Option("--logger", help="Also record the run for a tracker: tensorboard (event files in the run directory), mlflow ($MLFLOW_TRACKING_URI, else runs/mlflow.db) or an installed plugin's; repeatable.", rich_help_panel=RUN, show_default=False)] = None,
     print_config: Annotated[bool, typer.Option("--print-config", help="Print the config (TOML) these flags make, plugin defaults filled in, and exit without training.", rich_help_panel=RUN)] = False,
     name: Annotated[Optional[str], typer.Option(help="Run name: the run goes to RUNS_DIR/NAME. \\[default: from the settings]", rich_help_panel=RUN)] = None,
     runs_dir: Annotated[Optional[Path], typer.Option(help="Where runs are written. \\[default: $VAETOOL_RUNS, else ./runs]", rich_help_panel=RUN)] = None,

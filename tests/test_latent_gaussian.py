@@ -13,7 +13,8 @@ import pytest
 import torch
 
 import vaetool
-from conftest import TINY_DATASET, TinySquares, assert_weights_match_recorded, metrics_match_recorded
+from conftest import (RECORDED_ATOL, RECORDED_RTOL, TINY_DATASET, TinySquares, assert_weights_match_recorded,
+                      metrics_match_recorded)
 from vaetool import io, registry, training
 from vaetool.training import TrainConfig
 
@@ -42,8 +43,9 @@ def test_an_old_model_file_loads_as_the_gaussian_latent_with_the_same_outputs(na
         outputs = {"mean": posterior.mean, "log_var": posterior.log_var, "rec": terms.reconstruction, "kl": terms.kl,
                    "samples": model.sample(4, generator=torch.Generator().manual_seed(4)),
                    "reconstruction": model.reconstruct(x)}
+    # To float rounding (RECORDED_RTOL): another torch release's convolutions sum in another order.
     for key, value in expected.items():
-        assert torch.equal(outputs[key], value), key
+        torch.testing.assert_close(outputs[key], value, rtol=RECORDED_RTOL, atol=RECORDED_ATOL, msg=key)
 
 
 @pytest.mark.parametrize("name", sorted(RUNS))

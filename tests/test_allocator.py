@@ -25,8 +25,9 @@ def test_freed_memory_is_reused_without_page_faults():
     assert allocator.reuse_freed_memory()
     faults_while_reallocating(rounds=2)  # the heap grows to its peak once
     # Without the setting glibc trims the 40 MB freed at the top of its heap, and the next round
-    # faults every 4 KiB page in again: 10,000 faults a round.
-    assert faults_while_reallocating() < 500
+    # faults every 4 KiB page in again: 10,240 faults a round, 40,960 over the four rounds. With it,
+    # the heap may still grow by a block once (1,024 faults), so the bound is a tenth of that.
+    assert faults_while_reallocating() < 4096
 
 
 def test_cpu_training_asks_for_it(tmp_path, monkeypatch):

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 import vaetool
-from conftest import (TINY_DATASET, TinySquares, assert_clean_error, assert_weights_match_recorded, invoke,
-                      metrics_match_recorded, ok, state_dicts_equal)
+from conftest import (RECORDED_ATOL, RECORDED_RTOL, TINY_DATASET, TinySquares, assert_clean_error,
+                      assert_weights_match_recorded, invoke, metrics_match_recorded, ok, state_dicts_equal)
 from vaetool import objectives, registry, training
 from vaetool.distributions import DiagonalGaussian
 from vaetool.errors import VaetoolError
@@ -328,8 +328,10 @@ def test_a_model_file_from_before_objectives_loads_samples_and_reads_its_objecti
         samples = model.sample(4, generator=torch.Generator().manual_seed(0))
         x = TinySquares(n_train=256, n_test=64).load("test").images[:4].float() / 255
         reconstructions = model.reconstruct(x)
-    assert torch.equal(samples, expected["samples"])
-    assert torch.equal(reconstructions, expected["reconstructions"])
+    # To float rounding, as the recorded training runs are compared: another torch release's conv kernels
+    # sum in another order.
+    torch.testing.assert_close(samples, expected["samples"], rtol=RECORDED_RTOL, atol=RECORDED_ATOL)
+    torch.testing.assert_close(reconstructions, expected["reconstructions"], rtol=RECORDED_RTOL, atol=RECORDED_ATOL)
     # Its training flags read as the shorthands they now are, for compare and for resume.
     assert objectives.recorded(model.config) == ("elbo", {"beta": 2.0, "warmup": 0.0, "free_bits": 0.0})
     assert TrainConfig.from_model_config(model.config).build_objective()[1] == \

@@ -36,10 +36,15 @@ class Architecture(nn.Module):
 
     ``y`` is the integer class label ``(B,)``; only architectures with ``conditional = True``
     receive it, and they are only built with ``num_classes > 0``.
+
+    Optional: an architecture whose ``output_bias`` is ``"data-mean"`` (an option of its own, say)
+    implements ``start_output_at(params)``; before a new run's first step the trainer calls it with
+    the likelihood's parameters for the training images' mean (:meth:`Likelihood.params_at`).
     """
 
     api_version: ClassVar[int] = PLUGIN_API_VERSION
     conditional: ClassVar[bool] = False
+    output_bias: str = "default"
 
     def __init__(self, input_shape: tuple[int, int, int], latent_dim: int,
                  params_per_channel: int = 1, num_classes: int = 0):
@@ -58,6 +63,10 @@ class Architecture(nn.Module):
         raise NotImplementedError
 
     def decode(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        raise NotImplementedError
+
+    def start_output_at(self, params: Tensor) -> None:
+        """Start the decoder's per-pixel output bias at ``params`` ``(params_per_channel · C, H, W)``."""
         raise NotImplementedError
 
 
@@ -90,6 +99,9 @@ class Likelihood(nn.Module):
     - ``protocol(dataset)``: what this likelihood's log-likelihoods of ``dataset`` measure, in
       words, and whether they are comparable with published tables: ``(sentence, comparable)``.
       The default, ``None``, says the protocol was not checked; ``compare`` prints either.
+    - ``params_at(mean)``: decoder parameters ``(params_per_channel · C, H, W)`` whose ``mean`` is the
+      image ``mean`` ``(C, H, W)`` (clamped into reach), where a decoder's output bias starts under
+      ``output_bias=data-mean``; the default, ``None``, says this likelihood has none.
     """
 
     api_version: ClassVar[int] = PLUGIN_API_VERSION
@@ -117,6 +129,9 @@ class Likelihood(nn.Module):
         raise NotImplementedError
 
     def protocol(self, dataset: str) -> tuple[str, bool] | None:
+        return None
+
+    def params_at(self, mean: Tensor) -> Tensor | None:
         return None
 
 

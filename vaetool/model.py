@@ -374,4 +374,9 @@ def create(architecture: str = "conv", likelihood: str = "bernoulli", *,
         "autoencoder": bool(autoencoder),
         **extra,
     }
-    return VAE.from_config(config)
+    model = VAE.from_config(config)
+    if model.architecture.output_bias == "data-mean" and model.likelihood.params_at(
+            torch.full(model.input_shape, 0.5)) is None:
+        raise VaetoolError(f"output_bias=data-mean starts the decoder at the {likelihood} likelihood's parameters for "
+                           "the mean image, and that likelihood has none; leave output_bias out or use bernoulli.")
+    return model

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from vaetool.architectures.initialisation import INITS, check_choice
 from vaetool.architectures.mlp import ACTIVATIONS, stack
 from vaetool.contracts import Latent, LatentTerms, Prior
 from vaetool.distributions import DiagonalGaussian
@@ -79,7 +80,8 @@ class Hierarchical(Latent):
     decoder reads z₁, so any architecture serves as the x ↔ z₁ part. ``dims`` are the widths of the
     layers above, bottom to top; between two layers an MLP of ``hidden`` widths with ``activation``
     gives each conditional's mean and raw scale (read by the model's ``--encoder-scale``), one MLP
-    per direction. The model's prior scores the top layer. With ``--arch mlp --hidden 100,100
+    per direction, its weights started by ``init`` (``glorot``: as the IWAE paper's code, see
+    :mod:`vaetool.architectures.initialisation`). The model's prior scores the top layer. With ``--arch mlp --hidden 100,100
     --arch-opt activation=tanh --latent-dim 100`` the defaults are the two-layer net of Burda et al.
     2016 (x → 100-100 → z₁ 100-D → 50-50 → z₂ 50-D, tanh, and mirrored).
 
@@ -105,7 +107,7 @@ class Hierarchical(Latent):
 
     def __init__(self, latent_dim: int, encoder_scale: str = "exp", autoencoder: bool = False,
                  dims: Sequence[int] = (50,), hidden: Sequence[int] = (50, 50), activation: str = "tanh",
-                 inference: str = "bottom-up"):
+                 inference: str = "bottom-up", init: str = "default"):
         super().__init__(latent_dim, encoder_scale, autoencoder)
         if autoencoder:
             raise VaetoolError("The hierarchical latent is a stack of stochastic layers; leave --autoencoder out.")
@@ -118,13 +120,15 @@ class Hierarchical(Latent):
             raise VaetoolError(f"inference must be {' or '.join(INFERENCES)} for the hierarchical latent, "
                                f"not {inference!r}.")
         self.inference = inference
+        check_choice("init", init, INITS, "the hierarchical latent")
         widths = self.layers
         # up[i]: layer i+1 from layer i (bottom-up: its sample; ladder: its bottom-up mean and log-variance).
         fan_in = 2 if inference == "ladder" else 1
-        self.up = nn.ModuleList(stack([fan_in * a, *self.hidden, 2 * b], activation)
+        self.up = nn.ModuleList(stack([fan_in * a, *self.hidden, 2 * b], activation, init)
                                 for a, b in zip(widths[:-1], widths[1:]))
         # down[i]: p(z_i | z_{i+1}), the generative direction.
-        self.down = nn.ModuleList(stack([b, *self.hidden, 2 * a], activation) for a, b in zip(widths[:-1], widths[1:]))
+        self.down = nn.ModuleList(stack([b, *self.hidden, 2 * a], activation, init)
+                                  for a, b in zip(widths[:-1], widths[1:]))
         self.layer = len(widths)
 
     @property

@@ -83,6 +83,12 @@ class Bernoulli(Likelihood):
     def sample(self, params: Tensor, generator: torch.Generator | None = None) -> Tensor:
         return torch.bernoulli(torch.sigmoid(params), generator=generator)
 
+    def params_at(self, mean: Tensor) -> Tensor:
+        # The logit of the mean image, kept within [0.001, 0.999] as the IWAE paper's code does: a pixel that
+        # is always 0 in the training set does not start at an infinite logit.
+        p = mean.clamp(1e-3, 1 - 1e-3)
+        return torch.log(p) - torch.log1p(-p)
+
 
 def fixed_uniforms(x: Tensor, seed: int) -> Tensor:
     """One number in [0, 1) per pixel of each image in ``x`` ``(B, ...)`` (values in [0, 1], 8-bit levels),

@@ -55,7 +55,8 @@ def test_train_on_shapes_writes_a_run(tmp_path):
     assert config["dataset"] == "shapes"
     assert {k: config["dataset_options"][k] for k in ("size", "n_train", "n_test")} == {"size": 16, "n_train": 128,
                                                                                            "n_test": 32}
-    assert config["architecture_options"] == {"hidden": [32], "scale_init": None, "activation": "relu"} and config["latent_dim"] == 4
+    assert config["architecture_options"] == {"hidden": [32], "scale_init": None, "activation": "relu", "init": "default",
+                                              "output_bias": "default"} and config["latent_dim"] == 4
     assert "test ELBO" in result.stdout
 
 

@@ -51,7 +51,8 @@ def test_header_records_what_rebuilds_the_model(saved, model):
     assert header["schema"] == io.SCHEMA_VERSION == 1
     assert header["vaetool_version"] == vaetool.__version__
     config = header["config"]
-    assert config["architecture"] == "mlp" and config["architecture_options"] == {"hidden": [16], "scale_init": None, "activation": "relu"}
+    assert config["architecture"] == "mlp" and config["architecture_options"] == {"hidden": [16], "scale_init": None, "activation": "relu",
+        "init": "default", "output_bias": "default"}
     assert config["likelihood"] == "gaussian"
     assert config["likelihood_options"] == {"sigma": None, "per_pixel": True, "link": "sigmoid", "reduction": "sum"}
     assert config["input_shape"] == [1, 8, 8] and config["latent_dim"] == 3 and config["num_classes"] == 0

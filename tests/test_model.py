@@ -125,7 +125,8 @@ def test_config_records_the_plugin_defaults_actually_used():
                            architecture_options={"hidden": [16]}, likelihood_options={"sigma": None},
                            dataset="somewhere")
     config = model.config
-    assert config["architecture"] == "mlp" and config["architecture_options"] == {"hidden": [16], "scale_init": None, "activation": "relu"}
+    assert config["architecture"] == "mlp" and config["architecture_options"] == {"hidden": [16], "scale_init": None, "activation": "relu",
+        "init": "default", "output_bias": "default"}
     assert config["likelihood"] == "gaussian" and config["likelihood_options"] == {"sigma": None, "per_pixel": False, "link": "sigmoid",
                                                                                           "reduction": "sum"}
     assert config["input_shape"] == [1, 8, 8] and config["latent_dim"] == 3 and config["num_classes"] == 0

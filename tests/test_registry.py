@@ -125,7 +125,8 @@ def test_resolve_options_on_built_ins():
     assert registry.resolve_options("likelihood", "gaussian", {"sigma": None}) == {"sigma": None, "per_pixel": False, "link": "sigmoid",
                                                                                            "reduction": "sum"}
     assert registry.resolve_options("likelihood", "gaussian", {"sigma": 0.1})["sigma"] == 0.1
-    assert registry.resolve_options("architecture", "mlp", {"hidden": (32,)}) == {"hidden": [32], "scale_init": None, "activation": "relu"}
+    assert registry.resolve_options("architecture", "mlp", {"hidden": (32,)}) == {"hidden": [32], "scale_init": None, "activation": "relu",
+        "init": "default", "output_bias": "default"}
 
 
 def test_an_unknown_option_is_a_clear_error(toy):
@@ -324,7 +325,8 @@ def test_vaetool_plugins_lists_the_built_ins_with_their_options(check):
     for kind, built_ins in BUILT_INS.items():
         for name in built_ins:
             assert rows[kind, name] == ["vaetool", __version__, _shown(registry.options_of(registry.get(kind, name)))]
-    assert rows["architecture", "mlp"][2] == "hidden=(512, 256), scale_init=None, activation='relu'"
+    assert rows["architecture", "mlp"][2] == ("hidden=(512, 256), scale_init=None, activation='relu', init='default', "
+                                              "output_bias='default'")
 
 
 def test_only_vaetool_plugins_check_reports_a_broken_plugin(broken_architecture):

@@ -113,7 +113,8 @@ def test_dataset_and_training_settings_are_recorded_in_the_model(straight_run):
     assert cfg["training"]["steps_per_epoch"] == 4
     # And the config alone gives back the training settings, with every plugin default spelled out.
     assert TrainConfig.from_model_config(cfg) == config(architecture_options={"hidden": [32], "scale_init": None,
-                                                                              "activation": "relu"},
+                                                                              "activation": "relu", "init": "default",
+                                                                              "output_bias": "default"},
                                                         likelihood_options={"binarize": "none", "binarize_seed": 0,
                                                                             "reduction": "sum"},
                                                         dataset_options={"n_train": 256, "n_test": 64, "seed": 0},

@@ -147,12 +147,13 @@ def test_bad_options_are_one_sentence(options, fragment):
 
 def test_the_iwae_papers_two_layer_net_has_its_layers():
     model = vaetool.create("mlp", input_shape=(1, 28, 28), latent_dim=100, latent="hierarchical",
-                           architecture_options={"hidden": [100, 100], "activation": "tanh"})
+                           architecture_options={"hidden": [200, 200], "activation": "tanh"})
+    # As the authors' code (yburda/iwae, experiments.py) builds it.
     widths = lambda net: [m.out_features for m in net if isinstance(m, torch.nn.Linear)]  # noqa: E731
-    assert widths(model.architecture.net.encoder) == [100, 100, 200]  # x → 100-100 → (μ, log σ²) of z₁
-    assert widths(model.latent.up[0]) == [50, 50, 100]  # z₁ → 50-50 → z₂ (50-D)
-    assert widths(model.latent.down[0]) == [50, 50, 200]  # z₂ → 50-50 → z₁
-    assert widths(model.architecture.net.decoder) == [100, 100, 784]
+    assert widths(model.architecture.net.encoder) == [200, 200, 200]  # x → 200-200 → (μ, log σ²) of z₁
+    assert widths(model.latent.up[0]) == [100, 100, 100]  # z₁ → 100-100 → z₂ (50-D)
+    assert widths(model.latent.down[0]) == [100, 100, 200]  # z₂ → 100-100 → z₁
+    assert widths(model.architecture.net.decoder) == [200, 200, 784]
     assert all(isinstance(m, torch.nn.Tanh) for m in model.latent.up[0] if not isinstance(m, torch.nn.Linear))
     assert model.latent.layers == (100, 50) and model.prior.latent_dim == 50 and model.latent_dim == 50
 

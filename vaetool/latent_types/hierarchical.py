@@ -81,9 +81,10 @@ class Hierarchical(Latent):
     layers above, bottom to top; between two layers an MLP of ``hidden`` widths with ``activation``
     gives each conditional's mean and raw scale (read by the model's ``--encoder-scale``), one MLP
     per direction, its weights started by ``init`` (``glorot``: as the IWAE paper's code, see
-    :mod:`vaetool.architectures.initialisation`). The model's prior scores the top layer. With ``--arch mlp --hidden 100,100
-    --arch-opt activation=tanh --latent-dim 100`` the defaults are the two-layer net of Burda et al.
-    2016 (x → 100-100 → z₁ 100-D → 50-50 → z₂ 50-D, tanh, and mirrored).
+    :mod:`vaetool.architectures.initialisation`). The model's prior scores the top layer. With
+    ``--arch mlp --hidden 200,200 --arch-opt activation=tanh --latent-dim 100`` the defaults are the
+    two-layer net of Burda et al. 2016 as their code builds it (x → 200-200 → z₁ 100-D → 100-100 →
+    z₂ 50-D, tanh, and mirrored).
 
     ``inference``:
 
@@ -106,7 +107,7 @@ class Hierarchical(Latent):
     gaussian_posterior = True
 
     def __init__(self, latent_dim: int, encoder_scale: str = "exp", autoencoder: bool = False,
-                 dims: Sequence[int] = (50,), hidden: Sequence[int] = (50, 50), activation: str = "tanh",
+                 dims: Sequence[int] = (50,), hidden: Sequence[int] = (100, 100), activation: str = "tanh",
                  inference: str = "bottom-up", init: str = "default"):
         super().__init__(latent_dim, encoder_scale, autoencoder)
         if autoencoder:

@@ -366,7 +366,7 @@ def findings(ran: dict) -> list[str]:
 def setup(result: dict) -> str:
     """How a row's run was trained, beyond its network: its batch and how its weights started."""
     flags = result["train_command"].split()
-    batch = flags[flags.index("--batch-size") + 1] if "--batch-size" in flags else "128"
+    batch = flags[flags.index("--batch-size") + 1]  # every stored train_command states its batch
     start = "the authors' initialisation" if "output_bias=data-mean" in flags else "PyTorch's default initialisation"
     return f"batch {batch}, {start}"
 

@@ -49,6 +49,12 @@ def _as_float(images: Tensor, dtype: torch.dtype) -> Tensor:
     return images.to(dtype).div_(255) if images.dtype == torch.uint8 else images.to(dtype)
 
 
+def mean_image(images: Tensor, chunk: int = _PPCA_CHUNK) -> Tensor:
+    """The mean of images ``(N, ...)`` in float64, 8-bit levels read as [0, 1], summed ``chunk`` images at a
+    time so that a large (or memory-mapped) set is never converted whole."""
+    return sum(_as_float(images[i:i + chunk], torch.float64).sum(0) for i in range(0, len(images), chunk)) / len(images)
+
+
 def _batches(model, images: Tensor, labels: Tensor | None, batch_size: int) -> Iterator[tuple[Tensor, Tensor | None]]:
     """(x, y) batches on the model's device and in its dtype; y only for a conditional model."""
     if images.dim() != 4 or tuple(images.shape[1:]) != model.input_shape:
@@ -358,7 +364,7 @@ def ppca_fit(train_images: Tensor, latent_dim: int) -> tuple[Tensor, Tensor, flo
         raise VaetoolError(f"Probabilistic PCA needs 1 to {d - 1} components for {d} pixels, not {latent_dim}.")
     if n < 2:
         raise VaetoolError("Probabilistic PCA needs at least two training images.")
-    mean = sum(_as_float(X[i:i + _PPCA_CHUNK], torch.float64).sum(0) for i in range(0, n, _PPCA_CHUNK)) / n
+    mean = mean_image(X)
     scatter = torch.zeros(d, d, dtype=torch.float64, device=X.device)
     for i in range(0, n, _PPCA_CHUNK):
         centred = _as_float(X[i:i + _PPCA_CHUNK], torch.float64) - mean

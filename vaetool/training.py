@@ -40,6 +40,7 @@ from vaetool.datasets import data_root
 from vaetool.errors import VaetoolError
 from vaetool.images import background as images_background
 from vaetool.io import MODEL_FILE, atomic_write_text, read_tensors, save, save_tensors
+from vaetool.metrics import mean_image
 from vaetool.model import VAE, create, upgrade_config, with_latent_loss
 from vaetool.runs import CHECKPOINT_FILE, METRICS_FILE
 
@@ -236,14 +237,6 @@ def resume(run_dir: str | Path, *, epochs: int | None = None, device: str = "aut
                     options or RunOptions(), group, device_spec=requested)
 
 
-def mean_image(images: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
-    """The mean of uint8 images ``(N, C, H, W)`` in [0, 1], summed a chunk at a time (they may be memory-mapped)."""
-    total = torch.zeros(images.shape[1:], dtype=torch.float64)
-    for start in range(0, len(images), chunk):
-        total += torch.as_tensor(images[start:start + chunk]).to(torch.float64).sum(0)
-    return (total / (255 * len(images))).float()
-
-
 def _claimed(run_dir: Path, group: distributed.Group):
     """The run directory's lock, held by the one process that writes it (see :mod:`vaetool.locks`)."""
     return locks.claim(run_dir) if group.main else contextlib.nullcontext()
@@ -284,8 +277,8 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
             raise VaetoolError(f"The {part} split of {config.dataset} is empty.")
     # Recorded so that images given to a trained model can be matched to its data (dark ink or light).
     model.config["background"] = images_background(train_split.images[:1000])
-    if model.architecture.output_bias == "data-mean":  # a resumed run's weights then replace it
-        model.architecture.start_output_at(model.likelihood.params_at(mean_image(train_split.images)).to(device))
+    if model.architecture.output_bias == "data-mean" and checkpoint is None:  # a resumed run restores its own
+        model.architecture.start_output_at(model.likelihood.params_at(mean_image(train_split.images)))
     if model.conditional:
         _check_labels(train_split, test_split, dataset.num_classes)
     channels_last = channels_last_for(model, device, options.channels_last)

@@ -152,6 +152,17 @@ def test_bernoulli_binarize_dynamic_draws_binary_images_with_the_grey_level_as_p
     assert likelihood.discrete is True
 
 
+def test_bernoulli_dynamic_binarization_keeps_black_and_white_and_hits_each_grey_level():
+    likelihood = build("bernoulli", binarize="dynamic")
+    levels = torch.tensor([0.0, 0.25, 0.5, 0.9, 1.0])
+    x = levels.repeat(20000, 1)
+    drawn = likelihood.target(x, torch.Generator().manual_seed(3))
+    assert drawn[:, 0].sum() == 0 and drawn[:, -1].sum() == len(x)  # pure black stays black, white stays white
+    # Each level's frequency within 4 standard errors of the level (20,000 draws each).
+    tolerance = 4 * (levels * (1 - levels) / len(x)).sqrt() + 1e-9
+    assert ((drawn.mean(0) - levels).abs() <= tolerance).all()
+
+
 def test_bernoulli_unknown_binarize_is_a_clear_error():
     with pytest.raises(VaetoolError, match="binarize"):
         build("bernoulli", binarize="sometimes")

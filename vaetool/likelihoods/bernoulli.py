@@ -50,7 +50,7 @@ class Bernoulli(Likelihood):
 
     def target(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         if self.binarize == "dynamic":
-            return torch.bernoulli(x, generator=generator)
+            return draw(x, generator)
         if self.binarize == "static":
             return (fixed_uniforms(x, self.binarize_seed) < x).to(x.dtype)
         if self.binarize == "threshold":
@@ -81,13 +81,23 @@ class Bernoulli(Likelihood):
         return f"Bernoulli on binarized {dataset}, {what}", True
 
     def sample(self, params: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        return torch.bernoulli(torch.sigmoid(params), generator=generator)
+        return draw(torch.sigmoid(params), generator)
 
     def params_at(self, mean: Tensor) -> Tensor:
         # The logit of the mean image, kept within [0.001, 0.999] as the IWAE paper's code does: a pixel that
         # is always 0 in the training set does not start at an infinite logit.
         p = mean.clamp(1e-3, 1 - 1e-3)
         return torch.log(p) - torch.log1p(-p)
+
+
+def draw(p: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """A 0/1 sample of each Bernoulli(p), drawn as U < p with U uniform on [0, 1).
+
+    The same distribution as ``torch.bernoulli(p)``, a few times faster on a CPU (0.31 against 1.14 ms
+    for a 128×784 batch on one core, docs/benchmarks.md): in training under ``binarize=dynamic``
+    it is drawn every step.
+    """
+    return (torch.rand(p.shape, generator=generator, device=p.device, dtype=p.dtype) < p).to(p.dtype)
 
 
 def fixed_uniforms(x: Tensor, seed: int) -> Tensor:

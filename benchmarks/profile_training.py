@@ -15,7 +15,11 @@ the time of matrix products and convolutions (``addmm``, ``mm``, ``convolution``
 kernels) is counted apart from the rest, so the table says how much of each part is arithmetic
 that a faster loop cannot remove.
 
+The MLP trains, as in ``vaetool train``, with the hand-written step of :mod:`vaetool.fused`, whose
+forward and backward pass are then one row; ``--no-fused-step`` profiles autograd's step part by part.
+
     python benchmarks/profile_training.py --data ../shared/data --arch mlp --steps 300
+    python benchmarks/profile_training.py --data ../shared/data --arch mlp --steps 300 --no-fused-step
     python benchmarks/profile_training.py --data ../shared/data --arch conv --precision bf16 --steps 200
 
 Times are the profiler's (which adds a few microseconds to each op, so the many small ops are
@@ -76,6 +80,8 @@ def _instrument() -> None:
     training._write_pictures = _ranged("pictures", training._write_pictures)
     if hasattr(training, "_Curves"):  # curves.png, drawn apart from the other pictures
         training._Curves.draw = _ranged("pictures", training._Curves.draw)
+    from vaetool import fused
+    fused.FusedStep.__call__ = _ranged("fused step: forward and backward by hand", fused.FusedStep.__call__)
     training._save_checkpoint = _ranged("saving: checkpoint, model", training._save_checkpoint)
     training.save = _ranged("saving: checkpoint, model", training.save)
     from vaetool.objectives.elbo import ELBO
@@ -118,7 +124,7 @@ def profile(args) -> dict:
     config = TrainConfig(**MODELS[args.arch], likelihood="bernoulli", dataset="mnist", epochs=1,
                          batch_size=args.batch_size, lr=1e-3, seed=0, precision=args.precision,
                          train_limit=args.steps * args.batch_size, test_limit=args.test_images)
-    options = RunOptions(compile=args.compile, channels_last=args.channels_last)
+    options = RunOptions(compile=args.compile, channels_last=args.channels_last, fused_step=args.fused_step)
     with tempfile.TemporaryDirectory() as runs:  # once without the profiler, for the wall time
         started = time.perf_counter()
         result = training.train(config, Path(runs) / "plain", device="cpu", data_dir=args.data, options=options)
@@ -149,6 +155,8 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                         help="default: as vaetool train chooses (on for convolutions on the CPU)")
+    parser.add_argument("--fused-step", action=argparse.BooleanOptionalAction, default=None,
+                        help="default: as vaetool train chooses (the hand-written step for the MLP)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     result = profile(args)

@@ -7,7 +7,8 @@ neighbour slows both alike. Reported: the median seconds per training epoch of e
 excluded on both sides), the median of the per-round ratios, and both test ELBOs after training.
 
 Each round also trains the variants given by ``--variant NAME=FLAGS`` (default: the same MLP with
-``--precision bf16``, and the default conv architecture, whose epoch time is the other number
+autograd's step instead of the hand-written one, ``--no-fused-step``; the same MLP with
+``--precision bf16``; and the default conv architecture, whose epoch time is the other number
 users ask for), so every ratio comes from the same rounds.
 
 Beside each vaetool time stands the arithmetic limit of that model (see ``arithmetic.py``): the
@@ -44,7 +45,8 @@ def run_reference(reference: Path, data: Path, epochs: int) -> dict:
 
 
 SAME_MODEL = ["--arch", "mlp", "--hidden", "400", "--latent-dim", "20"]
-DEFAULT_VARIANTS = ["mlp-bf16=--arch mlp --hidden 400 --latent-dim 20 --precision bf16", "conv=--arch conv"]
+DEFAULT_VARIANTS = ["mlp-autograd=--arch mlp --hidden 400 --latent-dim 20 --no-fused-step",
+                    "mlp-bf16=--arch mlp --hidden 400 --latent-dim 20 --precision bf16", "conv=--arch conv"]
 
 
 def run_vaetool(data: Path, epochs: int, device: str, model_flags: list[str]) -> dict:

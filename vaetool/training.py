@@ -33,7 +33,8 @@ from typing import Any
 
 import torch
 
-from vaetool import allocator, config_file, distributed, locks, metrics, objectives, picking, registry, snapshots
+from vaetool import (allocator, config_file, distributed, fused, locks, metrics, objectives, picking, registry,
+                     snapshots)
 from vaetool.contracts import NEEDS, Split, TrainingContext
 from vaetool.divergence import Diverged, Watch
 from vaetool.datasets import data_root
@@ -145,6 +146,7 @@ class RunOptions:
 
     compile: bool | str = False  # True: torch.compile with its default backend; a string names the backend
     channels_last: bool | None = None  # None: on for convolutions on the CPU (see channels_last_for)
+    fused_step: bool | None = None  # None: the hand-written step where it applies (vaetool.fused); False: autograd
     stream: bool | None = None
     workers: int | None = None
 
@@ -307,13 +309,15 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
         sums = None  # the saved sums are global: one process carries them on
     data = _data_source(train_split, model, device, options, group)
     network = _network(model, device, options, group)
+    fused_step = fused.for_run(model, objective, device, config.precision, group.active, bool(options.compile),
+                               options.fused_step)
     if group.main:  # every setting, once all are known good: what `vaetool train --config` replays
         config_file.save(run_dir, config, options, device_spec)
 
     progress.begin({"config": model.config, "device": str(device), "run_dir": run_dir, "train_size": n,
                     "test_size": len(test_split), "parameters": sum(p.numel() for p in model.parameters()),
                     "start_epoch": epoch, "start_step": first_step, "processes": group.world,
-                    "streamed": data.streamed})
+                    "streamed": data.streamed, "fused_step": fused_step is not None})
     refresh_every = max(1, steps // REFRESHES_PER_EPOCH)
     watch = Watch(math.prod(model.input_shape), objective.schedule(config.epochs).get("beta", 1.0), config.lr, run_dir,
                   metrics)
@@ -351,18 +355,22 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
                     noise = model.draw_noise(global_batch, objective.samples, device)
                     noise = group.shard(noise) if noise is not None else None
                 at = epoch + step / steps
-                with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                    terms = network(x, y, noise, objective.samples)
+                if fused_step is not None:  # the same terms, their loss's gradient written into .grad by hand
+                    terms = fused_step(x, at)
+                else:
+                    with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                        terms = network(x, y, noise, objective.samples)
                 # What the latent kind adds to every objective (VQ's codebook and commitment terms) comes on top.
                 loss = with_latent_loss(objective.loss(terms.weighted(model.likelihood.training_weight(x)), at), terms)
-                # Each process's mean is weighted by its share of the global batch, so the gradient
-                # DistributedDataParallel averages is that of the global batch's mean loss.
-                share = len(x) * group.world / global_batch
                 if watch.start is None:  # the run's one extra host sync: the loss divergence is measured from
                     first = group.sum(torch.stack([loss.detach() * len(x), loss.new_tensor(float(len(x)))])).tolist()
                     watch.begin(first[0] / first[1])
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss * share if group.active else loss).backward()
+                if fused_step is None:
+                    optimizer.zero_grad(set_to_none=True)
+                    # Each process's mean is weighted by its share of the global batch, so the gradient
+                    # DistributedDataParallel averages is that of the global batch's mean loss.
+                    share = len(x) * group.world / global_batch
+                    scaler.scale(loss * share if group.active else loss).backward()
                 scaler.step(optimizer)
                 scaler.update()
                 objective.after_step(terms)

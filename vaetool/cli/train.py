@@ -81,6 +81,7 @@ def train(
     precision: Annotated[Optional[Precision], typer.Option(help="The networks' arithmetic: fp32, or bf16/fp16 mixed precision (autocast; the likelihood and KL stay fp32). \\[default: fp32]", rich_help_panel=SPEED)] = None,
     compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the encoder and decoder: slower start, faster steps on a GPU.", rich_help_panel=SPEED)] = False,
     channels_last: Annotated[Optional[bool], typer.Option("--channels-last/--no-channels-last", help="Channels-last memory layout for convolutions. \\[default: on for convolutions on the CPU, off on GPUs]", rich_help_panel=SPEED, show_default=False)] = None,
+    fused_step: Annotated[Optional[bool], typer.Option("--fused-step/--no-fused-step", help="The textbook MLP VAE's step written out without autograd on the CPU: the same gradient, faster (MLP, relu or tanh, Gaussian latent, standard normal prior, Bernoulli, ELBO, fp32). \\[default: wherever it applies]", rich_help_panel=SPEED, show_default=False)] = None,
     stream: Annotated[Optional[bool], typer.Option("--stream/--no-stream", help="Stream training batches from the dataset's disk cache through worker processes instead of holding it on the device. \\[default: when it exceeds a quarter of the device's memory]", rich_help_panel=SPEED)] = None,
     workers: Annotated[Optional[int], typer.Option(help="Worker processes reading streamed batches. \\[default: up to 4]", rich_help_panel=SPEED)] = None,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch's arithmetic (1 is often fastest for small models on a busy machine). \\[default: torch's choice]", rich_help_panel=SPEED)] = None,
@@ -123,7 +124,7 @@ def train(
     else:
         file_config, file_options, file_device = training.TrainConfig(), training.RunOptions(), None
     options = config_file.replace(file_options, _given(compile=compile_ or None, channels_last=channels_last,
-                                                        stream=stream, workers=workers))
+                                                        fused_step=fused_step, stream=stream, workers=workers))
     device = device or file_device or "auto"
     root = runs.runs_root(runs_dir)
     if resume:
@@ -322,6 +323,7 @@ class _RichProgress:
                   else f"{c['latent']} latent of {c['latent_dim']} codes")
         how = (f", {info['processes']} processes" if info["processes"] > 1 else "") \
             + (", streamed from disk" if info["streamed"] else "") \
+            + (", fused step" if info.get("fused_step") else "") \
             + (f", {t['precision']}" if t.get("precision") else "")
         resumed = f", resuming at epoch {info['start_epoch'] + 1}" if info["start_epoch"] or info["start_step"] else ""
         self.console.print(

@@ -1,0 +1,160 @@
+"""The textbook VAE's training step written out by hand, without autograd, for the CPU.
+
+The model of most tutorials and papers — an MLP with ReLU or tanh layers, a diagonal Gaussian
+posterior (σ² = exp of the encoder's output), the standard normal prior, a Bernoulli likelihood
+summed over the pixels and the ELBO with a β — has a gradient short enough to write down: two
+sweeps of matrix products through the layers and a few elementwise terms between them. On a CPU
+autograd's graph, its per-op dispatch and the fresh gradient tensors of every step cost about a
+sixth of that model's step (docs/benchmarks.md, "A step without autograd"); here the forward pass
+keeps what the backward pass needs, the gradients are written into the parameters' ``.grad``
+tensors in place, and the optimizer steps as before.
+
+It computes what autograd computes, in the same order of random draws (the binarization, then ε),
+so a run trains the same model: the weights after an epoch agree with the autograd step's to
+float32 rounding (tests/test_fused.py). The trainer uses it wherever :func:`for_run` finds the
+model and the run to be that case; ``--no-fused-step`` (``RunOptions(fused_step=False)``) keeps
+autograd for everything.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from vaetool.errors import VaetoolError
+from vaetool.model import ELBOTerms
+
+_ACTIVATIONS = (nn.ReLU, nn.Tanh)
+
+
+def why_not(model, objective, device: torch.device, precision: str, distributed: bool, compiled: bool) -> str | None:
+    """Why the hand-written step does not apply to this model and run, in a few words; None when it does."""
+    from vaetool.architectures.mlp import MLP
+    from vaetool.latent_types.gaussian import Gaussian
+    from vaetool.likelihoods.bernoulli import Bernoulli
+    from vaetool.objectives.elbo import ELBO
+    from vaetool.priors.standard_normal import StandardNormal
+
+    checks = (
+        (device.type == "cpu", "it is written for the CPU"),
+        (precision == "fp32" and not compiled and not distributed, "it runs in fp32, uncompiled, in one process"),
+        (type(model.architecture) is MLP and not model.conditional, "the architecture is not the plain mlp"),
+        (type(model.latent) is Gaussian and not model.autoencoder and model.config["encoder_scale"] == "exp",
+         "the latent is not a Gaussian with σ² = exp(output)"),
+        (type(model.prior) is StandardNormal, "the prior is not the standard normal"),
+        (type(model.likelihood) is Bernoulli and model.likelihood.reduction == "sum",
+         "the likelihood is not a Bernoulli summed over the pixels"),
+        (type(objective) is ELBO and objective.free_bits == 0 and objective.samples == 1,
+         "the objective is not the ELBO (with β and warm-up, without free bits)"),
+    )
+    for holds, reason in checks:
+        if not holds:
+            return reason
+    layers = [*model.architecture.net.encoder, *model.architecture.net.decoder]
+    if not all(isinstance(m, (nn.Linear, *_ACTIVATIONS)) for m in layers):
+        return "the mlp has an activation other than relu or tanh"
+    covered = {id(p) for m in layers for p in m.parameters()}
+    if any(p.requires_grad and id(p) not in covered for p in model.parameters()):
+        return "the model has trained parameters outside the mlp"
+    return None
+
+
+def for_run(model, objective, device: torch.device, precision: str, distributed: bool, compiled: bool,
+            asked: bool | None) -> FusedStep | None:
+    """The hand-written step when it applies and is not turned off; asked=True insists on it."""
+    if asked is False:
+        return None
+    reason = why_not(model, objective, device, precision, distributed, compiled)
+    if reason is None:
+        return FusedStep(model, objective)
+    if asked:
+        raise VaetoolError(f"--fused-step does not apply to this run: {reason}.")
+    return None
+
+
+def _layers(sequential: nn.Sequential) -> list[tuple[nn.Linear, type | None]]:
+    """(linear layer, the activation after it or None), in order."""
+    modules, pairs = list(sequential), []
+    for i, module in enumerate(modules):
+        if isinstance(module, nn.Linear):
+            after = modules[i + 1] if i + 1 < len(modules) and isinstance(modules[i + 1], _ACTIVATIONS) else None
+            pairs.append((module, type(after) if after is not None else None))
+    return pairs
+
+
+def _forward(layers, h: Tensor) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
+    """The stack's output, and each layer's (input, output after its activation)."""
+    saved = []
+    for linear, activation in layers:
+        given = h
+        h = torch.addmm(linear.bias, given, linear.weight.t())
+        if activation is nn.ReLU:
+            h = h.relu_()
+        elif activation is nn.Tanh:
+            h = h.tanh_()
+        saved.append((given, h))
+    return h, saved
+
+
+def _backward(layers, saved, grad: Tensor, input_grad: bool) -> Tensor | None:
+    """Write each layer's weight and bias gradients from ``grad`` (d loss / d the stack's output, a tensor
+    this may overwrite); return d loss / d the stack's input when ``input_grad``."""
+    for i in reversed(range(len(layers))):
+        (linear, activation), (given, out) = layers[i], saved[i]
+        if activation is nn.ReLU:
+            grad = grad.masked_fill_(out <= 0, 0.0)
+        elif activation is nn.Tanh:
+            grad = grad.mul_(1.0 - out * out)
+        torch.mm(grad.t(), given, out=linear.weight.grad)
+        torch.sum(grad, 0, out=linear.bias.grad)
+        if i > 0 or input_grad:
+            grad = torch.mm(grad, linear.weight)
+    return grad if input_grad else None
+
+
+class FusedStep:
+    """One training step's forward and backward pass for the case :func:`why_not` accepts.
+
+    ``step(x, epochs_done)`` returns the batch's :class:`~vaetool.model.ELBOTerms`, as ``model(x)`` would
+    (without a graph: the objective's loss of them is the value to report), and leaves in every
+    parameter's ``.grad`` the gradient of that loss, ``−mean log p(x|z) + β · mean KL``.
+    """
+
+    def __init__(self, model, objective):
+        self.model, self.objective = model, objective
+        self.encoder = _layers(model.architecture.net.encoder)
+        self.decoder = _layers(model.architecture.net.decoder)
+        self.latent_dim = model.latent_dim
+        for linear, _ in (*self.encoder, *self.decoder):
+            for p in (linear.weight, linear.bias):
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+
+    @torch.no_grad()
+    def __call__(self, x: Tensor, epochs_done: float) -> tuple[Tensor, Tensor, Tensor]:
+        model, L = self.model, self.latent_dim
+        # As VAE.elbo: the likelihood's target (a binarization draws here), which the encoder sees too.
+        target = model.likelihood.target(x).flatten(1)
+        out, encoded = _forward(self.encoder, target)
+        mean, raw = out[:, :L], out[:, L:]
+        log_var = raw.clamp(-30.0, 20.0)  # as DiagonalGaussian.from_encoder
+        std = torch.exp(0.5 * log_var)
+        eps = torch.randn(mean.shape, dtype=mean.dtype)
+        z = mean + std * eps
+        logits, decoded = _forward(self.decoder, z)
+        reconstruction = -F.binary_cross_entropy_with_logits(logits, target, reduction="none").sum(1)
+        variance = torch.exp(log_var)
+        kl = 0.5 * (mean ** 2 + variance - 1.0 - log_var)
+        beta, n = self.objective.beta_at(epochs_done), len(x)
+
+        # d loss / d logits = (σ(logits) − x) / B: the Bernoulli's gradient, averaged over the batch.
+        grad = torch.sigmoid(logits).sub_(target).div_(n)
+        grad_z = _backward(self.decoder, decoded, grad, input_grad=True)
+        grad_out = torch.empty_like(out)
+        # z = μ + σ ε and KL = ½(μ² + σ² − 1 − log σ²), σ = exp(½ log σ²):
+        torch.add(grad_z, mean, alpha=beta / n, out=grad_out[:, :L])
+        grad_log_var = grad_z.mul_(eps).mul_(std).mul_(0.5).add_(variance.sub_(1.0), alpha=0.5 * beta / n)
+        # The clamp passes no gradient outside [−30, 20].
+        grad_out[:, L:] = grad_log_var.masked_fill_((raw < -30.0) | (raw > 20.0), 0.0)
+        _backward(self.encoder, encoded, grad_out, input_grad=False)
+        return ELBOTerms(reconstruction, kl, z)

@@ -21,8 +21,10 @@ def number(schedule: str, name: str, value: Any, *, low: float = 0.0, low_open: 
 
     ``low`` is allowed unless ``low_open``; ``high`` always is. ``whole``: a whole number, returned as an int.
     """
-    bounds = (f"more than {low:g}" if low_open else f"at least {low:g}") \
-        + (f" and at most {high:g}" if high is not None else "")
+    if high is None:
+        bounds = f"above {low:g}" if low_open else f"of {low:g} or more"
+    else:
+        bounds = f"above {low:g} and at most {high:g}" if low_open else f"from {low:g} to {high:g}"
     kind = "a whole number" if whole else "a number"
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
         and (value > low if low_open else value >= low) and (high is None or value <= high) \

@@ -356,7 +356,7 @@ def findings(ran: dict) -> list[str]:
             f"{how}, {r['epochs']} epochs in {r['train_minutes']:.0f} min: IW {r['ours']:.2f}, test ELBO "
             f"{r['test_elbo']:.2f}" for how, r in batches.items()) + ". With a constant learning rate the small "
             "batch's extra steps do not pay for their noise here; the paper lowers its rate in stages, which "
-            "vaetool's constant --lr does not do.")
+            "these rows, trained at a constant --lr, do not (--lr-schedule burda does).")
     if any(ROWS.get(k, {}).get("train", []).count("iwae") for k in ran):
         said.append("- The extrapolation fits the test ELBO, which an IWAE does not maximise and which rises "
                     "steeply in its first epochs: for the IWAE rows it is optimistic.")

@@ -11,8 +11,8 @@ import torch
 from safetensors.torch import load_file
 
 import vaetool
-from conftest import (TINY_DATASET, TinySquares, assert_clean_error, invoke, ok, refused_before_reading,
-                      state_dicts_equal)
+from conftest import TINY_DATASET, assert_clean_error, invoke, ok, refused_before_reading, state_dicts_equal
+from test_training import config as two_epochs, metrics_of, without_time
 from vaetool import registry, smoke, training
 from vaetool.compare import model_settings
 from vaetool.contracts import LRSchedule
@@ -25,28 +25,12 @@ from vaetool.lr_schedules.step import Step
 from vaetool.testing import ContractViolation, check_lr_schedule
 from vaetool.training import Progress, TrainConfig
 
-
-@pytest.fixture(scope="module", autouse=True)
-def tiny_squares():
-    registry.register("dataset", TINY_DATASET, TinySquares)
-    yield
-    registry.unregister("dataset", TINY_DATASET)
+pytestmark = pytest.mark.usefixtures("tiny_squares_module")
 
 
 def config(**overrides) -> TrainConfig:
-    """Four steps an epoch of a tiny MLP on 256 tiny images."""
-    settings = dict(architecture="mlp", architecture_options={"hidden": [32]}, likelihood="bernoulli",
-                    dataset=TINY_DATASET, dataset_options={"n_train": 256, "n_test": 64}, latent_dim=4,
-                    epochs=3, batch_size=64, lr=3e-3, seed=0)
-    return TrainConfig(**{**settings, **overrides})
-
-
-def metrics_of(run_dir):
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-
-
-def without_time(line):
-    return {k: v for k, v in line.items() if not k.endswith("seconds")}
+    """Three epochs of four steps of a tiny MLP on 256 tiny images."""
+    return two_epochs(**{"epochs": 3, **overrides})
 
 
 def optimiser_rates(run_dir):

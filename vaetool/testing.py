@@ -1111,14 +1111,18 @@ def check_objective(name_or_cls: str | type, *, options: Mapping[str, Any] | Non
                         settled = dataclasses.replace(config, epochs=1, objective_options=saved["objective_options"])
                         train(settled, run, device="cpu")
                         resume_run(run, epochs=2, device="cpu")
-                        for file in ("model.safetensors", "checkpoint.safetensors"):
-                            a, b = _tensors(straight / file), _tensors(run / file)
-                            differ = sorted(k for k in a.keys() | b.keys() if k not in a or k not in b
-                                            or not torch.equal(a[k], b[k]))
-                            _expect(not differ, f"{file} differs in {differ[:5]}")
-                        _expect(_lines(straight) == _lines(run), "the metrics differ")
+                        _expect_same_run(straight, run)
         finally:
             registry.unregister("dataset", "conformance-dots")
+
+
+def _expect_same_run(straight: Path, run: Path) -> None:
+    """The same model, checkpoint and metrics (wall-clock times aside) in two run directories, bit for bit."""
+    for file in ("model.safetensors", "checkpoint.safetensors"):
+        a, b = _tensors(straight / file), _tensors(run / file)
+        differ = sorted(k for k in a.keys() | b.keys() if k not in a or k not in b or not torch.equal(a[k], b[k]))
+        _expect(not differ, f"{file} differs in {differ[:5]}")
+    _expect(_lines(straight) == _lines(run), "the metrics differ")
 
 
 def _tensors(path: Path) -> dict[str, Tensor]:
@@ -1266,12 +1270,7 @@ def _check_schedule_training(subject: _Subject, name: str, cls: type, options: d
                 except _StopAfterFirstEpoch.Stopped:
                     pass
                 resume_run(run, device="cpu")
-                for file in ("model.safetensors", "checkpoint.safetensors"):
-                    a, b = _tensors(straight / file), _tensors(run / file)
-                    differ = sorted(k for k in a.keys() | b.keys() if k not in a or k not in b
-                                    or not torch.equal(a[k], b[k]))
-                    _expect(not differ, f"{file} differs in {differ[:5]}")
-                _expect(_lines(straight) == _lines(run), "the metrics differ")
+                _expect_same_run(straight, run)
     finally:
         registry.unregister("dataset", "conformance-dots")
 

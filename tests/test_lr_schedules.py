@@ -172,11 +172,12 @@ def test_trackers_see_the_rate_per_epoch_and_per_step(step_run):
 
 
 def test_a_cosine_run_sets_the_rate_at_every_step(tmp_path, monkeypatch):
-    applied = []
+    applied, fused = [], set()
     real_step = torch.optim.Adam.step
 
     def step(self, *args, **kwargs):  # the rate each optimiser step is taken at
         applied.append([g["lr"] for g in self.param_groups])
+        fused.add(bool(self.defaults.get("fused")))
         return real_step(self, *args, **kwargs)
 
     monkeypatch.setattr(torch.optim.Adam, "step", step)
@@ -185,6 +186,8 @@ def test_a_cosine_run_sets_the_rate_at_every_step(tmp_path, monkeypatch):
     assert applied == [[3e-3 * Cosine(final=0.1).factor(e + s / 4, 3)] for e in range(3) for s in range(4)]
     assert [m["lr"] for m in result.metrics] == [applied[4 * e + 3][0] for e in range(3)]
     assert optimiser_rates(tmp_path / "run") == applied[-1]
+    # Through the fused kernel wherever this torch has one for the CPU, as the trainer picks it.
+    assert fused == {bool(training.adam(torch.nn.Linear(1, 1), 1e-3).defaults.get("fused"))}
 
 
 class CtrlC(Progress):

@@ -26,6 +26,7 @@ class Cosine(LRSchedule):
     def factor(self, epochs_done: float, epochs: int) -> float:
         if epochs_done < self.warmup:
             return self.warmup_start + (1 - self.warmup_start) * epochs_done / self.warmup
-        progress = min(1.0, (epochs_done - self.warmup) / (epochs - self.warmup))
+        span = epochs - self.warmup  # none when the warm-up lasts the whole run
+        progress = min(1.0, (epochs_done - self.warmup) / span) if span > 0 else 1.0
         # ½ (1 + cos πp) written as cos²(πp / 2), which keeps its last digits near the end of the run.
         return self.final + (1 - self.final) * math.cos(math.pi * progress / 2) ** 2

@@ -51,7 +51,9 @@ class Entry:
             f"{c['latent']} {'-'.join(str(w) for w in self.model.latent.layers)}-D"  # 100-50-D: a width per layer
         prior = f", {c['prior']} prior" if c.get("prior", "standard-normal") != "standard-normal" else ""
         averaged = ", trained on the averaged log p(x|z)" if c.get("likelihood_options", {}).get("reduction") == "mean" else ""
-        return f"{c['architecture']}/{c['likelihood']}, {latent}{prior}, {kind}{conditional}{averaged}"
+        schedule = (c.get("training") or {}).get("lr_schedule")  # recorded only when not constant
+        scheduled = f", {schedule} lr schedule" if schedule else ""
+        return f"{c['architecture']}/{c['likelihood']}, {latent}{prior}, {kind}{conditional}{averaged}{scheduled}"
 
 
 def load_entries(paths: list[Path], device, *, allow_nonfinite: bool = False) -> list[Entry]:
@@ -303,18 +305,25 @@ def model_settings(config: dict[str, Any]) -> dict[str, str]:
 
     def named(kind: str) -> str:
         options = config.get(f"{kind}_options") or {}
-        listed = ", ".join(f"{k}={v}" for k, v in options.items())
-        return f"{config.get(kind)} ({listed})" if listed else str(config.get(kind))
+        shown = ", ".join(f"{k}={v}" for k, v in options.items())
+        return f"{config.get(kind)} ({shown})" if shown else str(config.get(kind))
 
     out = {kind: named(kind) for kind in ("architecture", "likelihood", "prior", "dataset") if config.get(kind)}
     out["latent"] = f"{config.get('latent_dim')}-D, encoder scale {config.get('encoder_scale', 'exp')}" \
         + (", autoencoder" if config.get("autoencoder") else "")
     name, options = objectives.recorded(config)
-    listed = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in options.items())
-    out["objective"] = f"{name} ({listed})" if listed else name
+    out["objective"] = f"{name} ({listed(options)})" if options else name
     training = {k: v for k, v in (config.get("training") or {}).items() if k != "steps_per_epoch"}
-    out["training"] = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in training.items())
+    schedule_options = training.pop("lr_schedule_options", None)
+    if schedule_options:  # the schedule with its options, as the objective is shown
+        training["lr_schedule"] = f"{training.get('lr_schedule')} ({listed(schedule_options)})"
+    out["training"] = listed(training)
     return out
+
+
+def listed(options: dict[str, Any]) -> str:
+    """``beta=4, warmup=0, k=5``: options as short ``key=value`` texts, floats without trailing zeros."""
+    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in options.items())
 
 
 def columns(entries: list[Entry]) -> list[tuple[str, str, str, str | None]]:

@@ -1,5 +1,5 @@
-"""The base classes every plugin kind implements: architectures, likelihoods, priors, latents, datasets and
-objectives.
+"""The base classes every plugin kind implements: architectures, likelihoods, priors, latents, datasets,
+objectives and learning-rate schedules.
 
 A plugin is a class registered under an entry-point group (see :mod:`vaetool.registry`).
 Its constructor arguments are its options: each one typed and defaulted, because the
@@ -427,3 +427,28 @@ class Objective:
 
     def after_step(self, terms) -> None:
         pass
+
+
+class LRSchedule:
+    """How the learning rate moves over a run: a multiple of ``--lr`` at every training step.
+
+    Built as ``cls(**options)``; the options are typed and defaulted, validated in the constructor
+    (a :class:`~vaetool.errors.VaetoolError` for a bad value) and recorded in the model file's
+    training settings as ``lr_schedule`` and ``lr_schedule_options`` (a ``constant`` schedule
+    records nothing, so its runs compare with those trained before schedules existed).
+
+    - ``factor(epochs_done, epochs)``: the multiple of ``--lr`` for the step taken at
+      ``epochs_done`` (fractional: epoch + step / steps per epoch, counted from 0) of a run of
+      ``epochs`` epochs in all. A positive, finite Python number (not a tensor: the trainer sets
+      the optimiser's rate from it before every step, and a tensor would be read back from the
+      device each time). It must be a pure function of its arguments, keeping no state between
+      calls: a resumed run gets its rates again from the step alone, with nothing saved.
+    - ``constant``: True when the factor is 1 throughout; the learning rate is then not shown
+      while training nor recorded per epoch.
+    """
+
+    api_version: ClassVar[int] = PLUGIN_API_VERSION
+    constant: ClassVar[bool] = False
+
+    def factor(self, epochs_done: float, epochs: int) -> float:
+        raise NotImplementedError

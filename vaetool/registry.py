@@ -27,6 +27,7 @@ GROUPS = {
     "latent": "vaetool.latents",
     "dataset": "vaetool.datasets",
     "objective": "vaetool.objectives",
+    "lr_schedule": "vaetool.lr_schedules",
 }
 
 # Constructor arguments that vaetool itself supplies; everything else is a plugin option.

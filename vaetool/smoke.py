@@ -1,7 +1,8 @@
 """Does a plugin work at all? One tiny model with it, one forward and one backward pass.
 
 Architectures, likelihoods and priors each go into a tiny model for one forward and backward pass
-and a sample; an objective trains a tiny model one step.
+and a sample; an objective trains a tiny model one step; a learning-rate schedule gives the rates of
+a short run.
 
 What ``vaetool plugins --check`` runs for every installed plugin: a plugin that imports but cannot
 be built with its own defaults, or whose networks fail, return the wrong shapes or non-finite
@@ -31,6 +32,8 @@ def check(kind: str, name: str) -> None:
         _build_and_step(architecture="linear", prior=name)
     elif kind == "objective":
         _objective_step(name)
+    elif kind == "lr_schedule":
+        _schedule_rates(name)
     # Other kinds (datasets need their files) are checked by importing them, done above.
 
 
@@ -87,6 +90,23 @@ def _objective_step(name: str) -> None:
     except Exception as exc:
         text = " ".join(str(exc).split())[:200]
         raise VaetoolError(f"a training step fails ({type(exc).__name__}: {text})") from exc
+
+
+def _schedule_rates(name: str, epochs: int = 3, steps: int = 4) -> None:
+    """The schedule ``name``, with its own defaults, at every step of a short run: positive, finite numbers."""
+    import math
+
+    from vaetool import registry
+
+    schedule, _ = registry.build("lr_schedule", name, {})
+    for at in (epoch + step / steps for epoch in range(epochs) for step in range(steps)):
+        try:
+            factor = schedule.factor(at, epochs)
+        except Exception as exc:
+            text = " ".join(str(exc).split())[:200]
+            raise VaetoolError(f"its factor at epoch {at:g} of {epochs} fails ({type(exc).__name__}: {text})") from exc
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not (math.isfinite(factor) and factor > 0):
+            raise VaetoolError(f"its factor at epoch {at:g} of {epochs} is {factor!r}, not a positive finite number")
 
 
 def _step(model, shape) -> None:

@@ -14,12 +14,13 @@ A class is registered in this process under a temporary name for the duration of
 save → load can find it) and unregistered afterwards.
 
 - :func:`check_architecture`, :func:`check_likelihood`, :func:`check_prior`, :func:`check_latent`,
-  :func:`check_dataset`, :func:`check_objective`: one plugin, thoroughly.
+  :func:`check_dataset`, :func:`check_objective`, :func:`check_lr_schedule`: one plugin, thoroughly.
 - :func:`check_plugin`: the right one of those for a kind and a name.
 - :func:`check_all_installed`: every installed plugin, with every failure reported at once.
 - :class:`ArchitectureConformance`, :class:`LikelihoodConformance`, :class:`PriorConformance`,
-  :class:`LatentConformance`, :class:`DatasetConformance`, :class:`ObjectiveConformance`: mixins for a
-  pytest test class, in the manner of diffusers' ``ModelTesterMixin``.
+  :class:`LatentConformance`, :class:`DatasetConformance`, :class:`ObjectiveConformance`,
+  :class:`LRScheduleConformance`: mixins for a pytest test class, in the manner of diffusers'
+  ``ModelTesterMixin``.
 
 Nothing here needs pytest. Everything runs on the CPU in seconds with small options.
 """
@@ -42,18 +43,20 @@ from torch import Tensor, nn
 
 import vaetool
 from vaetool import devices, registry
-from vaetool.contracts import (NEEDS, PLUGIN_API_VERSION, Architecture, Dataset, Latent, Likelihood, Objective, Prior,
-                               Split)
+from vaetool.contracts import (NEEDS, PLUGIN_API_VERSION, Architecture, Dataset, Latent, Likelihood, LRSchedule,
+                               Objective, Prior, Split)
 from vaetool.errors import VaetoolError
+from vaetool.training import Progress
 
 __all__ = [
-    "ArchitectureConformance", "ContractViolation", "DatasetConformance", "LatentConformance", "LikelihoodConformance",
-    "ObjectiveConformance", "PriorConformance", "check_all_installed", "check_architecture", "check_dataset",
-    "check_latent", "check_likelihood", "check_objective", "check_plugin", "check_prior",
+    "ArchitectureConformance", "ContractViolation", "DatasetConformance", "LRScheduleConformance", "LatentConformance",
+    "LikelihoodConformance", "ObjectiveConformance", "PriorConformance", "check_all_installed", "check_architecture",
+    "check_dataset", "check_latent", "check_likelihood", "check_lr_schedule", "check_objective", "check_plugin",
+    "check_prior",
 ]
 
 CONTRACTS = {"architecture": Architecture, "likelihood": Likelihood, "prior": Prior, "latent": Latent,
-             "dataset": Dataset, "objective": Objective}
+             "dataset": Dataset, "objective": Objective, "lr_schedule": LRSchedule}
 
 #: What an objective's ``bound`` may say (see :class:`vaetool.contracts.Objective`).
 BOUNDS = ("elbo", "iw", "none")
@@ -1108,14 +1111,18 @@ def check_objective(name_or_cls: str | type, *, options: Mapping[str, Any] | Non
                         settled = dataclasses.replace(config, epochs=1, objective_options=saved["objective_options"])
                         train(settled, run, device="cpu")
                         resume_run(run, epochs=2, device="cpu")
-                        for file in ("model.safetensors", "checkpoint.safetensors"):
-                            a, b = _tensors(straight / file), _tensors(run / file)
-                            differ = sorted(k for k in a.keys() | b.keys() if k not in a or k not in b
-                                            or not torch.equal(a[k], b[k]))
-                            _expect(not differ, f"{file} differs in {differ[:5]}")
-                        _expect(_lines(straight) == _lines(run), "the metrics differ")
+                        _expect_same_run(straight, run)
         finally:
             registry.unregister("dataset", "conformance-dots")
+
+
+def _expect_same_run(straight: Path, run: Path) -> None:
+    """The same model, checkpoint and metrics (wall-clock times aside) in two run directories, bit for bit."""
+    for file in ("model.safetensors", "checkpoint.safetensors"):
+        a, b = _tensors(straight / file), _tensors(run / file)
+        differ = sorted(k for k in a.keys() | b.keys() if k not in a or k not in b or not torch.equal(a[k], b[k]))
+        _expect(not differ, f"{file} differs in {differ[:5]}")
+    _expect(_lines(straight) == _lines(run), "the metrics differ")
 
 
 def _tensors(path: Path) -> dict[str, Tensor]:
@@ -1154,15 +1161,131 @@ def _check_objective_loss(subject: _Subject, name: str, options: dict) -> None:
                 f"schedule gives {schedule}")
 
 
+# -- learning-rate schedules ------------------------------------------------------------------------
+
+def check_lr_schedule(name_or_cls: str | type, *, options: Mapping[str, Any] | None = None,
+                      epochs: Sequence[int] = (1, 10, 100), steps_per_epoch: int = 4, train: bool = True) -> None:
+    """Check that a learning-rate schedule keeps the :class:`~vaetool.contracts.LRSchedule` contract.
+
+    ``name_or_cls`` is a registry name or the class itself; ``options`` are its options (left out:
+    its defaults). It checks that:
+
+    - it is built as ``cls(**options)`` from keyword arguments with JSON-able defaults; ``constant``
+      is a bool;
+    - over a run of each of ``epochs`` epochs, at every step (``epoch + step / steps_per_epoch``),
+      ``factor`` is a positive, finite Python number (not a tensor), and 1 when ``constant``;
+    - ``factor`` is a pure function of its arguments: asked again in the reverse order, and asked of
+      a second schedule built from the same options, it gives the same numbers, bit for bit;
+    - the options round-trip: through JSON they rebuild a schedule with the same factors, and
+      resolved again they are unchanged;
+    - with ``train`` (the default): two epochs of a tiny mlp train with it, the model file records its
+      name and options (nothing for the default, ``constant``), which rebuild it; each epoch's ``lr``
+      in metrics.jsonl and the optimiser's rate in the checkpoint are ``--lr`` times its factor at the
+      epoch's last step; and a run stopped after its first epoch and resumed gives the same weights,
+      checkpoint and metrics, bit for bit, as the run straight through.
+    """
+    with _installed("lr_schedule", name_or_cls, torch.device("cpu")) as (subject, name, cls):
+        resolved = _check_options(subject, "lr_schedule", name, cls, options)
+        with subject.rule("it builds as cls(**options)"):
+            schedule = cls(**resolved)
+        with subject.rule("constant is True or False"):
+            _expect(isinstance(cls.constant, bool), f"constant is {cls.constant!r}")
+        runs = [(n, [e + s / steps_per_epoch for e in range(n) for s in range(steps_per_epoch)]) for n in epochs]
+        with subject.rule("factor(epochs_done, epochs) is a positive, finite Python number at every step of a run, "
+                          "and 1 throughout when constant"):
+            factors = {n: [schedule.factor(at, n) for at in points] for n, points in runs}
+            for n, points in runs:
+                for at, value in zip(points, factors[n]):
+                    _expect(isinstance(value, (int, float)) and not isinstance(value, bool),
+                            f"factor({at:g}, {n}) is {type(value).__name__} {value!r}, not a number "
+                            "(a tensor would be read back from the device at every step)")
+                    _expect(math.isfinite(value) and value > 0, f"factor({at:g}, {n}) is {value!r}")
+                    _expect(not cls.constant or value == 1, f"constant, but factor({at:g}, {n}) is {value!r}")
+        with subject.rule("factor is a pure function of the step and the run's length: asked again, in another "
+                          "order or of another instance, it gives the same numbers (resume relies on it)"):
+            for other in (schedule, cls(**resolved)):
+                for n, points in runs:
+                    again = [other.factor(at, n) for at in reversed(points)][::-1]
+                    differ = [(at, a, b) for at, a, b in zip(points, factors[n], again) if a != b]
+                    _expect(not differ, f"over {n} epochs, (epochs_done, first, again) {differ[:3]}")
+        with subject.rule("its options round-trip: through JSON they rebuild the same schedule, and resolved again "
+                          "they are unchanged"):
+            back = json.loads(json.dumps(resolved))
+            _expect(registry.resolve_options("lr_schedule", name, back) == resolved,
+                    f"{resolved} resolves again as {registry.resolve_options('lr_schedule', name, back)}")
+            rebuilt = cls(**back)
+            for n, points in runs:
+                differ = [at for at, a in zip(points, factors[n]) if rebuilt.factor(at, n) != a]
+                _expect(not differ, f"rebuilt from {back}, it differs over {n} epochs at {differ[:3]}")
+        if train:
+            _check_schedule_training(subject, name, cls, dict(options or {}), resolved)
+
+
+class _StopAfterFirstEpoch(Progress):
+    """Ends training with an error once the first epoch is saved, as a crash or a kill would."""
+
+    class Stopped(Exception):
+        pass
+
+    def epoch_end(self, metrics: dict[str, Any]) -> None:
+        raise self.Stopped
+
+
+def _check_schedule_training(subject: _Subject, name: str, cls: type, options: dict, resolved: dict) -> None:
+    from vaetool.io import read_tensors
+    from vaetool.lr_schedules import DEFAULT
+    from vaetool.training import TrainConfig, resume as resume_run, train
+
+    registry.register("dataset", "conformance-dots", _Dots)
+    try:
+        config = TrainConfig(architecture="mlp", architecture_options={"hidden": [16]}, likelihood="bernoulli",
+                             dataset="conformance-dots", latent_dim=3, epochs=2, batch_size=32, lr=3e-3,
+                             lr_schedule=name, lr_schedule_options=options)
+        with tempfile.TemporaryDirectory(prefix="vaetool-conformance-") as tmp:
+            straight = Path(tmp) / "straight"
+            with subject.rule("two epochs of a tiny mlp train with it with finite losses (vaetool.training.train)"):
+                result = train(config, straight, device="cpu")
+                _expect(all(math.isfinite(m["train_loss"]) for m in result.metrics), f"the metrics are {result.metrics}")
+            with subject.rule("the model file records its name and options (nothing for the default), which rebuild it"):
+                training = vaetool.load(straight).config["training"]
+                recorded = (training.get("lr_schedule"), training.get("lr_schedule_options"))
+                _expect(recorded == ((None, None) if name == DEFAULT else (name, resolved)),
+                        f"the training settings record {recorded}")
+                again = TrainConfig.from_model_config(vaetool.load(straight).config).build_lr_schedule()[1]
+                _expect(again == resolved, f"the model file rebuilds it with {again}, not {resolved}")
+            with subject.rule("each epoch's lr in metrics.jsonl and the optimiser's rate at the end are --lr times "
+                              "its factor at the epoch's last step (no lr when constant)"):
+                steps = training["steps_per_epoch"]
+                expected = [config.lr * cls(**resolved).factor(e + (steps - 1) / steps, 2) for e in range(2)]
+                shown = [m.get("lr") for m in _lines(straight)]
+                _expect(shown == ([None, None] if cls.constant else expected), f"the lines say {shown}, not {expected}")
+                header = read_tensors(straight / "checkpoint.safetensors")[1]
+                rates = [g["lr"] for g in header["optimizer"]["param_groups"]]
+                _expect(rates == [expected[-1]] * len(rates), f"the optimiser ends at {rates}, not {expected[-1]}")
+            with subject.rule("a run stopped after its first epoch and resumed equals the run straight through, "
+                              "bit for bit"):
+                run = Path(tmp) / "resumed"
+                try:
+                    train(config, run, device="cpu", progress=_StopAfterFirstEpoch())
+                except _StopAfterFirstEpoch.Stopped:
+                    pass
+                resume_run(run, device="cpu")
+                _expect_same_run(straight, run)
+    finally:
+        registry.unregister("dataset", "conformance-dots")
+
+
 # -- every plugin -----------------------------------------------------------------------------------
 
 _CHECKS = {"architecture": check_architecture, "likelihood": check_likelihood, "prior": check_prior,
-           "latent": check_latent, "dataset": check_dataset, "objective": check_objective}
+           "latent": check_latent, "dataset": check_dataset, "objective": check_objective,
+           "lr_schedule": check_lr_schedule}
 
 
 def check_plugin(kind: str, name_or_cls: str | type, **kwargs: Any) -> None:
-    """Run the check for a plugin of ``kind`` ("architecture", "likelihood", "prior", "latent", "dataset"
-    or "objective"); ``kwargs`` go to that kind's check (:func:`check_architecture`, …, :func:`check_objective`)."""
+    """Run the check for a plugin of ``kind`` ("architecture", "likelihood", "prior", "latent", "dataset",
+    "objective" or "lr_schedule"); ``kwargs`` go to that kind's check (:func:`check_architecture`, …,
+    :func:`check_lr_schedule`)."""
     if kind not in _CHECKS:
         raise ValueError(f"unknown plugin kind {kind!r}; kinds are {', '.join(_CHECKS)}")
     _CHECKS[kind](name_or_cls, **kwargs)
@@ -1244,3 +1367,9 @@ class ObjectiveConformance(_Conformance):
     """Mixin for a pytest class; runs :func:`check_objective` on ``plugin``."""
 
     _kind = "objective"
+
+
+class LRScheduleConformance(_Conformance):
+    """Mixin for a pytest class; runs :func:`check_lr_schedule` on ``plugin``."""
+
+    _kind = "lr_schedule"

@@ -7,6 +7,9 @@ each batch's rows from the memory-mapped cache while the device computes. Losses
 the device and read back only when the progress display refreshes, so a GPU is never made to
 wait for the host on every step.
 
+Adam's learning rate follows a schedule plugin (:mod:`vaetool.lr_schedules`; constant by default),
+set before every step from the step alone, so resuming needs nothing more in the checkpoint.
+
 Speed options that do not change what is trained: ``precision`` (bf16 or fp16 autocast for the
 networks; the likelihood and KL stay in fp32), ``compile`` (``torch.compile`` of the networks),
 ``channels_last`` (memory layout for convolutions; by default on for a network with convolutions
@@ -33,8 +36,8 @@ from typing import Any
 
 import torch
 
-from vaetool import (allocator, config_file, distributed, fused, locks, metrics, objectives, picking, registry,
-                     snapshots)
+from vaetool import (allocator, config_file, distributed, fused, locks, lr_schedules, metrics, objectives, picking,
+                     registry, snapshots)
 from vaetool.contracts import NEEDS, Split, TrainingContext
 from vaetool.divergence import Diverged, Watch
 from vaetool.datasets import data_root
@@ -84,6 +87,9 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 128
     lr: float = 1e-3
+    # How the learning rate moves over the run: a schedule plugin and its options (see vaetool.lr_schedules).
+    lr_schedule: str = lr_schedules.DEFAULT
+    lr_schedule_options: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     precision: str = "fp32"  # the networks' arithmetic: fp32, or bf16/fp16 autocast
     train_limit: int | None = None  # train on a seeded random subset of this many images
@@ -101,6 +107,7 @@ class TrainConfig:
         if not self.lr > 0:
             raise VaetoolError(f"The learning rate must be positive, not {self.lr}.")
         self.build_objective()  # its options are checked by its constructor
+        self.build_lr_schedule()  # and the schedule's by its own
 
     def objective_choice(self) -> tuple[str, dict[str, Any]]:
         """The objective's name and the options given for it (shorthands folded in)."""
@@ -112,9 +119,18 @@ class TrainConfig:
         name, options = self.objective_choice()
         return registry.build("objective", name, options)
 
+    def build_lr_schedule(self):
+        """The learning-rate schedule plugin, built; and its full options."""
+        return registry.build("lr_schedule", self.lr_schedule, self.lr_schedule_options)
+
     def training_settings(self) -> dict[str, Any]:
         keys = ("epochs", "batch_size", "lr", "seed")
         settings = {k: getattr(self, k) for k in keys}
+        # The default schedule is recorded as nothing, so constant runs compare with older ones as before.
+        if self.lr_schedule != lr_schedules.DEFAULT:
+            settings["lr_schedule"] = self.lr_schedule
+            settings["lr_schedule_options"] = registry.resolve_options("lr_schedule", self.lr_schedule,
+                                                                       self.lr_schedule_options)
         # Recorded only when set, so runs without them compare as before.
         for key in ("train_limit", "test_limit", "snapshot_every"):
             if getattr(self, key) is not None:
@@ -289,6 +305,12 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
     if device.type == "cpu":
         allocator.reuse_freed_memory()
     optimizer = adam(model, config.lr)
+    schedule, _ = config.build_lr_schedule()
+
+    def lr_at(epochs_done: float) -> float:
+        # A pure function of the step, so a resumed run sets the same rates with nothing checkpointed.
+        return config.lr * schedule.factor(epochs_done, config.epochs)
+
     autocast_dtype = PRECISIONS[config.precision]
     # fp16's narrow range needs the loss scaled so small gradients do not flush to zero; bf16 does not.
     scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
@@ -355,6 +377,9 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
                     noise = model.draw_noise(global_batch, objective.samples, device)
                     noise = group.shard(noise) if noise is not None else None
                 at = epoch + step / steps
+                lr = lr_at(at)
+                for param_group in optimizer.param_groups:  # a Python float: no device sync, fused Adam takes it
+                    param_group["lr"] = lr
                 if fused_step is not None:  # the same terms, their loss's gradient written into .grad by hand
                     terms = fused_step(x, at)
                 else:
@@ -392,13 +417,17 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
                     count = min((step + 1) * config.batch_size, n)
                     watch.refresh(epoch, step, loss_sum, count)
                     progress.update(step + 1, {"loss": loss_sum / count, "rec": rec_sum / count,
-                                               "kl": kl_sum / count, **objective.schedule(at)})
+                                               "kl": kl_sum / count, **objective.schedule(at),
+                                               **({} if schedule.constant else {"lr": lr})})
             train_seconds = time.perf_counter() - started
             if not all(bool(p.isfinite().all()) for p in model.parameters()):
                 _diverged(run_dir, epoch, steps - 1, metrics)
             loss_sum, rec_sum, kl_sum = group.sum(totals).tolist()
             line = {"epoch": epoch + 1, "train_loss": loss_sum / n, "train_elbo": (rec_sum - kl_sum) / n,
                     "train_rec": rec_sum / n, "train_kl": kl_sum / n, **objective.schedule(epoch + 1)}
+            if not schedule.constant:  # the rate of the epoch's last step, what the optimiser holds now;
+                # a constant one is --lr, shown and recorded only as that
+                line["lr"] = lr_at(epoch + (steps - 1) / steps)
             # Before anything of this epoch is saved; the ELBO is watched only where the KL is trained with a β.
             watch.epoch_end(epoch + 1, line["train_elbo"], line.get("beta", 0.0))
             epoch, first_step = epoch + 1, 0

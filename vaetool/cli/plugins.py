@@ -17,11 +17,13 @@ def plugins(
                                         "signature, and whether a tiny model with it survives one forward and "
                                         "backward pass (slower: imports torch).")] = False,
 ) -> None:
-    """List the installed architectures, likelihoods, priors, datasets and objectives, with their packages and options.
+    """List the installed plugins of every kind, with their packages and options.
 
-    The options are read from each plugin's source, so the listing imports no plugin; --check
+    The kinds: architectures, likelihoods, priors, latents, datasets, objectives and learning-rate
+    schedules. The options are read from each plugin's source, so the listing imports no plugin; --check
     imports them all and builds a tiny model with each architecture, likelihood and prior for one
-    forward and backward pass, listing one that fails as unusable with its error.
+    forward and backward pass (a training step for an objective, a run's rates for a schedule),
+    listing one that fails as unusable with its error.
     """
     from rich.table import Table
 

@@ -67,7 +67,9 @@ def train(
     test_limit: Annotated[Optional[int], typer.Option(help="Evaluate on N test images drawn at random (seeded by --seed). \\[default: all]", rich_help_panel=DATA)] = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", "-e", help="Epochs to train (with --resume: the new total). \\[default: 10]", rich_help_panel=OPTIM)] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="\\[default: 128]", rich_help_panel=OPTIM)] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Adam learning rate. \\[default: 0.001]", rich_help_panel=OPTIM)] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Adam learning rate (with a schedule: the rate it scales). \\[default: 0.001]", rich_help_panel=OPTIM)] = None,
+    lr_schedule: Annotated[Optional[str], typer.Option(help="How the learning rate moves over the run: constant, step, cosine, burda (the IWAE paper's eight passes) or a plugin's (see vaetool plugins). \\[default: constant]", rich_help_panel=OPTIM)] = None,
+    lr_schedule_opt: Annotated[Optional[list[str]], typer.Option(help="Any learning-rate schedule option as KEY=VALUE (repeatable), e.g. every=10 and gamma=0.5 for step, final=0.01 or warmup=2 for cosine, fit=true for burda.", rich_help_panel=OPTIM)] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for initialisation, shuffling and noise. \\[default: 0]", rich_help_panel=OPTIM)] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N or mps (auto: CUDA, then MPS, then CPU). \\[default: auto]", rich_help_panel=RUN)] = None,
     config_path: Annotated[Optional[Path], typer.Option("--config", "-c", help="Start from the settings in a config file (a run's config.toml, or its run directory); flags given beside it override them.", rich_help_panel=RUN)] = None,
@@ -99,6 +101,7 @@ def train(
       vaetool train --latent vq --latent-opt codebook=512 --arch conv   [dim]# a VQ-VAE[/dim]
       vaetool train --arch mlp --beta 0,0.1,1,4,10         [dim]# a β sweep: one run per value[/dim]
       vaetool train --objective iwae --objective-opt k=5   [dim]# another family: see vaetool plugins[/dim]
+      vaetool train --lr-schedule cosine --lr-schedule-opt warmup=1   [dim]# cosine decay after a warm-up[/dim]
       vaetool train --train-limit 5000                     [dim]# a quick look on a seeded subset[/dim]
       vaetool train --snapshot-every 1 --keep-best         [dim]# per-epoch pictures, best model[/dim]
       vaetool train --likelihood-opt reduction=mean        [dim]# the averaging bug, on purpose[/dim]
@@ -112,7 +115,7 @@ def train(
             raise VaetoolError(f"{flag} must be at least {low}, not {value}.")
     import torch
 
-    from vaetool import config_file, distributed, runs, training
+    from vaetool import config_file, distributed, lr_schedules, runs, training
 
     if threads is not None:
         torch.set_num_threads(threads)
@@ -135,7 +138,8 @@ def train(
                    "--objective": objective, "--objective-opt": objective_opt, "--beta": beta,
                    "--autoencoder": autoencoder or None, "--warmup": warmup, "--free-bits": free_bits,
                    "--tc-weight": tc_weight, "--capacity": capacity, "--capacity-epochs": capacity_epochs, "--data": data,
-                   "--data-opt": data_opt, "--batch-size": batch_size, "--lr": lr, "--seed": seed,
+                   "--data-opt": data_opt, "--batch-size": batch_size, "--lr": lr, "--lr-schedule": lr_schedule,
+                   "--lr-schedule-opt": lr_schedule_opt, "--seed": seed,
                    "--precision": precision, "--train-limit": train_limit, "--test-limit": test_limit,
                    "--snapshot-every": snapshot_every, "--keep-best": keep_best or None}
         given = [flag for flag, value in changed.items() if value is not None and value is not False and value != []]
@@ -160,7 +164,8 @@ def train(
     betas = _betas(beta)
     base = config_file.replace(file_config, _given_settings(
         data, arch, likelihood, prior, arch_opt, likelihood_opt, prior_opt, data_opt, objective_opt=objective_opt,
-        latent_opt=latent_opt, objective=objective, latent=latent, hidden=_list(hidden, "--hidden"),
+        latent_opt=latent_opt, lr_schedule_opt=lr_schedule_opt, objective=objective, latent=latent,
+        lr_schedule=lr_schedule, hidden=_list(hidden, "--hidden"),
         channels=_list(channels, "--channels"), sigma=sigma, binarize=binarize.value if binarize else None,
         autoencoder=autoencoder or None, latent_dim=latent_dim,
         encoder_scale=encoder_scale.value if encoder_scale else None, warmup=warmup, free_bits=free_bits,
@@ -181,6 +186,7 @@ def train(
             suffix += (f"-tc{config.tc_weight:g}" if config.tc_weight is not None
                        else f"-cap{config.capacity:g}" if config.capacity is not None else "")
             suffix += f"-{config.objective}" if config.objective else ""
+            suffix += f"-{config.lr_schedule}" if config.lr_schedule != lr_schedules.DEFAULT else ""
             run_dir = runs.fresh_run_dir(root, f"{config.architecture}-{data_name}{suffix}")
         plans.append((config, run_dir))
     if len({run_dir for _, run_dir in plans}) < len(plans):
@@ -242,7 +248,7 @@ def _progress(run_dir: Path, logger_names: list[str] | None):
 
 
 def _given_settings(data, arch, likelihood, prior, arch_opt, likelihood_opt, prior_opt, data_opt, *, objective_opt,
-                    latent_opt, hidden, channels, sigma, binarize, **settings) -> dict:
+                    latent_opt, lr_schedule_opt, hidden, channels, sigma, binarize, **settings) -> dict:
     """The TrainConfig settings the flags give (only those given), plugin options as dicts."""
     given = _given(architecture=arch, likelihood=likelihood, prior=prior, **settings)
     if data is not None:
@@ -258,6 +264,7 @@ def _given_settings(data, arch, likelihood, prior, arch_opt, likelihood_opt, pri
                        ("prior_options", key_values(prior_opt, "--prior-opt")),
                        ("latent_options", key_values(latent_opt, "--latent-opt")),
                        ("objective_options", key_values(objective_opt, "--objective-opt")),
+                       ("lr_schedule_options", key_values(lr_schedule_opt, "--lr-schedule-opt")),
                        ("dataset_options", {**dataset_options, **key_values(data_opt, "--data-opt")})):
         if value:
             given[key] = value
@@ -274,6 +281,10 @@ def _betas(text: str | None) -> list[float | None]:
     if not all(math.isfinite(v) for v in values):
         raise VaetoolError(f"--beta must be finite, not {text!r}.")
     return [float(v) for v in values]
+
+
+def _listed(options: dict) -> str:
+    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in options.items())
 
 
 def _given(**options):
@@ -312,15 +323,17 @@ class _RichProgress:
     def begin(self, info: dict) -> None:
         c = info["config"]
         t = c["training"]
-        options = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-                            for k, v in c["objective_options"].items())
-        objective = "deterministic autoencoder" if c["autoencoder"] else f"{c['objective']} objective ({options})"
+        objective = "deterministic autoencoder" if c["autoencoder"] else \
+            f"{c['objective']} objective ({_listed(c['objective_options'])})"
         shape = "×".join(map(str, c["input_shape"]))
         dims = c.get("latent_options", {}).get("dims")  # the layers above the first, of a hierarchical latent
         widths = "-".join(str(w) for w in [c["latent_dim"], *(dims if isinstance(dims, list) else [dims])])
         latent = (f"{c['latent_dim']}-D latent" if c.get("latent", "gaussian") == "gaussian"
                   else f"{c['latent']} latent of layers {widths}-D" if dims is not None
                   else f"{c['latent']} latent of {c['latent_dim']} codes")
+        if t.get("lr_schedule"):  # recorded only when not constant
+            options = t.get("lr_schedule_options") or {}
+            objective += f", lr {t['lr']:g} on the {t['lr_schedule']} schedule" + (f" ({_listed(options)})" if options else "")
         how = (f", {info['processes']} processes" if info["processes"] > 1 else "") \
             + (", streamed from disk" if info["streamed"] else "") \
             + (", fused step" if info.get("fused_step") else "") \
@@ -359,9 +372,10 @@ class _RichProgress:
 
     def epoch_end(self, m: dict) -> None:
         bpd = f"  {m['test_bits_per_dim']:.3f} bits/dim" if "test_bits_per_dim" in m else ""
+        lr = f"  lr {m['lr']:.3g}" if "lr" in m else ""  # only under a schedule that moves it
         self.console.print(f"epoch {m['epoch']:>3}  train ELBO {m['train_elbo']:9.2f}  "
                            f"test ELBO {m['test_elbo']:9.2f}  (log p(x|z) {m['test_rec']:9.2f}, KL {m['test_kl']:7.2f})"
-                           f"{bpd}  {m['seconds']:.1f} s")
+                           f"{bpd}{lr}  {m['seconds']:.1f} s")
 
     def finish(self, result) -> None:
         from rich.table import Table

@@ -98,7 +98,7 @@ class Explorer:
                 ["parameters", f"{counts['total']:,} (encoder {counts['encoder']:,}, decoder {counts['decoder']:,})"]]
         if training:
             rows.append(["training", ", ".join(f"{k.replace('_', ' ')} {v:g}" if isinstance(v, float) else f"{k.replace('_', ' ')} {v}"
-                                               for k, v in training.items() if k in ("epochs", "batch_size", "lr", "seed"))])
+                                               for k, v in training.items() if k in ("epochs", "batch_size", "lr", "lr_schedule", "seed"))])
         last = _last_metrics(self.file.parent / METRICS_FILE)
         if last and "test_elbo" in last:
             rows.append(["test ELBO", f"{last['test_elbo']:.2f} nats (log p(x|z) {last.get('test_rec', math.nan):.2f}, "

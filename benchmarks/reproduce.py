@@ -362,7 +362,7 @@ def findings(ran: dict) -> list[str]:
                     "ahead after about 3,280 epochs.")
     batches = {setup(r): r for r in ones}
     if len(batches) > 1:
-        said.append("- The one-layer VAE two ways: " + "; ".join(
+        said.append(f"- The one-layer VAE trained {len(batches)} ways: " + "; ".join(
             f"{how}, {r['epochs']} epochs in {r['train_minutes']:.0f} min: IW {r['ours']:.2f}, test ELBO "
             f"{r['test_elbo']:.2f}" for how, r in batches.items()) + ".")
     if any(ROWS.get(k, {}).get("train", []).count("iwae") for k in ran):

@@ -18,7 +18,6 @@ autograd for everything.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vaetool.errors import VaetoolError
@@ -131,20 +130,19 @@ class FusedStep:
                     p.grad = torch.zeros_like(p)
 
     @torch.no_grad()
-    def __call__(self, x: Tensor, epochs_done: float) -> tuple[Tensor, Tensor, Tensor]:
+    def __call__(self, x: Tensor, epochs_done: float) -> ELBOTerms:
         model, L = self.model, self.latent_dim
         # As VAE.elbo: the likelihood's target (a binarization draws here), which the encoder sees too.
         target = model.likelihood.target(x).flatten(1)
         out, encoded = _forward(self.encoder, target)
         mean, raw = out[:, :L], out[:, L:]
-        log_var = raw.clamp(-30.0, 20.0)  # as DiagonalGaussian.from_encoder
-        std = torch.exp(0.5 * log_var)
-        eps = torch.randn(mean.shape, dtype=mean.dtype)
-        z = mean + std * eps
+        posterior = model.latent.posterior(mean, raw)  # log σ² clamped to [−30, 20], σ
+        eps = torch.randn(mean.shape, dtype=mean.dtype)  # drawn here, as rsample would, for the backward pass
+        z = posterior.rsample(noise=eps)
         logits, decoded = _forward(self.decoder, z)
-        reconstruction = -F.binary_cross_entropy_with_logits(logits, target, reduction="none").sum(1)
-        variance = torch.exp(log_var)
-        kl = 0.5 * (mean ** 2 + variance - 1.0 - log_var)
+        reconstruction = model.likelihood.log_prob(target, logits)
+        kl = model.prior.kl(posterior)
+        std, variance = posterior.std, torch.exp(posterior.log_var)
         beta, n = self.objective.beta_at(epochs_done), len(x)
 
         # d loss / d logits = (σ(logits) − x) / B: the Bernoulli's gradient, averaged over the batch.
@@ -154,7 +152,7 @@ class FusedStep:
         # z = μ + σ ε and KL = ½(μ² + σ² − 1 − log σ²), σ = exp(½ log σ²):
         torch.add(grad_z, mean, alpha=beta / n, out=grad_out[:, :L])
         grad_log_var = grad_z.mul_(eps).mul_(std).mul_(0.5).add_(variance.sub_(1.0), alpha=0.5 * beta / n)
-        # The clamp passes no gradient outside [−30, 20].
-        grad_out[:, L:] = grad_log_var.masked_fill_((raw < -30.0) | (raw > 20.0), 0.0)
+        # The clamp passes no gradient where it moved the value.
+        grad_out[:, L:] = grad_log_var.masked_fill_(posterior.log_var != raw, 0.0)
         _backward(self.encoder, encoded, grad_out, input_grad=False)
         return ELBOTerms(reconstruction, kl, z)

@@ -123,6 +123,41 @@ def test_bernoulli_log_prob_matches_torch():
     torch.testing.assert_close(likelihood.log_prob(x, params), expected)
 
 
+@pytest.mark.parametrize("scale", [1.0, 30.0])
+def test_bernoulli_log_prob_and_its_gradient_match_the_cross_entropy_on_grey_levels_and_extreme_logits(scale):
+    # The log-probability is written out (x·l − softplus(l)) with its own backward pass: the same
+    # values and gradients as torch's cross-entropy, for grey levels too and logits far into the tails.
+    likelihood = build("bernoulli")
+    generator = torch.Generator().manual_seed(1)
+    logits = (scale * torch.randn(6, 1, 7, 5, generator=generator)).requires_grad_()
+    x = torch.rand(logits.shape, generator=generator)
+    x[0] = 0.0
+    x[1] = 1.0
+    ours = likelihood.log_prob(x, logits)
+    expected = -F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+    torch.testing.assert_close(ours, expected, rtol=1e-6, atol=1e-4)
+    weights = torch.arange(1.0, 7.0)
+    (ours_grad,) = torch.autograd.grad((weights * ours).sum(), logits)
+    (expected_grad,) = torch.autograd.grad((weights * expected).sum(), logits)
+    torch.testing.assert_close(ours_grad, expected_grad)
+
+
+def test_bernoulli_log_prob_has_first_and_second_derivatives_in_both_arguments():
+    logits = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
+    x = torch.rand(3, 5, dtype=torch.float64, requires_grad=True)
+    log_prob = build("bernoulli").log_prob
+    assert torch.autograd.gradcheck(lambda logits, x: log_prob(x, logits), (logits, x))
+    assert torch.autograd.gradgradcheck(lambda logits, x: log_prob(x, logits), (logits, x))
+
+
+def test_bernoulli_log_prob_scores_low_precision_logits_in_float32():
+    logits = torch.randn(4, 1, 6, 6).mul(8)
+    x = (torch.rand(logits.shape) < 0.5).float()
+    low = build("bernoulli").log_prob(x, logits.bfloat16())
+    assert low.dtype == torch.float32
+    torch.testing.assert_close(low, build("bernoulli").log_prob(x, logits.bfloat16().float()))
+
+
 def test_bernoulli_binarize_none_is_the_identity():
     likelihood = build("bernoulli", binarize="none")
     x = torch.rand(3, 1, 4, 4)

@@ -98,7 +98,9 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=None, help="data root holding MNIST/raw (default: $VAETOOL_DATA)")
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "reproduce", help="where the runs go")
     parser.add_argument("--minutes", type=float, default=30.0, help="training wall time per row")
-    parser.add_argument("--chunk", type=int, default=2, help="epochs per training call")
+    parser.add_argument("--chunk", type=int, default=None,
+                        help="epochs per training call (default: as many as the budget left holds at the pace so far, "
+                             "at most 50)")
     parser.add_argument("--continue", dest="resume", action="store_true",
                         help="continue the row's earlier run instead of starting afresh")
     parser.add_argument("--iw-samples", type=int, default=5000, help="K of the final log p(x) estimate")
@@ -161,16 +163,17 @@ def run_row(key: str, row: dict, args, data: Path) -> dict:
 
             shutil.rmtree(run)
         first = ["train", *row["train"], "--batch-size", str(batch), "--lr-schedule", schedule, *common,
-                 "--epochs", str(args.chunk)]
+                 "--epochs", str(args.chunk or 1)]
         started = time.monotonic()
         vaetool(*first, threads=args.threads)
     else:
         started = time.monotonic()
     budget = args.minutes * 60
-    while time.monotonic() - started < budget:
-        done = len(history.read_text().splitlines())
+    while (left := budget - (time.monotonic() - started)) > 0:
+        lines = [json.loads(line) for line in history.read_text().splitlines() if line.strip()]
         vaetool("train", "--resume", "--name", key, "--runs-dir", str(args.runs), "--data-dir", str(data),
-                "--device", "cpu", "--epochs", str(done + args.chunk), threads=args.threads)
+                "--device", "cpu", "--epochs", str(len(lines) + (args.chunk or chunk_for(left, lines))),
+                threads=args.threads)
     curve = [json.loads(line) for line in history.read_text().splitlines() if line.strip()]
     trained = tomllib.loads((run / "config.toml").read_text())["train"]  # as trained, --continue too
     batch, schedule = trained["batch_size"], trained.get("lr_schedule", "constant")
@@ -200,6 +203,16 @@ def run_row(key: str, row: dict, args, data: Path) -> dict:
                    + (f" --test-images {args.test_images}" if args.test_images else ""),
         "train_command": "vaetool train " + " ".join(row["train"]) + f" --batch-size {batch} --lr-schedule {schedule}",
     }
+
+
+def chunk_for(seconds_left: float, lines: list[dict]) -> int:
+    """Epochs for the next training call: as many as ``seconds_left`` holds at the last epochs' pace, at most
+    50, at least 1. Each call restarts vaetool (loading the data and the checkpoint, a few seconds), so
+    fewer, longer calls leave more of the budget to training."""
+    recent = [m["seconds"] for m in lines[-5:]]
+    if not recent:
+        return 1
+    return max(1, min(50, int(seconds_left / (sum(recent) / len(recent)))))
 
 
 def estimate(run: Path, data: Path, k: int, limit: int | None, threads: int | None) -> float:

@@ -257,7 +257,7 @@ def linear_gaussian_log_density(run: Path, data: Path, limit: int | None) -> flo
     with torch.no_grad():
         basis = torch.cat([torch.zeros(1, model.latent_dim), torch.eye(model.latent_dim)])
         params = model.decode_params(basis)
-        mean, log_sigma = model.likelihood._mean_and_log_sigma(params)
+        mean, log_sigma = model.likelihood.mean_and_log_sigma(params)
         mean = mean.flatten(1).double()
         V = (mean[1:] - mean[0]).T
     dataset, _ = registry.build("dataset", model.config["dataset"], model.config["dataset_options"])

@@ -55,7 +55,9 @@ class Gaussian(Likelihood):
         if sigma is None and not per_pixel:
             self.log_sigma = nn.Parameter(torch.tensor(math.log(0.1)))
 
-    def _mean_and_log_sigma(self, params: Tensor) -> tuple[Tensor, Tensor]:
+    def mean_and_log_sigma(self, params: Tensor) -> tuple[Tensor, Tensor]:
+        """The Gaussian's mean and log σ for decoder outputs ``params``: log σ is per pixel ``(B, C, H, W)``
+        under ``per_pixel``, else one value (fixed ``sigma`` or the learned, softly floored one)."""
         if self.per_pixel:
             params, log_sigma = params.chunk(2, dim=1)
             log_sigma = _soft_floor(log_sigma)
@@ -66,7 +68,7 @@ class Gaussian(Likelihood):
         return (torch.sigmoid(params) if self.link == "sigmoid" else params), log_sigma
 
     def log_prob(self, x: Tensor, params: Tensor) -> Tensor:
-        mean, log_sigma = self._mean_and_log_sigma(params)
+        mean, log_sigma = self.mean_and_log_sigma(params)
         z = (x - mean) * torch.exp(-log_sigma)
         log_p = -0.5 * z ** 2 - log_sigma - _HALF_LOG_2PI
         return log_p.flatten(1).sum(1)
@@ -76,9 +78,9 @@ class Gaussian(Likelihood):
                 "not comparable with published log-likelihoods", False)
 
     def mean(self, params: Tensor) -> Tensor:
-        return self._mean_and_log_sigma(params)[0]
+        return self.mean_and_log_sigma(params)[0]
 
     def sample(self, params: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        mean, log_sigma = self._mean_and_log_sigma(params)
+        mean, log_sigma = self.mean_and_log_sigma(params)
         noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
         return (mean + noise * torch.exp(log_sigma)).clamp(0, 1)

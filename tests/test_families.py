@@ -237,6 +237,20 @@ def test_each_family_trains_from_the_command_line_and_records_itself(tmp_path, f
     assert vaetool.load(tmp_path / "run").config["objective_options"] == model.config["objective_options"]
 
 
+def test_a_wae_run_reports_its_reconstruction_and_keeps_the_best_by_it_not_by_an_elbo(tmp_path):
+    # The WAE family trains on no likelihood bound: its epochs and summary report the test log p(x|z),
+    # and --keep-best ranks epochs by it; an ELBO objective's run still reports and ranks by its ELBO.
+    result = ok(invoke("train", *SHAPES, *TINY, "--epochs", "2", "--objective", "wae", "--keep-best",
+                       "--runs-dir", tmp_path, "--name", "wae"))
+    assert "ELBO" not in result.output and "test log p(x|z)" in result.output
+    best = vaetool.load(tmp_path / "wae" / "best.safetensors").config["best"]
+    recs = [json.loads(line)["test_rec"] for line in (tmp_path / "wae" / "metrics.jsonl").read_text().splitlines()]
+    assert best["by"] == "test_rec" and best["value"] == max(recs)
+    result = ok(invoke("train", *SHAPES, *TINY, "--keep-best", "--runs-dir", tmp_path, "--name", "elbo"))
+    assert "test ELBO" in result.output
+    assert vaetool.load(tmp_path / "elbo" / "best.safetensors").config["best"]["by"] == "test_elbo"
+
+
 @pytest.mark.parametrize("flags, fragment", [
     (["--objective", "iwae", "--autoencoder"], "The iwae objective needs several samples of z for each image, "
                                                "but an autoencoder"),

@@ -8,7 +8,8 @@ A run directory then also holds
 - ``snapshots/samples-by-epoch.png``: one row per snapshot, the same prior samples (same z)
   decoded by each snapshot's model, so that you watch the samples improve;
 - ``best.safetensors``: the model of the epoch with the highest test bound so far (the test
-  ELBO, or the bound an objective reports as ``test_bound``).
+  ELBO, or the bound an objective reports as ``test_bound``); for an objective with no likelihood
+  bound (the WAE family), the highest test reconstruction log p(x|z) instead.
 """
 from __future__ import annotations
 
@@ -27,10 +28,11 @@ STRIP_SAMPLES = 8
 _SELECTOR = re.compile(r"^(?P<run>.+):(?P<which>best|epoch-(?P<epoch>\d+))$")
 
 
-def bound_of(line: dict[str, Any]) -> tuple[str, float]:
-    """``(key, value)`` of the bound an epoch's metrics rank by: the objective's own ``test_bound``
-    when it reports one, else the test ELBO."""
-    key = "test_bound" if "test_bound" in line else "test_elbo"
+def bound_of(line: dict[str, Any], bound: str = "elbo") -> tuple[str, float]:
+    """``(key, value)`` of what an epoch's metrics rank by: the objective's own ``test_bound`` when it
+    reports one, else the test ELBO — or, for an objective whose ``bound`` is ``"none"`` (trained on
+    no likelihood bound, so its ELBO ranks nothing it was trained for), the test reconstruction."""
+    key = "test_bound" if "test_bound" in line else "test_rec" if bound == "none" else "test_elbo"
     return key, float(line[key])
 
 
@@ -39,9 +41,9 @@ def snapshot_dir(run_dir: Path, epoch: int) -> Path:
 
 
 def after_epoch(run_dir: Path, model, metrics: list[dict[str, Any]], every: int | None, keep_best: bool,
-                seed: int = 0) -> None:
+                seed: int = 0, bound: str = "elbo") -> None:
     """Keep what ``--snapshot-every`` and ``--keep-best`` ask for, once the epoch's model, metrics and
-    pictures are in ``run_dir``."""
+    pictures are in ``run_dir``; ``bound`` is the objective's (see :func:`bound_of`)."""
     from vaetool import io
 
     epoch = metrics[-1]["epoch"]
@@ -54,8 +56,8 @@ def after_epoch(run_dir: Path, model, metrics: list[dict[str, Any]], every: int 
                 atomic_write(folder / picture, lambda tmp, source=run_dir / picture: shutil.copyfile(source, tmp))
         write_strip(run_dir, model, seed)
     if keep_best:
-        key, value = bound_of(metrics[-1])
-        if all(bound_of(m)[1] < value for m in metrics[:-1]):
+        key, value = bound_of(metrics[-1], bound)
+        if all(bound_of(m, bound)[1] < value for m in metrics[:-1]):
             saved = dict(model.config)
             model.config["best"] = {"epoch": epoch, "by": key, "value": value}
             try:

@@ -339,7 +339,8 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
     progress.begin({"config": model.config, "device": str(device), "run_dir": run_dir, "train_size": n,
                     "test_size": len(test_split), "parameters": sum(p.numel() for p in model.parameters()),
                     "start_epoch": epoch, "start_step": first_step, "processes": group.world,
-                    "streamed": data.streamed, "fused_step": fused_step is not None})
+                    "streamed": data.streamed, "fused_step": fused_step is not None,
+                    "bound": objective.bound})
     refresh_every = max(1, steps // REFRESHES_PER_EPOCH)
     watch = Watch(math.prod(model.input_shape), objective.schedule(config.epochs).get("beta", 1.0), config.lr, run_dir,
                   metrics)
@@ -448,7 +449,8 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
                 save(model, run_dir / MODEL_FILE)
                 _write_pictures(run_dir, model, test_split, config.seed)
                 curves.draw(metrics, final=epoch == config.epochs)
-                snapshots.after_epoch(run_dir, model, metrics, config.snapshot_every, config.keep_best, config.seed)
+                snapshots.after_epoch(run_dir, model, metrics, config.snapshot_every, config.keep_best, config.seed,
+                                      objective.bound)
                 progress.epoch_end(line)
             else:
                 metrics.append(line)

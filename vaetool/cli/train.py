@@ -78,7 +78,7 @@ def train(
     name: Annotated[Optional[str], typer.Option(help="Run name: the run goes to RUNS_DIR/NAME. \\[default: from the settings]", rich_help_panel=RUN)] = None,
     runs_dir: Annotated[Optional[Path], typer.Option(help="Where runs are written. \\[default: $VAETOOL_RUNS, else ./runs]", rich_help_panel=RUN)] = None,
     snapshot_every: Annotated[Optional[int], typer.Option(help="Every N epochs keep snapshots/epoch-NNN/ (model, samples, reconstructions) and a strip of samples across epochs; --model RUN:epoch-N selects one.", rich_help_panel=RUN)] = None,
-    keep_best: Annotated[bool, typer.Option("--keep-best", help="Keep best.safetensors, the epoch with the highest test ELBO (or the objective's bound); --model RUN:best selects it.", rich_help_panel=RUN)] = False,
+    keep_best: Annotated[bool, typer.Option("--keep-best", help="Keep best.safetensors, the epoch with the highest test ELBO (or the objective's bound; the test log p(x|z) for the WAE family, which has none); --model RUN:best selects it.", rich_help_panel=RUN)] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run named by --name (else the latest run) from its checkpoint.", rich_help_panel=RUN)] = False,
     precision: Annotated[Optional[Precision], typer.Option(help="The networks' arithmetic: fp32, or bf16/fp16 mixed precision (autocast; the likelihood and KL stay fp32). \\[default: fp32]", rich_help_panel=SPEED)] = None,
     compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the encoder and decoder: slower start, faster steps on a GPU.", rich_help_panel=SPEED)] = False,
@@ -319,8 +319,11 @@ class _RichProgress:
             self.console.quiet = self.results.quiet = True
         self.bar = None
         self.task = None
+        self.bound = "elbo"
 
     def begin(self, info: dict) -> None:
+        # Trained on no likelihood bound (the WAE family): its ELBO is reported by nobody as its score.
+        self.bound = info.get("bound", "elbo")
         c = info["config"]
         t = c["training"]
         objective = "deterministic autoencoder" if c["autoencoder"] else \
@@ -373,6 +376,10 @@ class _RichProgress:
     def epoch_end(self, m: dict) -> None:
         bpd = f"  {m['test_bits_per_dim']:.3f} bits/dim" if "test_bits_per_dim" in m else ""
         lr = f"  lr {m['lr']:.3g}" if "lr" in m else ""  # only under a schedule that moves it
+        if self.bound == "none":
+            self.console.print(f"epoch {m['epoch']:>3}  train loss {m['train_loss']:9.2f}  "
+                               f"test log p(x|z) {m['test_rec']:9.2f}{bpd}{lr}  {m['seconds']:.1f} s")
+            return
         self.console.print(f"epoch {m['epoch']:>3}  train ELBO {m['train_elbo']:9.2f}  "
                            f"test ELBO {m['test_elbo']:9.2f}  (log p(x|z) {m['test_rec']:9.2f}, KL {m['test_kl']:7.2f})"
                            f"{bpd}{lr}  {m['seconds']:.1f} s")
@@ -395,12 +402,16 @@ class _RichProgress:
         table = Table(title=f"Trained {result.epoch} epoch{'s' if result.epoch != 1 else ''} → {result.run_dir}", title_justify="left", show_header=False)
         table.add_column(style="bold")
         table.add_column(justify="right")
-        table.add_row("test ELBO (nats, β = 1)", f"{last['test_elbo']:.2f}")
-        table.add_row("  log p(x|z)", f"{last['test_rec']:.2f}")
-        table.add_row("  KL", f"{last['test_kl']:.2f}")
+        if self.bound == "none":
+            table.add_row("test log p(x|z) (nats; no likelihood bound)", f"{last['test_rec']:.2f}")
+        else:
+            table.add_row("test ELBO (nats, β = 1)", f"{last['test_elbo']:.2f}")
+            table.add_row("  log p(x|z)", f"{last['test_rec']:.2f}")
+            table.add_row("  KL", f"{last['test_kl']:.2f}")
         if "test_bits_per_dim" in last:
             table.add_row("test bits/dim", f"{last['test_bits_per_dim']:.3f}")
-        table.add_row("train ELBO", f"{last['train_elbo']:.2f}")
+        table.add_row("train loss" if self.bound == "none" else "train ELBO",
+                      f"{last['train_loss' if self.bound == 'none' else 'train_elbo']:.2f}")
         table.add_row("time", f"{sum(m['seconds'] for m in result.metrics):.1f} s")
         files = ["model.safetensors", "metrics.jsonl", "reconstructions.png", "samples.png", "curves.png", CHECKPOINT_FILE,
                  "config.toml"]

@@ -150,6 +150,11 @@ def test_bernoulli_log_prob_has_first_and_second_derivatives_in_both_arguments()
     assert torch.autograd.gradgradcheck(lambda logits, x: log_prob(x, logits), (logits, x))
 
 
+def test_bernoulli_log_prob_refuses_logits_of_another_shape_rather_than_broadcasting():
+    with pytest.raises(ValueError, match="must be the same"):
+        build("bernoulli").log_prob(torch.rand(2, 1, 4, 4), torch.zeros(2, 1, 1, 1))
+
+
 def test_bernoulli_log_prob_scores_low_precision_logits_in_float32():
     logits = torch.randn(4, 1, 6, 6).mul(8)
     x = (torch.rand(logits.shape) < 0.5).float()

@@ -98,6 +98,9 @@ def log_prob(x: Tensor, logits: Tensor) -> Tensor:
     chain rule through five. Low-precision logits (under autocast) are scored in float32, as
     autocast scores ``binary_cross_entropy_with_logits``.
     """
+    if logits.shape != x.shape:  # no broadcasting: a decoder of the wrong shape is an error, as in torch's BCE
+        raise ValueError(f"the Bernoulli's logits have shape {tuple(logits.shape)} and the images {tuple(x.shape)}; "
+                         "they must be the same")
     if logits.dtype in (torch.float16, torch.bfloat16):
         logits = logits.float()
     return _BernoulliLogProb.apply(logits, x.to(logits.dtype))

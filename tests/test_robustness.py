@@ -350,6 +350,40 @@ def test_two_runs_of_the_same_name_started_together_train_once(tmp_path):
     assert len(metrics := (tmp_path / "runs" / "same" / "metrics.jsonl").read_text().splitlines()) == 2, metrics
 
 
+def test_an_automatic_name_another_process_holds_moves_on_to_the_next_name(tmp_path):
+    import subprocess
+    import sys
+
+    # The folder is free on disk but another run holds its lock (it has written nothing yet): a run
+    # named automatically takes the next name instead of being refused.
+    held = tmp_path / "runs" / "mlp-shapes"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(held)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        result = ok(invoke("train", *TINY_SHAPES, *TINY_MODEL, "--runs-dir", tmp_path / "runs"))
+        assert "mlp-shapes-2" in result.output
+        assert (tmp_path / "runs" / "mlp-shapes-2" / "model.safetensors").is_file()
+        assert not held.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_two_automatically_named_runs_started_together_both_train(tmp_path):
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "vaetool", "train", *TINY_SHAPES, *TINY_MODEL, "--epochs", "2",
+               "--threads", "1", "--runs-dir", str(tmp_path / "runs")]
+    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outcomes = [(run.wait(timeout=120), run.stderr.read()) for run in runs]
+    assert [code for code, _ in outcomes] == [0, 0], outcomes
+    folders = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert folders == ["mlp-shapes", "mlp-shapes-2"], folders
+    for folder in folders:
+        assert len((tmp_path / "runs" / folder / "metrics.jsonl").read_text().splitlines()) == 2
+
+
 @pytest.mark.parametrize("name", ["../../x", "../x", "/tmp/vaetool-escaped-run", "a/../../x", "."])
 def test_a_run_name_cannot_leave_the_runs_dir(tmp_path, name):
     runs = tmp_path / "deep" / "runs"

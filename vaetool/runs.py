@@ -1,7 +1,9 @@
 """Run directories: where ``train`` writes, and how other commands find the latest model."""
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from vaetool.errors import VaetoolError
@@ -25,13 +27,42 @@ def named(root: Path, name: str) -> Path:
     return root / name
 
 
-def fresh_run_dir(root: Path, name: str) -> Path:
-    """``root/name``, or ``root/name-2``, ``-3``, … so that no earlier run is overwritten."""
+def fresh_run_dir(root: Path, name: str, taken: set[Path] = frozenset()) -> Path:
+    """``root/name``, or ``root/name-2``, ``-3``, … so that no earlier run is overwritten (nor one in ``taken``)."""
     candidate, n = named(root, name), 1
-    while candidate.exists():
+    while candidate.exists() or candidate in taken:
         n += 1
         candidate = root / f"{name}-{n}"
     return candidate
+
+
+@contextlib.contextmanager
+def claim_fresh(root: Path, name: str) -> Iterator[Path]:
+    """Hold a fresh run directory (:func:`fresh_run_dir`) for the block, and yield it.
+
+    Two runs started together with the same automatic name both find ``root/name`` free; the one
+    that takes its lock second (or finds a run written there meanwhile) moves on to ``name-2``,
+    ``-3``, … rather than being refused. For one process: under torchrun every process must agree
+    on the name, so there the command takes the name as planned.
+    """
+    from vaetool import locks
+
+    taken: set[Path] = set()
+    while True:
+        candidate = fresh_run_dir(root, name, taken)
+        held = contextlib.ExitStack()
+        try:
+            held.enter_context(locks.claim(candidate))
+        except locks.RunInUse:  # another run holds it, though it has written nothing yet
+            taken.add(candidate)
+            continue
+        if (candidate / CHECKPOINT_FILE).exists() or (candidate / MODEL_FILE).exists():
+            held.close()  # a run was written there between the look and the lock
+            taken.add(candidate)
+            continue
+        with held:
+            yield candidate
+        return
 
 
 def latest_run(root: Path) -> Path | None:

@@ -177,34 +177,40 @@ def train(
     for value in betas:  # every run is planned and checked before the first one starts
         config = dataclasses.replace(base, **_given(beta=value))
         config.check()
+        fresh = None  # the name a fresh folder is found for (name, name-2, …); None: --name exactly
         if name and len(betas) > 1:
-            run_dir = runs.fresh_run_dir(root, f"{name}-beta{value:g}")
-        elif name:
-            run_dir = runs.named(root, name)
-        else:
+            fresh = f"{name}-beta{value:g}"
+        elif not name:
             suffix = "-ae" if config.autoencoder else (f"-beta{value:g}" if value is not None else "")
             suffix += (f"-tc{config.tc_weight:g}" if config.tc_weight is not None
                        else f"-cap{config.capacity:g}" if config.capacity is not None else "")
             suffix += f"-{config.objective}" if config.objective else ""
             suffix += f"-{config.lr_schedule}" if config.lr_schedule != lr_schedules.DEFAULT else ""
-            run_dir = runs.fresh_run_dir(root, f"{config.architecture}-{data_name}{suffix}")
-        plans.append((config, run_dir))
-    if len({run_dir for _, run_dir in plans}) < len(plans):
+            fresh = f"{config.architecture}-{data_name}{suffix}"
+        plans.append((config, runs.fresh_run_dir(root, fresh) if fresh else runs.named(root, name), fresh))
+    if len({run_dir for _, run_dir, _ in plans}) < len(plans):
         raise VaetoolError("Each β of a sweep must be different.")
     if print_config:
-        for i, (config, run_dir) in enumerate(plans):
+        for i, (config, run_dir, _) in enumerate(plans):
             head = f"# run {i + 1} of {len(plans)}: {run_dir}\n" if len(plans) > 1 else ""
             typer.echo(head + config_file.dumps(config_file.settings(config, options, device)))
         return
-    for config, run_dir in plans:
-        reporter, progress = _progress(run_dir, logger)
-        with contextlib.closing(progress):  # however training ends, the loggers write out
-            result = training.train(config, run_dir, device=device, data_dir=data_dir, progress=progress,
-                                    options=options)
+    ran = []
+    for config, run_dir, fresh in plans:
+        with contextlib.ExitStack() as held:
+            if fresh and not distributed.launched():
+                # The folder is taken under its lock only now: a run started alongside under the same
+                # name, which found the same folder free, moves on to the next one instead of failing.
+                run_dir = held.enter_context(runs.claim_fresh(root, fresh))
+            reporter, progress = _progress(run_dir, logger)
+            with contextlib.closing(progress):  # however training ends, the loggers write out
+                result = training.train(config, run_dir, device=device, data_dir=data_dir, progress=progress,
+                                        options=options)
+        ran.append(run_dir)
         reporter.finish(result)
     if len(plans) > 1 and distributed.is_main():
         typer.echo(f"Trained {len(plans)} runs. Compare them with:\n"
-                   f"  vaetool compare {' '.join(str(run_dir) for _, run_dir in plans)}")
+                   f"  vaetool compare {' '.join(str(run_dir) for run_dir in ran)}")
 
 
 def _launch(nproc: int) -> None:

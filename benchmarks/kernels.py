@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""The CPU kernels a training step is made of, timed alone: which of them this torch build vectorises.
+
+A kernel that is not vectorised costs as much as a matrix product's share of the step, and the
+cure is to write the same function with kernels that are. Each row is a pair — what PyTorch's
+usual spelling runs, and what vaetool runs instead — on the textbook MLP's shapes (a 128×784 batch
+of logits, a 128×400 hidden layer), one thread by default, median of ``--rounds`` timings of 50
+calls each, in microseconds. The ratio is in the same run, so a loaded machine moves both alike.
+
+    python benchmarks/kernels.py
+    python benchmarks/kernels.py --threads 2
+
+Prints a table and, last, one JSON line.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+
+def pairs() -> list[tuple[str, str, object, str, object]]:
+    """(what, the usual spelling, its call, vaetool's, its call)."""
+    from vaetool.likelihoods.bernoulli import log_prob
+
+    generator = torch.Generator().manual_seed(0)
+    logits = 4 * torch.randn(128, 784, generator=generator)
+    x = (torch.rand(128, 784, generator=generator) < 0.3).float()
+    leaf = logits.clone().requires_grad_()
+    hidden = torch.relu(torch.randn(128, 400, generator=generator))
+    tanh = torch.tanh(torch.randn(128, 400, generator=generator))
+    grad = torch.randn(128, 400, generator=generator)
+
+    def bce_backward():
+        F.binary_cross_entropy_with_logits(leaf, x, reduction="none").sum().backward()
+
+    def ours_backward():
+        log_prob(x, leaf).sum().backward()
+
+    return [
+        ("Bernoulli log p(x|z), forward", "binary_cross_entropy_with_logits",
+         lambda: F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1),
+         "x·l − relu(l) − log(1 + exp(−|l|))", lambda: log_prob(x, logits)),
+        ("Bernoulli log p(x|z), forward and backward", "binary_cross_entropy_with_logits", bce_backward,
+         "the same, its backward x − σ(l)", ours_backward),
+        ("one function of 128×784 values", "log1p", lambda: torch.log1p(logits), "log(1 + x)", lambda: torch.log(x + 1)),
+        ("ReLU's backward, 128×400", "masked_fill_(out <= 0, 0)", lambda: grad.clone().masked_fill_(hidden <= 0, 0.0),
+         "aten threshold_backward", lambda: torch.ops.aten.threshold_backward(grad, hidden, 0.0)),
+        ("tanh's backward, 128×400", "grad · (1 − out²)", lambda: grad.mul(1.0 - tanh * tanh),
+         "aten tanh_backward", lambda: torch.ops.aten.tanh_backward(grad, tanh)),
+    ]
+
+
+def timed(call, rounds: int) -> float:
+    for _ in range(10):
+        call()
+    times = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        for _ in range(50):
+            call()
+        times.append((time.perf_counter() - started) / 50 * 1e6)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    rows = []
+    print(f"torch {torch.__version__}, {args.threads} thread(s), median of {args.rounds} rounds of 50 calls")
+    print("| what | usual spelling | µs | vaetool's | µs | ratio |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for what, usual, usual_call, ours, ours_call in pairs():
+        # Alternating, so that both see the same load.
+        a, b = [], []
+        for _ in range(3):
+            a.append(timed(usual_call, args.rounds))
+            b.append(timed(ours_call, args.rounds))
+        usual_us, ours_us = statistics.median(a), statistics.median(b)
+        rows.append({"what": what, "usual": usual, "usual_us": usual_us, "vaetool": ours, "vaetool_us": ours_us})
+        print(f"| {what} | `{usual}` | {usual_us:.0f} | {ours} | {ours_us:.0f} | {usual_us / ours_us:.1f}× |")
+    print(json.dumps({"threads": args.threads, "torch": torch.__version__, "rows": rows}))
+
+
+if __name__ == "__main__":
+    main()

@@ -2,9 +2,10 @@
 
 ``flops_per_step`` counts, with ``torch.utils.flop_counter``, the multiply-adds of one training step
 (forward and backward) of a vaetool model — the matrix products and convolutions, which is what any
-implementation of the same model must compute. ``matmul_rate`` times torch's matrix product at the
-MLP's own largest shape (128×784 by 784×400) on this machine, now, with the threads torch uses: the
-rate the products run at when nothing else is in the way. A step can go no faster than
+implementation of the same model must compute. ``matmul_rate`` times the fastest fp32 matrix product
+torch offers (its own, or oneDNN's where :mod:`vaetool.gemm` uses it) at the MLP's own largest shape
+(128×784 by 784×400) on this machine, now, with the threads torch uses: the rate the products run at
+when nothing else is in the way. A step can go no faster than
 ``flops / rate``, so ``limit / measured`` is how close a loop comes to the arithmetic.
 
 Used by ``train_speed.py`` and ``peers.py``, which measure the rate again in every round, so that
@@ -34,16 +35,29 @@ def flops_per_step(architecture: str, latent_dim: int, architecture_options: dic
 
 
 def matmul_rate(seconds: float = 0.5) -> float:
-    """FLOP/s of torch's fp32 matrix product at the MLP's largest shape: the median of timings over ``seconds``
-    (the median rather than the best, so that the rate sees the load the epochs see)."""
+    """FLOP/s of the fastest fp32 matrix product this torch offers at the MLP's largest shape — torch's own
+    (``torch.mm``, MKL on x86) or oneDNN's (:mod:`vaetool.gemm`, where it applies), whichever is faster
+    now: the median of timings over ``seconds`` each (the median rather than the best, so that the rate
+    sees the load the epochs see). Counting the faster one keeps the limit a limit when vaetool's step
+    uses oneDNN."""
+    from vaetool import gemm
+
     a, b = torch.rand(BATCH, 784), torch.rand(784, 400)
+    weight = b.t().contiguous()
+    products = [lambda: a @ b]
+    if gemm.onednn_available():
+        products.append(lambda: gemm.linear(a, weight))
+    return max(_rate(product, seconds) for product in products)
+
+
+def _rate(product, seconds: float) -> float:
     for _ in range(5):
-        a @ b
+        product()
     rates, flops = [], 2 * BATCH * 784 * 400
     deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline or len(rates) < 3:
         started = time.perf_counter()
         for _ in range(10):
-            a @ b
+            product()
         rates.append(10 * flops / (time.perf_counter() - started))
     return statistics.median(rates)

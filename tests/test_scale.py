@@ -94,7 +94,11 @@ def test_compiled_networks_train_the_same_model(plain_run, tmp_path):
     run_dir = tmp_path / "run"
     training.train(config(), run_dir, device="cpu", options=RunOptions(compile="aot_eager"))
     assert max_difference(weights(run_dir / "model.safetensors"), weights(plain_run / "model.safetensors")) < 1e-5
-    assert vaetool.load(run_dir).config == vaetool.load(plain_run).config  # what is saved is the plain module
+    # What is saved is the plain module. Its measured KL per dimension agrees to float32 rounding: the plain
+    # run's hand-written step (vaetool.fused) takes its products from oneDNN on x86-64, the compiled one from torch.
+    compiled, plain = vaetool.load(run_dir).config, vaetool.load(plain_run).config
+    torch.testing.assert_close(compiled.pop("test_kl_per_dim"), plain.pop("test_kl_per_dim"), rtol=1e-5, atol=1e-6)
+    assert compiled == plain
 
 
 def test_channels_last_trains_the_same_conv_model(tmp_path):

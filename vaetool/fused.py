@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from vaetool import gemm
 from vaetool.errors import VaetoolError
 from vaetool.model import ELBOTerms
 
@@ -86,11 +87,9 @@ def _forward(layers, h: Tensor) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
     saved = []
     for linear, activation in layers:
         given = h
-        h = torch.addmm(linear.bias, given, linear.weight.t())
-        if activation is nn.ReLU:
-            h = h.relu_()
-        elif activation is nn.Tanh:
-            h = h.tanh_()
+        # The activation fused into the product where oneDNN computes it (vaetool.gemm).
+        h = gemm.linear(given, linear.weight, linear.bias,
+                        "relu" if activation is nn.ReLU else "tanh" if activation is nn.Tanh else "none")
         saved.append((given, h))
     return h, saved
 
@@ -106,10 +105,10 @@ def _backward(layers, saved, grad: Tensor, input_grad: bool) -> Tensor | None:
             grad = torch.ops.aten.threshold_backward(grad, out, 0.0)
         elif activation is nn.Tanh:
             grad = torch.ops.aten.tanh_backward(grad, out)
-        torch.mm(grad.t(), given, out=linear.weight.grad)
+        linear.weight.grad = gemm.linear(grad.t(), given.t())  # gradᵀ · input, (out, in)
         torch.sum(grad, 0, out=linear.bias.grad)
         if i > 0 or input_grad:
-            grad = torch.mm(grad, linear.weight)
+            grad = gemm.linear(grad, linear.weight.t())  # grad · W
     return grad if input_grad else None
 
 

@@ -29,13 +29,14 @@ def reference(x, weight, bias, activation):
 @pytest.mark.parametrize("layout", ["contiguous", "transposed"])
 def test_linear_is_the_activation_of_x_times_w_transposed_plus_b(backend, activation, layout):
     generator = torch.Generator().manual_seed(3)
-    x, weight, bias = torch.randn(37, 53, generator=generator), torch.randn(29, 53, generator=generator), \
-        torch.randn(29, generator=generator)
+    # Large enough for oneDNN (gemm.MIN_MULTIPLY_ADDS), where the machine has it.
+    x, weight, bias = torch.randn(137, 153, generator=generator), torch.randn(129, 153, generator=generator), \
+        torch.randn(129, generator=generator)
     if layout == "transposed":  # what the backward pass hands it: views of (B, in) and (in, B) tensors
         x, weight = x.t().contiguous().t(), weight.t().contiguous().t()
         assert not x.is_contiguous()
     y = gemm.linear(x, weight, bias, activation)
-    assert y.shape == (37, 29) and y.dtype == torch.float32
+    assert y.shape == (137, 129) and y.dtype == torch.float32
     torch.testing.assert_close(y.double(), reference(x, weight, bias, activation), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(gemm.linear(x, weight).double(), reference(x, weight, None, "none"),
                                rtol=1e-5, atol=1e-5)
@@ -55,3 +56,50 @@ def test_onednn_is_used_on_x86_64_builds_that_have_it_and_never_for_float64(back
     assert gemm.onednn_available() == (has_op and x86)
     x, weight = torch.randn(4, 6, dtype=torch.float64), torch.randn(2, 6, dtype=torch.float64)
     assert torch.equal(gemm.linear(x, weight, None, "tanh"), torch.mm(x, weight.t()).tanh())
+
+
+@pytest.mark.parametrize("backend", ["auto"], indirect=True)
+def test_small_products_stay_with_torch_where_its_call_is_cheaper(backend):
+    x, weight, bias = torch.randn(20, 200), torch.randn(200, 200), torch.randn(200)
+    assert 20 * 200 * 200 < gemm.MIN_MULTIPLY_ADDS
+    assert torch.equal(gemm.linear(x, weight, bias, "relu"), torch.addmm(bias, x, weight.t()).relu())
+
+
+def test_the_linear_module_trains_as_nn_linear_does():
+    torch.manual_seed(0)
+    ours = gemm.Linear(300, 200)
+    theirs = torch.nn.Linear(300, 200)
+    theirs.load_state_dict(ours.state_dict())  # the same parameters, under the same names
+    assert list(ours.state_dict()) == ["weight", "bias"]
+    x = torch.randn(3, 40, 300)  # leading dimensions are kept, as nn.Linear keeps them
+    grads = []
+    for layer in (ours, theirs):
+        leaf = x.clone().requires_grad_()
+        y = layer(leaf)
+        assert y.shape == (3, 40, 200)
+        y.tanh().square().sum().backward()
+        grads.append((y.detach(), leaf.grad, layer.weight.grad, layer.bias.grad))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), theirs(x), rtol=1e-5, atol=1e-5)
+
+
+def test_the_linear_module_has_second_derivatives():
+    # A gradient penalty differentiates the backward pass itself; that pass is then torch's own.
+    torch.manual_seed(1)
+    ours = gemm.Linear(300, 200)
+    x = torch.randn(64, 300, requires_grad=True)
+
+    def penalty(layer):
+        (dx,) = torch.autograd.grad(torch.tanh(layer(x)).sum(), x, create_graph=True)
+        return torch.autograd.grad(dx.square().sum(), ours.weight)[0]
+
+    plain = lambda t: torch.nn.functional.linear(t, ours.weight, ours.bias)  # noqa: E731
+    torch.testing.assert_close(penalty(ours), penalty(plain), rtol=1e-4, atol=1e-5)
+
+
+def test_the_linear_module_leaves_autocast_its_low_precision_products():
+    layer = gemm.Linear(300, 200)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert layer(torch.randn(64, 300)).dtype == torch.bfloat16

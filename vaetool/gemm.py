@@ -14,7 +14,11 @@ machine and the environment, never on timings, so a run and its resumption on on
 the same kernels. The results agree with torch's to float32 rounding (a different summation
 order), as a product on another thread count does.
 
-No autograd: the hand-written training step (:mod:`vaetool.fused`) and no-grad evaluation call it.
+:func:`linear` has no autograd (the hand-written training step, :mod:`vaetool.fused`, calls it and writes
+its own backward pass). :class:`Linear` is an ``nn.Linear`` whose forward and backward products go
+the same way — vaetool's MLP layers are made of it — and which falls back to ``nn.Linear`` itself
+under autocast (whose bf16/fp16 products it must not bypass), under ``torch.compile``, and for a
+backward pass that builds a graph of its own (``create_graph=True``).
 """
 from __future__ import annotations
 
@@ -23,7 +27,8 @@ import os
 import platform
 
 import torch
-from torch import Tensor
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 ACTIVATIONS = ("none", "relu", "tanh")
 
@@ -47,10 +52,17 @@ def onednn_available() -> bool:
     return bool(ok)
 
 
+# oneDNN's call costs about 20 µs more than MKL's: below about a million multiply-adds (20×200 by 200×200,
+# the IWAE paper's hidden layer at its batch of 20) MKL is faster, above it oneDNN (1.3× at 3M, 2.3× at 40M;
+# one core, docs/benchmarks.md). A function of the shapes alone, so the same products go the same way every run.
+MIN_MULTIPLY_ADDS = 1_000_000
+
+
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, activation: str = "none") -> Tensor:
     """``activation(x @ weight.T + bias)`` for ``x`` ``(B, in)`` and ``weight`` ``(out, in)``, either of them
     possibly a transposed view; ``activation`` is one of :data:`ACTIVATIONS`."""
-    if x.device.type == "cpu" and x.dtype == torch.float32 and weight.dtype == torch.float32 and onednn_available():
+    if (x.device.type == "cpu" and x.dtype == torch.float32 and weight.dtype == torch.float32
+            and x.shape[0] * x.shape[1] * weight.shape[0] >= MIN_MULTIPLY_ADDS and onednn_available()):
         return torch.ops.mkldnn._linear_pointwise(x, weight, bias, activation, [], "")
     y = torch.mm(x, weight.t()) if bias is None else torch.addmm(bias, x, weight.t())
     if activation == "relu":
@@ -58,3 +70,40 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, activation: st
     if activation == "tanh":
         return y.tanh_()
     return y
+
+
+class _Linear(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return linear(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        x, weight = ctx.saved_tensors
+        if torch.is_grad_enabled():  # a double backward: in torch's differentiable products
+            return (grad @ weight if ctx.needs_input_grad[0] else None,
+                    grad.t() @ x if ctx.needs_input_grad[1] else None,
+                    grad.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None)
+        return (linear(grad, weight.t()) if ctx.needs_input_grad[0] else None,
+                linear(grad.t(), x.t()) if ctx.needs_input_grad[1] else None,
+                grad.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None)
+
+
+class Linear(nn.Linear):
+    """``nn.Linear`` with its products through :func:`linear` (oneDNN on x86-64 CPUs, in float32)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if (x.device.type != "cpu" or x.dtype != torch.float32 or self.weight.dtype != torch.float32
+                or not onednn_available() or torch.is_autocast_enabled("cpu") or torch.compiler.is_compiling()):
+            return F.linear(x, self.weight, self.bias)
+        flat = x.reshape(-1, x.shape[-1])
+        if flat.shape[0] * self.in_features * self.out_features < MIN_MULTIPLY_ADDS:
+            return F.linear(x, self.weight, self.bias)
+        if not (torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad
+                                             or (self.bias is not None and self.bias.requires_grad))):
+            y = linear(flat, self.weight, self.bias)
+        else:
+            y = _Linear.apply(flat, self.weight, self.bias)
+        return y.reshape(*x.shape[:-1], y.shape[-1])

@@ -52,10 +52,11 @@ def onednn_available() -> bool:
     return bool(ok)
 
 
-# oneDNN's call costs about 20 µs more than MKL's: below about a million multiply-adds (20×200 by 200×200,
-# the IWAE paper's hidden layer at its batch of 20) MKL is faster, above it oneDNN (1.3× at 3M, 2.3× at 40M;
-# one core, docs/benchmarks.md). A function of the shapes alone, so the same products go the same way every run.
-MIN_MULTIPLY_ADDS = 1_000_000
+# oneDNN's call costs about 20–40 µs more than MKL's: below about two million multiply-adds (20×200 by 200×200,
+# the IWAE paper's hidden layer at its batch of 20; a 400×128 by 128×20 weight gradient) MKL is faster, above
+# it oneDNN (1.3× at 3M, 2.3× at 40M; one core, docs/benchmarks.md). A function of the shapes alone, so the
+# same products go the same way every run.
+MIN_MULTIPLY_ADDS = 2_000_000
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, activation: str = "none") -> Tensor:
@@ -63,7 +64,8 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, activation: st
     possibly a transposed view; ``activation`` is one of :data:`ACTIVATIONS`."""
     if (x.device.type == "cpu" and x.dtype == torch.float32 and weight.dtype == torch.float32
             and x.shape[0] * x.shape[1] * weight.shape[0] >= MIN_MULTIPLY_ADDS and onednn_available()):
-        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, activation, [], "")
+        # A transposed source (the weight gradient's gradᵀ) costs oneDNN more than torch's copy of it does.
+        return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight, bias, activation, [], "")
     y = torch.mm(x, weight.t()) if bias is None else torch.addmm(bias, x, weight.t())
     if activation == "relu":
         return y.relu_()

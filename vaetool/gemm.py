@@ -47,7 +47,7 @@ def onednn_available() -> bool:
         # A transposed operand too: the backward pass hands it views.
         ok = torch.allclose(op(x, w, b, "relu", [], ""), torch.addmm(b, x, w.t()).relu(), atol=1e-5) and \
             torch.allclose(op(x.t(), x.t(), None, "none", [], ""), x.t() @ x, atol=1e-5)
-    except (AttributeError, RuntimeError):
+    except (AttributeError, RuntimeError, TypeError):  # an operator missing, or of another signature
         return False
     return bool(ok)
 
@@ -74,6 +74,18 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, activation: st
     return y
 
 
+def _autocast_on() -> bool:
+    try:
+        return torch.is_autocast_enabled("cpu")
+    except TypeError:  # torch before 2.4 asks per device by name
+        return torch.is_autocast_cpu_enabled()
+
+
+def _compiling() -> bool:
+    compiling = getattr(torch.compiler, "is_compiling", None)
+    return bool(compiling and compiling())
+
+
 class _Linear(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
@@ -98,7 +110,7 @@ class Linear(nn.Linear):
 
     def forward(self, x: Tensor) -> Tensor:
         if (x.device.type != "cpu" or x.dtype != torch.float32 or self.weight.dtype != torch.float32
-                or not onednn_available() or torch.is_autocast_enabled("cpu") or torch.compiler.is_compiling()):
+                or not onednn_available() or _autocast_on() or _compiling()):
             return F.linear(x, self.weight, self.bias)
         flat = x.reshape(-1, x.shape[-1])
         if flat.shape[0] * self.in_features * self.out_features < MIN_MULTIPLY_ADDS:

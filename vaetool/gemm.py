@@ -59,11 +59,16 @@ def onednn_available() -> bool:
 MIN_MULTIPLY_ADDS = 2_000_000
 
 
+def _onednn_takes(x: Tensor, weight: Tensor) -> bool:
+    """Whether the product of ``x`` ``(B, in)`` by ``weight`` ``(out, in)``ᵀ goes to oneDNN."""
+    return (x.device.type == "cpu" and x.dtype == torch.float32 and weight.dtype == torch.float32
+            and x.shape[0] * weight.shape[1] * weight.shape[0] >= MIN_MULTIPLY_ADDS and onednn_available())
+
+
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, activation: str = "none") -> Tensor:
     """``activation(x @ weight.T + bias)`` for ``x`` ``(B, in)`` and ``weight`` ``(out, in)``, either of them
     possibly a transposed view; ``activation`` is one of :data:`ACTIVATIONS`."""
-    if (x.device.type == "cpu" and x.dtype == torch.float32 and weight.dtype == torch.float32
-            and x.shape[0] * x.shape[1] * weight.shape[0] >= MIN_MULTIPLY_ADDS and onednn_available()):
+    if _onednn_takes(x, weight):
         # A transposed source (the weight gradient's gradᵀ) costs oneDNN more than torch's copy of it does.
         return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight, bias, activation, [], "")
     y = torch.mm(x, weight.t()) if bias is None else torch.addmm(bias, x, weight.t())
@@ -96,12 +101,10 @@ class _Linear(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         x, weight = ctx.saved_tensors
-        if torch.is_grad_enabled():  # a double backward: in torch's differentiable products
-            return (grad @ weight if ctx.needs_input_grad[0] else None,
-                    grad.t() @ x if ctx.needs_input_grad[1] else None,
-                    grad.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None)
-        return (linear(grad, weight.t()) if ctx.needs_input_grad[0] else None,
-                linear(grad.t(), x.t()) if ctx.needs_input_grad[1] else None,
+        # A double backward differentiates these products: torch's own then, which autograd knows.
+        product = (lambda a, w: a @ w.t()) if torch.is_grad_enabled() else linear
+        return (product(grad, weight.t()) if ctx.needs_input_grad[0] else None,
+                product(grad.t(), x.t()) if ctx.needs_input_grad[1] else None,
                 grad.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None)
 
 
@@ -109,15 +112,9 @@ class Linear(nn.Linear):
     """``nn.Linear`` with its products through :func:`linear` (oneDNN on x86-64 CPUs, in float32)."""
 
     def forward(self, x: Tensor) -> Tensor:
-        if (x.device.type != "cpu" or x.dtype != torch.float32 or self.weight.dtype != torch.float32
-                or not onednn_available() or _autocast_on() or _compiling()):
+        if _autocast_on() or _compiling():
             return F.linear(x, self.weight, self.bias)
         flat = x.reshape(-1, x.shape[-1])
-        if flat.shape[0] * self.in_features * self.out_features < MIN_MULTIPLY_ADDS:
+        if not _onednn_takes(flat, self.weight):  # including products too small for oneDNN to pay
             return F.linear(x, self.weight, self.bias)
-        if not (torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad
-                                             or (self.bias is not None and self.bias.requires_grad))):
-            y = linear(flat, self.weight, self.bias)
-        else:
-            y = _Linear.apply(flat, self.weight, self.bias)
-        return y.reshape(*x.shape[:-1], y.shape[-1])
+        return _Linear.apply(flat, self.weight, self.bias).reshape(*x.shape[:-1], self.out_features)

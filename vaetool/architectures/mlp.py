@@ -7,11 +7,11 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from vaetool.architectures.conditioning import OneHot
-from vaetool.gemm import Linear
 from vaetool.architectures.initialisation import (INITS, OUTPUT_BIASES, check_choice, initialise, start_bias_at,
                                                   start_scale_at)
 from vaetool.contracts import Architecture
 from vaetool.errors import VaetoolError
+from vaetool.gemm import Linear
 
 
 # The nonlinearity between hidden layers, by name (the IWAE paper's nets use tanh).

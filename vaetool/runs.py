@@ -27,6 +27,11 @@ def named(root: Path, name: str) -> Path:
     return root / name
 
 
+def holds_run(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds a run already: a checkpoint or a model written there."""
+    return (run_dir / CHECKPOINT_FILE).exists() or (run_dir / MODEL_FILE).exists()
+
+
 def fresh_run_dir(root: Path, name: str, taken: set[Path] = frozenset()) -> Path:
     """``root/name``, or ``root/name-2``, ``-3``, … so that no earlier run is overwritten (nor one in ``taken``)."""
     candidate, n = named(root, name), 1
@@ -56,7 +61,7 @@ def claim_fresh(root: Path, name: str) -> Iterator[Path]:
         except locks.RunInUse:  # another run holds it, though it has written nothing yet
             taken.add(candidate)
             continue
-        if (candidate / CHECKPOINT_FILE).exists() or (candidate / MODEL_FILE).exists():
+        if holds_run(candidate):
             held.close()  # a run was written there between the look and the lock
             taken.add(candidate)
             continue

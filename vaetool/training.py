@@ -46,7 +46,7 @@ from vaetool.images import background as images_background
 from vaetool.io import MODEL_FILE, atomic_write_text, read_tensors, save, save_tensors
 from vaetool.metrics import mean_image
 from vaetool.model import VAE, create, upgrade_config, with_latent_loss
-from vaetool.runs import CHECKPOINT_FILE, METRICS_FILE
+from vaetool.runs import CHECKPOINT_FILE, METRICS_FILE, holds_run
 
 EVAL_BATCH = 500
 REFRESH_SECONDS = 0.25
@@ -227,7 +227,7 @@ def train(config: TrainConfig, run_dir: str | Path, *, device: str = "auto", dat
     group, device = distributed.setup(device)
     with _claimed(run_dir, group):
         # Looked at under the lock, so that of two runs started together only one finds it free.
-        if (run_dir / CHECKPOINT_FILE).exists() or (run_dir / MODEL_FILE).exists():
+        if holds_run(run_dir):
             raise VaetoolError(f"{run_dir} already holds a run; resume it with --resume or choose another --name.")
         return _run(config, run_dir, None, device, data_dir, progress or Progress(), options or RunOptions(), group,
                     device_spec=requested)

@@ -93,6 +93,48 @@ def test_training_with_and_without_the_fused_step_trains_the_same_model(tmp_path
         assert line["test_elbo"] == pytest.approx(other["test_elbo"], rel=1e-6)
 
 
+def test_adams_step_taken_layer_by_layer_in_the_backward_pass_is_optimizer_step_bit_for_bit():
+    import copy
+
+    model, objective = build(hidden=(24, 16), binarize="dynamic", objective_options={"beta": 2.0})
+    optimizer = training.adam(model, 1e-3)
+    by_layer = fused.FusedStep(model, objective, optimizer)
+    assert by_layer.update is not None
+    x = torch.rand(8, 1, 8, 8, generator=torch.Generator().manual_seed(4))
+    torch.manual_seed(0)
+    by_layer(x, 0.5)  # the first step: Adam's moments do not exist yet, so the trainer's optimizer.step() makes them
+    assert not by_layer.stepped
+    optimizer.step()
+    twin = copy.deepcopy(model)
+    twin_optimizer = training.adam(twin, 1e-3)
+    twin_optimizer.load_state_dict(copy.deepcopy(optimizer.state_dict()))  # loading would share the tensors
+    after = fused.FusedStep(twin, objective)  # no optimizer: the gradient only, then optimizer.step()
+    for seed in (1, 2, 3):
+        for param_group in (*optimizer.param_groups, *twin_optimizer.param_groups):
+            param_group["lr"] = 1e-3 / seed  # the schedule's rate is read at every step
+        torch.manual_seed(seed)
+        by_layer(x, 0.5)
+        assert by_layer.stepped
+        torch.manual_seed(seed)
+        after(x, 0.5)
+        assert not after.stepped
+        twin_optimizer.step()
+        for (name, p), q in zip(model.named_parameters(), twin.parameters()):
+            assert torch.equal(p, q), name
+    for p, q in zip(model.parameters(), twin.parameters()):
+        ours, theirs = optimizer.state[p], twin_optimizer.state[q]
+        assert all(torch.equal(ours[k], theirs[k]) for k in ("step", "exp_avg", "exp_avg_sq"))
+    assert float(optimizer.state[next(model.parameters())]["step"]) == 4
+
+
+def test_optimizers_other_than_the_fused_adam_are_stepped_by_the_trainer():
+    model, objective = build()
+    for optimizer in (torch.optim.Adam(model.parameters(), lr=1e-3), torch.optim.SGD(model.parameters(), lr=0.1),
+                      torch.optim.Adam(model.parameters(), lr=1e-3, fused=True, amsgrad=True)):
+        assert fused.FusedStep(model, objective, optimizer).update is None
+    assert fused.FusedStep(model, objective, training.adam(model, 1e-3)).update is not None
+
+
 @pytest.mark.parametrize("change, reason", [
     (dict(architecture="conv", architecture_options={"channels": [8]}), "architecture"),
     (dict(architecture_options={"hidden": [16], "activation": "silu"}), "activation"),

@@ -172,22 +172,32 @@ def test_trackers_see_the_rate_per_epoch_and_per_step(step_run):
 
 
 def test_a_cosine_run_sets_the_rate_at_every_step(tmp_path, monkeypatch):
-    applied, fused = [], set()
-    real_step = torch.optim.Adam.step
+    from vaetool import fused
+
+    applied, kernels = [], set()
+    real_step, real_fused_step = torch.optim.Adam.step, fused.FusedStep.__call__
 
     def step(self, *args, **kwargs):  # the rate each optimiser step is taken at
         applied.append([g["lr"] for g in self.param_groups])
-        fused.add(bool(self.defaults.get("fused")))
+        kernels.add(bool(self.defaults.get("fused")))
         return real_step(self, *args, **kwargs)
 
+    def fused_step(self, *args):  # or the rate of the step the hand-written backward pass took, layer by layer
+        terms = real_fused_step(self, *args)
+        if self.stepped:
+            applied.append([g["lr"] for g in self.update.optimizer.param_groups])
+            kernels.add(True)
+        return terms
+
     monkeypatch.setattr(torch.optim.Adam, "step", step)
+    monkeypatch.setattr(fused.FusedStep, "__call__", fused_step)
     result = training.train(config(lr_schedule="cosine", lr_schedule_options={"final": 0.1}), tmp_path / "run",
                             device="cpu")
     assert applied == [[3e-3 * Cosine(final=0.1).factor(e + s / 4, 3)] for e in range(3) for s in range(4)]
     assert [m["lr"] for m in result.metrics] == [applied[4 * e + 3][0] for e in range(3)]
     assert optimiser_rates(tmp_path / "run") == applied[-1]
     # Through the fused kernel wherever this torch has one for the CPU, as the trainer picks it.
-    assert fused == {bool(training.adam(torch.nn.Linear(1, 1), 1e-3).defaults.get("fused"))}
+    assert kernels == {bool(training.adam(torch.nn.Linear(1, 1), 1e-3).defaults.get("fused"))}
 
 
 class CtrlC(Progress):

@@ -447,23 +447,15 @@ def test_an_absurd_learning_rate_is_not_called_trained(tmp_path):
 def test_a_loss_that_explodes_in_fp32_stops_and_keeps_the_last_good_epoch(tmp_path, monkeypatch, tiny_dataset):
     from vaetool import training
 
-    real_adam = training.adam
+    real_schedule = training.TrainConfig.build_lr_schedule
 
-    def adam_that_jumps(model, lr):
-        optimizer = real_adam(model, lr)
-        real_step, steps = optimizer.step, []
+    def schedule_that_jumps(self):  # the rate set for every step from the first of epoch 2 (4 steps an epoch) on
+        schedule, options = real_schedule(self)
+        factor = schedule.factor
+        schedule.factor = lambda done, epochs: factor(done, epochs) * (1000.0 / 3e-3 if done >= 1 else 1.0)
+        return schedule, options
 
-        def step(*args, **kwargs):
-            steps.append(1)
-            if len(steps) == 5:  # the first step of epoch 2 (4 steps an epoch)
-                for group in optimizer.param_groups:
-                    group["lr"] = 1000.0
-            return real_step(*args, **kwargs)
-
-        optimizer.step = step
-        return optimizer
-
-    monkeypatch.setattr(training, "adam", adam_that_jumps)
+    monkeypatch.setattr(training.TrainConfig, "build_lr_schedule", schedule_that_jumps)
     config = training.TrainConfig(architecture="mlp", architecture_options={"hidden": [32]}, dataset=tiny_dataset,
                                   dataset_options={"n_train": 256, "n_test": 64}, latent_dim=4, epochs=3,
                                   batch_size=64, lr=3e-3)

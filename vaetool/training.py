@@ -332,7 +332,7 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
     data = _data_source(train_split, model, device, options, group)
     network = _network(model, device, options, group)
     fused_step = fused.for_run(model, objective, device, config.precision, group.active, bool(options.compile),
-                               options.fused_step)
+                               options.fused_step, optimizer)
     if group.main:  # every setting, once all are known good: what `vaetool train --config` replays
         config_file.save(run_dir, config, options, device_spec)
 
@@ -397,7 +397,8 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
                     # DistributedDataParallel averages is that of the global batch's mean loss.
                     share = len(x) * group.world / global_batch
                     scaler.scale(loss * share if group.active else loss).backward()
-                scaler.step(optimizer)
+                if fused_step is None or not fused_step.stepped:  # it took Adam's step layer by layer
+                    scaler.step(optimizer)
                 scaler.update()
                 objective.after_step(terms)
                 with torch.no_grad():
@@ -472,7 +473,10 @@ class _Resident:
         order = order.to(self.images.device)
         for step in range(first_step, steps):
             mine, size = self.group.batch(order, step, batch_size)
-            yield self.images[mine], self.labels[mine] if self.labels is not None else None, size
+            # index_select rather than indexing: one row copy per image, where indexing's general kernel
+            # took 46 against 3.5 µs for 128 MNIST images.
+            yield (torch.index_select(self.images, 0, mine),
+                   torch.index_select(self.labels, 0, mine) if self.labels is not None else None, size)
 
 
 def _data_source(split: Split, model: VAE, device, options: RunOptions, group: distributed.Group):

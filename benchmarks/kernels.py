@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import platform
 import statistics
 import time
 
@@ -26,7 +27,7 @@ import torch.nn.functional as F
 def pairs() -> list[tuple[str, str, object, str, object]]:
     """(what, the usual spelling, its call, vaetool's, its call)."""
     from vaetool import gemm
-    from vaetool.likelihoods.bernoulli import log_prob
+    from vaetool.likelihoods.bernoulli import log_prob, log_prob_and_mean
 
     generator = torch.Generator().manual_seed(0)
     logits = 4 * torch.randn(128, 784, generator=generator)
@@ -35,6 +36,7 @@ def pairs() -> list[tuple[str, str, object, str, object]]:
     hidden = torch.relu(torch.randn(128, 400, generator=generator))
     tanh = torch.tanh(torch.randn(128, 400, generator=generator))
     grad = torch.randn(128, 400, generator=generator)
+    tails = logits.abs().neg_().exp_()  # exp(−|l|), in (0, 1]: what log1p is given in a cross-entropy
 
     def bce_backward():
         F.binary_cross_entropy_with_logits(leaf, x, reduction="none").sum().backward()
@@ -54,15 +56,32 @@ def pairs() -> list[tuple[str, str, object, str, object]]:
         product(20, 200, 200),  # its hidden layer: below gemm.MIN_MULTIPLY_ADDS, so torch's own
         ("Bernoulli log p(x|z), forward", "binary_cross_entropy_with_logits",
          lambda: F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1),
-         "x·l − relu(l) − log(1 + exp(−|l|))", lambda: log_prob(x, logits)),
+         "x·l − relu(l) + log max(σ(l), 1 − σ(l))", lambda: log_prob(x, logits)),
+        ("Bernoulli log p(x|z) and σ(l), the hand-written step's gradient", "the cross-entropy, then sigmoid",
+         lambda: (F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1),
+                  torch.sigmoid(logits)),
+         "bernoulli.log_prob_and_mean", lambda: log_prob_and_mean(x, logits)),
         ("Bernoulli log p(x|z), forward and backward", "binary_cross_entropy_with_logits", bce_backward,
          "the same, its backward x − σ(l)", ours_backward),
-        ("one function of 128×784 values", "log1p", lambda: torch.log1p(logits), "log(1 + x)", lambda: torch.log(x + 1)),
+        ("one function of 128×784 values in (0, 1]", "log1p", lambda: torch.log1p(tails), "log(1 + x)",
+         lambda: torch.log(tails + 1)),
         ("ReLU's backward, 128×400", "masked_fill_(out <= 0, 0)", lambda: grad.clone().masked_fill_(hidden <= 0, 0.0),
          "aten threshold_backward", lambda: torch.ops.aten.threshold_backward(grad, hidden, 0.0)),
         ("tanh's backward, 128×400", "grad · (1 − out²)", lambda: grad.mul(1.0 - tanh * tanh),
          "aten tanh_backward", lambda: torch.ops.aten.tanh_backward(grad, tanh)),
     ]
+
+
+def cpu() -> str:
+    """The CPU's name and family: which kernels are fast differs between CPU generations."""
+    fields = {}
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        return platform.processor() or platform.machine()
+    return f"{fields.get('model name', '?')} (family {fields.get('cpu family', '?')}, model {fields.get('model', '?')})"
 
 
 def timed(call, rounds: int) -> float:
@@ -84,7 +103,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rows = []
-    print(f"torch {torch.__version__}, {args.threads} thread(s), median of {args.rounds} rounds of 50 calls")
+    print(f"torch {torch.__version__}, {cpu()}, {args.threads} thread(s), median of {args.rounds} rounds of 50 calls")
     print("| what | usual spelling | µs | vaetool's | µs | ratio |")
     print("| --- | --- | --- | --- | --- | --- |")
     for what, usual, usual_call, ours, ours_call in pairs():
@@ -96,7 +115,7 @@ def main() -> None:
         usual_us, ours_us = statistics.median(a), statistics.median(b)
         rows.append({"what": what, "usual": usual, "usual_us": usual_us, "vaetool": ours, "vaetool_us": ours_us})
         print(f"| {what} | `{usual}` | {usual_us:.0f} | {ours} | {ours_us:.0f} | {usual_us / ours_us:.1f}× |")
-    print(json.dumps({"threads": args.threads, "torch": torch.__version__, "rows": rows}))
+    print(json.dumps({"threads": args.threads, "torch": torch.__version__, "cpu": cpu(), "rows": rows}))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ kernels) is counted apart from the rest, so the table says how much of each part
 that a faster loop cannot remove.
 
 The MLP trains, as in ``vaetool train``, with the hand-written step of :mod:`vaetool.fused`, whose
-forward and backward pass are then one row; ``--no-fused-step`` profiles autograd's step part by part.
+forward and backward pass are then one row — with Adam's step, which it takes layer by layer inside
+the backward pass from the second step on; ``--no-fused-step`` profiles autograd's step part by part.
 
     python benchmarks/profile_training.py --data ../shared/data --arch mlp --steps 300
     python benchmarks/profile_training.py --data ../shared/data --arch mlp --steps 300 --no-fused-step

@@ -114,7 +114,7 @@ def log_prob_and_mean(x: Tensor, logits: Tensor) -> tuple[Tensor, Tensor]:
     ``sigmoid`` and one ``log``, and the sigmoid is the gradient's.
     """
     mean = torch.sigmoid(logits)
-    larger = torch.maximum(mean, torch.sub(1.0, mean)).log_()  # log σ(|l|) = −log(1 + exp(−|l|))
+    larger = torch.maximum(mean, 1.0 - mean).log_()  # log σ(|l|) = −log(1 + exp(−|l|))
     flat = logits.flatten(1)
     values = (x.flatten(1) * flat).sum(1).sub_(flat.clamp(min=0).sum(1)).add_(larger.flatten(1).sum(1))
     return values, mean

@@ -105,6 +105,8 @@ def test_adams_step_taken_layer_by_layer_in_the_backward_pass_is_optimizer_step_
     by_layer(x, 0.5)  # the first step: Adam's moments do not exist yet, so the trainer's optimizer.step() makes them
     assert not by_layer.stepped
     optimizer.step()
+    # As a resume does: the optimizer's state loaded after the step was made, which replaces its groups.
+    optimizer.load_state_dict(copy.deepcopy(optimizer.state_dict()))
     twin = copy.deepcopy(model)
     twin_optimizer = training.adam(twin, 1e-3)
     twin_optimizer.load_state_dict(copy.deepcopy(optimizer.state_dict()))  # loading would share the tensors

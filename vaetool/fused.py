@@ -131,11 +131,9 @@ class _AdamUpdate:
     step makes them): :meth:`ready` says whether this step can do it, else the trainer steps as before.
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer, parameters: list[Tensor]):
+    def __init__(self, optimizer: torch.optim.Optimizer):
+        # The group is looked up at every step: load_state_dict (a resume) replaces it.
         self.optimizer = optimizer
-        group, = optimizer.param_groups  # applies() checked that there is one
-        self.group = group
-        self.parameters = {id(p) for p in parameters}
 
     @staticmethod
     def applies(optimizer: torch.optim.Optimizer | None, parameters: list[Tensor]) -> bool:
@@ -149,12 +147,11 @@ class _AdamUpdate:
 
     def ready(self) -> bool:
         """Whether every parameter has its moments, so this step can update them (a float rate too)."""
-        state = self.optimizer.state
-        return isinstance(self.group["lr"], float) and all(
-            "exp_avg" in state.get(p, ()) for p in self.group["params"])
+        (group,), state = self.optimizer.param_groups, self.optimizer.state
+        return isinstance(group["lr"], float) and all("exp_avg" in state.get(p, ()) for p in group["params"])
 
     def __call__(self, linear: nn.Linear) -> None:
-        group, state = self.group, self.optimizer.state
+        (group,), state = self.optimizer.param_groups, self.optimizer.state
         params = [linear.weight, linear.bias]
         states = [state[p] for p in params]
         steps = [s["step"] for s in states]
@@ -187,7 +184,7 @@ class FusedStep:
         for p in parameters:
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
-        self.update = _AdamUpdate(optimizer, parameters) if _AdamUpdate.applies(optimizer, parameters) else None
+        self.update = _AdamUpdate(optimizer) if _AdamUpdate.applies(optimizer, parameters) else None
 
     @torch.no_grad()
     def __call__(self, x: Tensor, epochs_done: float) -> ELBOTerms:

@@ -194,29 +194,24 @@ class FusedStep:
         target = model.likelihood.target(x).flatten(1)
         out, encoded = _forward(self.encoder, target)
         mean, raw = out[:, :L], out[:, L:]
-        # The Gaussian posterior and the standard normal's KL written out (DiagonalGaussian's own
-        # terms, in fewer kernels): log σ² clamped to [−30, 20], σ = exp(½ log σ²), z = μ + σ ε.
-        log_var = raw.clamp(-30.0, 20.0)
-        std = torch.exp(0.5 * log_var)
+        posterior = model.latent.posterior(mean, raw)  # log σ² clamped to [−30, 20], σ
         eps = torch.randn(mean.shape, dtype=mean.dtype)  # drawn here, as rsample would, for the backward pass
-        spread = std * eps
-        z = mean + spread
+        z = posterior.rsample(noise=eps)
         logits, decoded = _forward(self.decoder, z)
         reconstruction, grad = bernoulli.log_prob_and_mean(target, logits)
-        variance_less_one = torch.exp(log_var).sub_(1.0)
-        kl = torch.addcmul(variance_less_one - log_var, mean, mean).mul_(0.5)  # ½(μ² + σ² − 1 − log σ²)
+        kl = model.prior.kl(posterior)
+        std, variance = posterior.std, torch.exp(posterior.log_var)
         beta, n = self.objective.beta_at(epochs_done), len(x)
 
         # d loss / d logits = (σ(logits) − x) / B: the Bernoulli's gradient, averaged over the batch.
         grad = grad.sub_(target).div_(n)
-        grad_z = _backward(self.decoder, decoded, grad, True, update)
+        grad_z = _backward(self.decoder, decoded, grad, input_grad=True, update=update)
         grad_out = torch.empty_like(out)
         # z = μ + σ ε and KL = ½(μ² + σ² − 1 − log σ²), σ = exp(½ log σ²):
         torch.add(grad_z, mean, alpha=beta / n, out=grad_out[:, :L])
-        grad_log_var = grad_out[:, L:]
-        torch.mul(grad_z.mul_(spread).add_(variance_less_one, alpha=beta / n), 0.5, out=grad_log_var)
+        grad_log_var = grad_z.mul_(eps).mul_(std).mul_(0.5).add_(variance.sub_(1.0), alpha=0.5 * beta / n)
         # The clamp passes no gradient where it moved the value.
-        grad_log_var.masked_fill_(log_var != raw, 0.0)
-        _backward(self.encoder, encoded, grad_out, False, update)
+        grad_out[:, L:] = grad_log_var.masked_fill_(posterior.log_var != raw, 0.0)
+        _backward(self.encoder, encoded, grad_out, input_grad=False, update=update)
         self.stepped = update is not None
         return ELBOTerms(reconstruction, kl, z)

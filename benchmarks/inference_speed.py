@@ -57,15 +57,26 @@ OPERATIONS = ("encode", "decode", "sample", "posterior_moments")
 INPUT_SHAPE = (1, 28, 28)
 
 
+def cpu_name() -> str:
+    """The CPU's name, with its family and model where /proc/cpuinfo has them: a VM's name alone
+    ("AMD EPYC") does not say which generation, and which kernels are fast differs between them."""
+    fields = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    if "model name" not in fields:
+        return platform.processor() or platform.machine()
+    if "cpu family" not in fields:
+        return fields["model name"]
+    return f"{fields['model name']} (family {fields['cpu family']}, model {fields.get('model', '?')})"
+
+
 def machine(device: torch.device) -> dict:
     """Where the numbers were taken: platform, CPU, threads, torch version, device."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    info = {"platform": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count(),
+    info = {"platform": platform.platform(), "cpu": cpu_name(), "cpu_count": os.cpu_count(),
             "torch_threads": torch.get_num_threads(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
             "python": platform.python_version(), "torch": torch.__version__, "vaetool": vaetool.__version__,
             "device": str(device)}

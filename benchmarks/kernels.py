@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 
 import torch
 import torch.nn.functional as F
+
+from inference_speed import cpu_name
 
 
 def pairs() -> list[tuple[str, str, object, str, object]]:
@@ -72,18 +73,6 @@ def pairs() -> list[tuple[str, str, object, str, object]]:
     ]
 
 
-def cpu() -> str:
-    """The CPU's name and family: which kernels are fast differs between CPU generations."""
-    fields = {}
-    try:
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            key, _, value = line.partition(":")
-            fields.setdefault(key.strip(), value.strip())
-    except OSError:
-        return platform.processor() or platform.machine()
-    return f"{fields.get('model name', '?')} (family {fields.get('cpu family', '?')}, model {fields.get('model', '?')})"
-
-
 def timed(call, rounds: int) -> float:
     for _ in range(10):
         call()
@@ -103,7 +92,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rows = []
-    print(f"torch {torch.__version__}, {cpu()}, {args.threads} thread(s), median of {args.rounds} rounds of 50 calls")
+    print(f"torch {torch.__version__}, {cpu_name()}, {args.threads} thread(s), median of {args.rounds} rounds of 50 calls")
     print("| what | usual spelling | µs | vaetool's | µs | ratio |")
     print("| --- | --- | --- | --- | --- | --- |")
     for what, usual, usual_call, ours, ours_call in pairs():
@@ -115,7 +104,7 @@ def main() -> None:
         usual_us, ours_us = statistics.median(a), statistics.median(b)
         rows.append({"what": what, "usual": usual, "usual_us": usual_us, "vaetool": ours, "vaetool_us": ours_us})
         print(f"| {what} | `{usual}` | {usual_us:.0f} | {ours} | {ours_us:.0f} | {usual_us / ours_us:.1f}× |")
-    print(json.dumps({"threads": args.threads, "torch": torch.__version__, "cpu": cpu(), "rows": rows}))
+    print(json.dumps({"threads": args.threads, "torch": torch.__version__, "cpu": cpu_name(), "rows": rows}))
 
 
 if __name__ == "__main__":

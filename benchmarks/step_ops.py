@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""The textbook MLP's hand-written step, its matrix products and Adam's updates timed inside the step
+and alone: what the same kernel costs between the others, against what a loop of it alone says.
+
+Runs :class:`vaetool.fused.FusedStep` — the step ``vaetool train`` takes for the 784-400-20 MLP on
+the CPU, Adam's update inside it — for ``--steps`` steps of random MNIST-shaped batches, with every
+call of ``vaetool.gemm.linear`` and of the per-layer Adam update timed where it happens (wrapped
+from outside; the step's code is not changed). Then each product is timed alone, back to back, on
+operands of the same shapes and layouts (a transposed view stays a transposed view). The rest of
+the step — the latent, the Bernoulli, the activations' and biases' gradients, the transposed copies
+— is the step's time less those.
+
+    python benchmarks/step_ops.py
+    python benchmarks/step_ops.py --threads 1 --batch-size 64   # half the batch on one core
+
+Prints a table (median µs per step) and, last, one JSON line.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections import defaultdict
+
+import torch
+
+
+def describe(x, weight, bias, activation) -> str:
+    def operand(t):
+        transposed = t.dim() == 2 and t.stride(0) == 1 and t.shape[1] > 1
+        return f"{t.shape[0]}×{t.shape[1]}{'ᵀ-view' if transposed else ''}"
+    return f"{operand(x)} · ({operand(weight)})ᵀ" + (" + b" if bias is not None else "") + \
+        (f", {activation}" if activation != "none" else "")
+
+
+def alike(t: torch.Tensor) -> torch.Tensor:
+    """A random tensor of ``t``'s shape and layout (a transposed view stays one)."""
+    if t.dim() == 2 and t.stride(0) == 1 and t.shape[1] > 1:
+        return torch.randn(t.shape[1], t.shape[0]).t()
+    return torch.randn(t.shape)
+
+
+def alone_us(fn, calls: int = 200) -> float:
+    for _ in range(20):
+        fn()
+    times = []
+    for _ in range(calls):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return 1e6 * statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--threads", type=int, help="torch's threads (default: torch's own choice)")
+    parser.add_argument("--batch-size", type=int, default=128)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    import vaetool
+    from vaetool import allocator, fused, gemm, training
+    from vaetool.objectives.elbo import ELBO
+
+    allocator.reuse_freed_memory()  # as CPU training does
+    torch.manual_seed(0)
+    model = vaetool.create("mlp", "bernoulli", latent_dim=20, architecture_options={"hidden": [400]})
+    optimizer, objective = training.adam(model, 1e-3), ELBO()
+    step = fused.FusedStep(model, objective, optimizer)
+
+    timings: dict[str, list[float]] = defaultdict(list)  # µs of each call, in order
+    operands: dict[str, tuple] = {}
+    linear, update = gemm.linear, fused._AdamUpdate.__call__
+
+    def timed_linear(x, weight, bias=None, activation="none"):
+        started = time.perf_counter()
+        out = linear(x, weight, bias, activation)
+        key = describe(x, weight, bias, activation)
+        timings[key].append(1e6 * (time.perf_counter() - started))
+        operands.setdefault(key, (x, weight, bias, activation))
+        return out
+
+    def timed_update(self, layer):
+        started = time.perf_counter()
+        update(self, layer)
+        timings[f"Adam's update, {layer.out_features}×{layer.in_features} layer"].append(
+            1e6 * (time.perf_counter() - started))
+
+    gemm.linear, fused._AdamUpdate.__call__ = timed_linear, timed_update
+    data = (torch.rand(60_000, 784) * 255).to(torch.uint8)
+    generator = torch.Generator().manual_seed(1)
+    steps = []
+    for i in range(args.steps + 50):
+        rows = torch.randint(0, len(data), (args.batch_size,), generator=generator)
+        x = torch.index_select(data, 0, rows).float().div_(255)
+        started = time.perf_counter()
+        step(x, 0.0)
+        if not step.stepped:  # the first step: Adam makes its moments
+            optimizer.step()
+        steps.append(1e6 * (time.perf_counter() - started))
+    gemm.linear, fused._AdamUpdate.__call__ = linear, update
+
+    warm = 50
+    per_step = {key: statistics.median(t[warm * len(t) // len(steps):]) * len(t) / len(steps)
+                for key, t in timings.items()}
+    step_us = statistics.median(steps[warm:])
+    rows = []
+    for key, us in per_step.items():
+        row = {"op": key, "in_step_us": us}
+        if key in operands:
+            x, weight, bias, activation = operands[key]
+            x, weight, bias = alike(x), alike(weight), (torch.randn(bias.shape) if bias is not None else None)
+            row["alone_us"] = alone_us(lambda: linear(x, weight, bias, activation))
+        rows.append(row)
+    products = sum(r["in_step_us"] for r in rows if "alone_us" in r)
+    adam = sum(r["in_step_us"] for r in rows if "alone_us" not in r)
+    print(f"{torch.get_num_threads()} thread(s), torch {torch.__version__}, median of {args.steps} steps "
+          f"of {args.batch_size}: "
+          f"step {step_us:.0f} µs")
+    print("| op | µs in the step | µs alone | in the step / alone |")
+    print("| --- | --- | --- | --- |")
+    for r in rows:
+        alone = f"{r['alone_us']:.0f} | {r['in_step_us'] / r['alone_us']:.2f}" if "alone_us" in r else "— | —"
+        print(f"| {r['op']} | {r['in_step_us']:.0f} | {alone} |")
+    alone_total = sum(r["alone_us"] for r in rows if "alone_us" in r)
+    print(f"| all products | {products:.0f} | {alone_total:.0f} | {products / alone_total:.2f} |")
+    print(f"| Adam's updates | {adam:.0f} | | |")
+    rest = step_us - products - adam
+    print(f"| the rest (latent, Bernoulli, activations' and biases' gradients, copies) | {rest:.0f} | | |")
+    print(json.dumps({"threads": torch.get_num_threads(), "batch_size": args.batch_size, "torch": torch.__version__,
+                      "step_us": step_us,
+                      "rows": rows, "products_us": products, "products_alone_us": alone_total, "adam_us": adam}))
+
+
+if __name__ == "__main__":
+    main()

@@ -36,6 +36,8 @@ from torch import Tensor, nn
 
 from vaetool import gemm
 
+from step_ops import alone_us
+
 
 def patches(image: Tensor, rows: int, cols: int) -> Tensor:
     """Every 4×4 stride-2 patch of ``image`` (B, C, H, W) padded by 1: (B · rows · cols, 16 C)."""
@@ -69,6 +71,11 @@ def unmatrix(columns: Tensor, weight_shape: torch.Size) -> Tensor:
     return columns.view(n, 2, 2, 2, 2, c).permute(0, 5, 1, 3, 2, 4).reshape(weight_shape)
 
 
+def channels_last(matrix_rows: Tensor, b: int, rows: int, cols: int) -> Tensor:
+    """A (B · rows · cols, C) matrix as the channels-last (B, C, rows, cols) tensor it is."""
+    return matrix_rows.view(b, rows, cols, -1).permute(0, 3, 1, 2)
+
+
 def rows_major(feature_map: Tensor) -> Tensor:
     """(B, C, H, W) as (B · H · W, C): free for a channels-last tensor."""
     b, c, h, w = feature_map.shape
@@ -85,7 +92,7 @@ class _PatchConv(torch.autograd.Function):
         columns, kernel = patches(x, rows, cols), matrix(weight)
         ctx.save_for_backward(columns, kernel)
         ctx.dims, ctx.weight_shape = (b, c, rows, cols, h, w), weight.shape
-        return gemm.linear(columns, kernel, bias).view(b, rows, cols, -1).permute(0, 3, 1, 2)
+        return channels_last(gemm.linear(columns, kernel, bias), b, rows, cols)
 
     @staticmethod
     def backward(ctx, grad):
@@ -114,7 +121,7 @@ class _PatchConvTranspose(torch.autograd.Function):
         x_rows, kernel = ctx.saved_tensors
         b, c, rows, cols = ctx.dims
         columns = patches(grad, rows, cols)
-        grad_x = gemm.linear(columns, kernel).view(b, rows, cols, -1).permute(0, 3, 1, 2)
+        grad_x = channels_last(gemm.linear(columns, kernel), b, rows, cols)
         return grad_x, unmatrix(x_rows.t() @ columns, ctx.weight_shape), grad.sum((0, 2, 3)), None
 
 
@@ -161,23 +168,12 @@ def subpixel_rows(net) -> list[dict]:
             forward().backward(grad)
 
         rows.append({"layer": f"ConvTranspose2d({layer.in_channels}, {layer.out_channels})",
-                     "nn_us": median_us(lambda: run(lambda: layer(x))),
-                     "subpixel_us": median_us(lambda: run(lambda: subpixel(x, layer.weight, layer.bias,
-                                                                             layer.output_padding))),
+                     "nn_us": alone_us(lambda: run(lambda: layer(x)), calls=30),
+                     "subpixel_us": alone_us(lambda: run(lambda: subpixel(x, layer.weight, layer.bias,
+                                                                             layer.output_padding)), calls=30),
                      "largest_relative_difference": difference})
         size = out.shape[2:]
     return rows
-
-
-def median_us(fn, calls: int = 30) -> float:
-    for _ in range(5):
-        fn()
-    times = []
-    for _ in range(calls):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return 1e6 * statistics.median(times)
 
 
 def layer_rows(net) -> list[dict]:
@@ -194,15 +190,16 @@ def layer_rows(net) -> list[dict]:
         for label, module in (("nn", layer), ("patches", patch)):
             module.zero_grad(set_to_none=True)
             x.grad = None
-            module(x).backward(grad)
-            results[label] = (module(x).detach(), module.weight.grad.clone(), x.grad)
+            out = module(x)
+            out.backward(grad)
+            results[label] = (out.detach(), module.weight.grad.clone(), x.grad)
 
             def step(module=module):
                 module.zero_grad(set_to_none=True)
                 x.grad = None
                 module(x).backward(grad)
 
-            results[label + "_us"] = median_us(step)
+            results[label + "_us"] = alone_us(step, calls=30)
         error = max(((a - b).abs().max() / a.abs().max()).item()
                     for a, b in zip(results["nn"], results["patches"]) if a is not None)
         rows.append({"layer": name, "nn_us": results["nn_us"], "patches_us": results["patches_us"],

@@ -26,22 +26,27 @@ from collections import defaultdict
 import torch
 
 
+def transposed(t: torch.Tensor) -> bool:
+    """Whether ``t`` is the transposed view of a contiguous matrix."""
+    return t.dim() == 2 and t.stride(0) == 1 and t.shape[1] > 1
+
+
 def describe(x, weight, bias, activation) -> str:
     def operand(t):
-        transposed = t.dim() == 2 and t.stride(0) == 1 and t.shape[1] > 1
-        return f"{t.shape[0]}×{t.shape[1]}{'ᵀ-view' if transposed else ''}"
+        return f"{t.shape[0]}×{t.shape[1]}{'ᵀ-view' if transposed(t) else ''}"
     return f"{operand(x)} · ({operand(weight)})ᵀ" + (" + b" if bias is not None else "") + \
         (f", {activation}" if activation != "none" else "")
 
 
 def alike(t: torch.Tensor) -> torch.Tensor:
     """A random tensor of ``t``'s shape and layout (a transposed view stays one)."""
-    if t.dim() == 2 and t.stride(0) == 1 and t.shape[1] > 1:
+    if transposed(t):
         return torch.randn(t.shape[1], t.shape[0]).t()
     return torch.randn(t.shape)
 
 
 def alone_us(fn, calls: int = 200) -> float:
+    """The median µs of ``calls`` calls of ``fn`` back to back, after 20 to warm up."""
     for _ in range(20):
         fn()
     times = []

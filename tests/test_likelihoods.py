@@ -10,6 +10,7 @@ from torch import distributions as D
 
 from vaetool import registry
 from vaetool.errors import VaetoolError
+from vaetool.likelihoods import bernoulli
 from vaetool.likelihoods.continuous_bernoulli import log_normalizer
 
 # Every registered likelihood with its defaults, plus the built-ins' other modes.
@@ -140,6 +141,19 @@ def test_bernoulli_log_prob_and_its_gradient_match_the_cross_entropy_on_grey_lev
     (ours_grad,) = torch.autograd.grad((weights * ours).sum(), logits)
     (expected_grad,) = torch.autograd.grad((weights * expected).sum(), logits)
     torch.testing.assert_close(ours_grad, expected_grad)
+
+
+@pytest.mark.parametrize("pixels", [112, 784, 2 * 112 + 5, 12_288])
+def test_bernoulli_log_prob_over_many_pixels_is_the_cross_entropy_from_its_products_of_factors(pixels):
+    # log max(σ, 1 − σ) is summed as the logarithm of products of 112 factors, with a shorter last
+    # product where the pixels do not divide; all factors at ½ (zero logits) is the smallest product.
+    generator = torch.Generator().manual_seed(2)
+    for logits in (8 * torch.randn(4, pixels, generator=generator), torch.zeros(4, pixels)):
+        x = torch.rand(logits.shape, generator=generator)
+        ours, mean = bernoulli.log_prob_and_mean(x, logits)
+        expected = -F.binary_cross_entropy_with_logits(logits.double(), x.double(), reduction="none").sum(1)
+        torch.testing.assert_close(ours.double(), expected, rtol=2e-6, atol=1e-4)
+        assert torch.equal(mean, torch.sigmoid(logits))
 
 
 def test_bernoulli_log_prob_has_first_and_second_derivatives_in_both_arguments():

@@ -103,6 +103,11 @@ def log_prob(x: Tensor, logits: Tensor) -> Tensor:
     return _BernoulliLogProb.apply(logits, x.to(logits.dtype))
 
 
+# 112 factors of max(σ, 1 − σ) ∈ [½, 1] multiply to at least 2⁻¹¹², above float32's smallest normal number
+# (2⁻¹²⁶), so their product neither underflows nor loses precision to subnormals; 784 = 7 · 112.
+_FACTORS = 112
+
+
 def log_prob_and_mean(x: Tensor, logits: Tensor) -> tuple[Tensor, Tensor]:
     """:func:`log_prob` per example and σ(logits), the Bernoulli's mean, without autograd.
 
@@ -111,12 +116,20 @@ def log_prob_and_mean(x: Tensor, logits: Tensor) -> tuple[Tensor, Tensor]:
     so the log-probability is as exact as ``binary_cross_entropy_with_logits``'s, and for logits
     far into either tail too. ``exp``, ``log`` and ``log1p`` cost each 2–4 times ``sigmoid`` on
     the CPUs measured (and ``log1p`` on one of them 20 times, docs/benchmarks.md); this form has one
-    ``sigmoid`` and one ``log``, and the sigmoid is the gradient's.
+    ``sigmoid``, and its logarithms are taken of products of :data:`_FACTORS` of those numbers
+    (Σ log m = log Π m), one logarithm per 112 pixels: the product is a pass as cheap as a sum, where
+    a logarithm per pixel took three times as long. Each product carries a relative rounding error
+    of about √112 · 6e-8, some 1e-6 nats in an MNIST image's log-probability of about −100.
     """
     mean = torch.sigmoid(logits)
-    larger = torch.maximum(mean, 1.0 - mean).log_()  # log σ(|l|) = −log(1 + exp(−|l|))
-    flat = logits.flatten(1)
-    values = (x.flatten(1) * flat).sum(1).sub_(flat.clamp(min=0).sum(1)).add_(larger.flatten(1).sum(1))
+    flat, larger = logits.flatten(1), torch.maximum(mean, 1.0 - mean).flatten(1)  # σ(|l|) = 1 / (1 + exp(−|l|))
+    pixels = flat.shape[1]
+    whole = pixels - pixels % _FACTORS
+    values = (x.flatten(1) * flat).sum(1).sub_(flat.clamp(min=0).sum(1))
+    if whole:
+        values.add_(larger[:, :whole].reshape(len(flat), -1, _FACTORS).prod(2).log_().sum(1))
+    if whole < pixels:
+        values.add_(larger[:, whole:].prod(1).log_())
     return values, mean
 
 

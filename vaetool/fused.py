@@ -150,17 +150,21 @@ class _AdamUpdate:
         (group,), state = self.optimizer.param_groups, self.optimizer.state
         return isinstance(group["lr"], float) and all("exp_avg" in state.get(p, ()) for p in group["params"])
 
+    def begin(self) -> None:
+        """Count this step in every parameter's state, in one call for all of them (as ``step()`` does)."""
+        (group,), state = self.optimizer.param_groups, self.optimizer.state
+        torch._foreach_add_([state[p]["step"] for p in group["params"]], 1)
+
     def __call__(self, linear: nn.Linear) -> None:
+        """Step one layer's weight and bias, once :meth:`begin` has counted the step."""
         (group,), state = self.optimizer.param_groups, self.optimizer.state
         params = [linear.weight, linear.bias]
         states = [state[p] for p in params]
-        steps = [s["step"] for s in states]
-        torch._foreach_add_(steps, 1)
         beta1, beta2 = group["betas"]
         torch._fused_adam_(params, [p.grad for p in params], [s["exp_avg"] for s in states],
-                           [s["exp_avg_sq"] for s in states], [], steps, lr=group["lr"], beta1=beta1,
-                           beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"], amsgrad=False,
-                           maximize=False, grad_scale=None, found_inf=None)
+                           [s["exp_avg_sq"] for s in states], [], [s["step"] for s in states], lr=group["lr"],
+                           beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"], eps=group["eps"],
+                           amsgrad=False, maximize=False, grad_scale=None, found_inf=None)
 
 
 class FusedStep:
@@ -190,6 +194,8 @@ class FusedStep:
     def __call__(self, x: Tensor, epochs_done: float) -> ELBOTerms:
         model, L = self.model, self.latent_dim
         update = self.update if self.update is not None and self.update.ready() else None
+        if update is not None:
+            update.begin()
         # As VAE.elbo: the likelihood's target (a binarization draws here), which the encoder sees too.
         target = model.likelihood.target(x).flatten(1)
         out, encoded = _forward(self.encoder, target)

@@ -38,6 +38,7 @@ def pairs() -> list[tuple[str, str, object, str, object]]:
     tanh = torch.tanh(torch.randn(128, 400, generator=generator))
     grad = torch.randn(128, 400, generator=generator)
     tails = logits.abs().neg_().exp_()  # exp(−|l|), in (0, 1]: what log1p is given in a cross-entropy
+    larger = torch.sigmoid(logits.abs())  # max(σ(l), 1 − σ(l)), in [½, 1]: what the Bernoulli takes logarithms of
 
     def bce_backward():
         F.binary_cross_entropy_with_logits(leaf, x, reduction="none").sum().backward()
@@ -57,7 +58,7 @@ def pairs() -> list[tuple[str, str, object, str, object]]:
         product(20, 200, 200),  # its hidden layer: below gemm.MIN_MULTIPLY_ADDS, so torch's own
         ("Bernoulli log p(x|z), forward", "binary_cross_entropy_with_logits",
          lambda: F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1),
-         "x·l − relu(l) + log max(σ(l), 1 − σ(l))", lambda: log_prob(x, logits)),
+         "x·l − relu(l) + log Π max(σ(l), 1 − σ(l)) per 112 pixels", lambda: log_prob(x, logits)),
         ("Bernoulli log p(x|z) and σ(l), the hand-written step's gradient", "the cross-entropy, then sigmoid",
          lambda: (F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1),
                   torch.sigmoid(logits)),
@@ -66,6 +67,8 @@ def pairs() -> list[tuple[str, str, object, str, object]]:
          "the same, its backward x − σ(l)", ours_backward),
         ("one function of 128×784 values in (0, 1]", "log1p", lambda: torch.log1p(tails), "log(1 + x)",
          lambda: torch.log(tails + 1)),
+        ("Σ log of 128×784 values in [½, 1], per image", "log(m).sum(1)", lambda: larger.log().sum(1),
+         "log of products of 112, summed", lambda: larger.view(128, 7, 112).prod(2).log_().sum(1)),
         ("ReLU's backward, 128×400", "masked_fill_(out <= 0, 0)", lambda: grad.clone().masked_fill_(hidden <= 0, 0.0),
          "aten threshold_backward", lambda: torch.ops.aten.threshold_backward(grad, hidden, 0.0)),
         ("tanh's backward, 128×400", "grad · (1 − out²)", lambda: grad.mul(1.0 - tanh * tanh),

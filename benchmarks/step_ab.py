@@ -64,6 +64,11 @@ def main() -> None:
     data = (torch.rand(60_000, 784) * 255).to(torch.uint8)
     generator = torch.Generator().manual_seed(1)
 
+    def batch() -> torch.Tensor:
+        """128 random rows, as the trainer gathers and casts them."""
+        rows = torch.randint(0, len(data), (128,), generator=generator)
+        return torch.index_select(data, 0, rows).float().div_(255)
+
     def timed(pair, x) -> float:
         step, optimizer = pair
         started = time.perf_counter()
@@ -73,13 +78,13 @@ def main() -> None:
         return time.perf_counter() - started
 
     for _ in range(20):  # warm-up, both
-        x = torch.index_select(data, 0, torch.randint(0, len(data), (128,), generator=generator)).float().div_(255)
+        x = batch()
         timed(ours, x), timed(theirs, x)
     rounds = []
     for r in range(args.rounds):
         mine, other_times = [], []
         for i in range(args.steps):
-            x = torch.index_select(data, 0, torch.randint(0, len(data), (128,), generator=generator)).float().div_(255)
+            x = batch()
             if (i + r) % 2:
                 mine.append(timed(ours, x))
                 other_times.append(timed(theirs, x))

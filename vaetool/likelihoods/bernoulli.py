@@ -123,14 +123,19 @@ def log_prob_and_mean(x: Tensor, logits: Tensor) -> tuple[Tensor, Tensor]:
     """
     mean = torch.sigmoid(logits)
     flat, larger = logits.flatten(1), torch.maximum(mean, 1.0 - mean).flatten(1)  # σ(|l|) = 1 / (1 + exp(−|l|))
-    pixels = flat.shape[1]
-    whole = pixels - pixels % _FACTORS
     values = (x.flatten(1) * flat).sum(1).sub_(flat.clamp(min=0).sum(1))
-    if whole:
-        values.add_(larger[:, :whole].reshape(len(flat), -1, _FACTORS).prod(2).log_().sum(1))
-    if whole < pixels:
-        values.add_(larger[:, whole:].prod(1).log_())
-    return values, mean
+    return values.add_(sum_of_logs(larger)), mean
+
+
+def sum_of_logs(m: Tensor) -> Tensor:
+    """Σ log m over each row of ``m`` ``(N, D)``, for values in [½, 1]: the logarithms of products of
+    :data:`_FACTORS` of them, and of the shorter last product where D does not divide."""
+    pixels = m.shape[1]
+    whole = pixels - pixels % _FACTORS
+    if not whole:  # fewer than 112 (or no pixels: a product of none is 1)
+        return m.prod(1).log_()
+    total = m[:, :whole].reshape(len(m), -1, _FACTORS).prod(2).log_().sum(1)
+    return total.add_(m[:, whole:].prod(1).log_()) if whole < pixels else total
 
 
 class _BernoulliLogProb(torch.autograd.Function):

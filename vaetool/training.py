@@ -352,8 +352,7 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
             order = torch.randperm(n, generator=shuffle)
             # Running sums of (loss, reconstruction, KL), kept on the device; the number of examples
             # they cover follows from the step, so nothing else crosses from the host each step.
-            totals = _RunningSums(torch.tensor(sums, device=device) if sums is not None else torch.zeros(3, device=device),
-                                  lambda terms, weight, at: with_latent_loss(objective.loss(terms.weighted(weight), at), terms))
+            totals = torch.tensor(sums, device=device) if sums is not None else torch.zeros(3, device=device)
             sums, stop = None, False
             progress.epoch_start(epoch, config.epochs, steps, first_step)
             model.train()
@@ -361,7 +360,7 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
             batches = data.epoch(order, config.batch_size, first_step, steps)
             for step in range(first_step, steps):
                 if stop or (interrupt.requested and not group.active):
-                    totals = group.sum(totals.value())  # every process is here: under torchrun they stop together
+                    totals = group.sum(totals)  # every process is here: under torchrun they stop together
                     if group.main:
                         _save_checkpoint(run_dir, model, optimizer, scaler, shuffle, epoch_shuffle_state, epoch, step,
                                          totals, metrics, objective)
@@ -387,13 +386,8 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
                 else:
                     with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
                         terms = network(x, y, noise, objective.samples)
-                weight = model.likelihood.training_weight(x)
-                if fused_step is not None and watch.start is not None:
-                    # The gradient is written; the loss is only reported, so it is taken with the sums' next read.
-                    totals.add_later(terms, weight, at, len(x))
-                else:
-                    loss = totals.loss_of(terms, weight, at)
-                    totals.add(loss, terms, len(x))
+                # What the latent kind adds to every objective (VQ's codebook and commitment terms) comes on top.
+                loss = with_latent_loss(objective.loss(terms.weighted(model.likelihood.training_weight(x)), at), terms)
                 if watch.start is None:  # the run's one extra host sync: the loss divergence is measured from
                     first = group.sum(torch.stack([loss.detach() * len(x), loss.new_tensor(float(len(x)))])).tolist()
                     watch.begin(first[0] / first[1])
@@ -407,6 +401,8 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
                     scaler.step(optimizer)
                 scaler.update()
                 objective.after_step(terms)
+                with torch.no_grad():
+                    totals += torch.stack([loss.detach() * len(x), *(t.detach() for t in terms.sums())])
                 last = step == steps - 1
                 if group.active:
                     refresh = last or (step + 1) % refresh_every == 0
@@ -417,7 +413,7 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
                     # The one host sync per refresh; with several processes also the one exchange,
                     # carrying whether any of them was asked to stop.
                     flag = torch.tensor([float(interrupt.requested)], device=device)
-                    *reduced, stops = group.sum(torch.cat([totals.value(), flag])).tolist()
+                    *reduced, stops = group.sum(torch.cat([totals, flag])).tolist()
                     loss_sum, rec_sum, kl_sum = reduced
                     stop = stops > 0
                     count = min((step + 1) * config.batch_size, n)
@@ -428,7 +424,7 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
             train_seconds = time.perf_counter() - started
             if not all(bool(p.isfinite().all()) for p in model.parameters()):
                 _diverged(run_dir, epoch, steps - 1, metrics)
-            loss_sum, rec_sum, kl_sum = group.sum(totals.value()).tolist()
+            loss_sum, rec_sum, kl_sum = group.sum(totals).tolist()
             line = {"epoch": epoch + 1, "train_loss": loss_sum / n, "train_elbo": (rec_sum - kl_sum) / n,
                     "train_rec": rec_sum / n, "train_kl": kl_sum / n, **objective.schedule(epoch + 1)}
             if not schedule.constant:  # the rate of the epoch's last step, what the optimiser holds now;
@@ -461,35 +457,6 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
                 metrics.append(line)
             group.barrier()
     return RunResult(run_dir, "finished", metrics, epoch, 0)
-
-
-class _RunningSums:
-    """An epoch's running sums of (loss × examples, log p(x|z), KL), kept on the device.
-
-    ``loss_of(terms, weight, at)`` is the training loss of a step's terms (the objective's, with what the
-    latent kind adds). A step's loss and sums are a dozen kernels on a few hundred numbers; right after
-    the hand-written step, whose products have emptied the caches, they took 85 µs a step, and 34 µs
-    when the same kernels of many steps ran back to back (docs/benchmarks.md). So a step whose loss is
-    only reported — the hand-written step has written its gradient — hands its terms to :meth:`add_later`,
-    and :meth:`value`, at the next refresh or the epoch's end, adds them all in order: the same sums.
-    """
-
-    def __init__(self, start: torch.Tensor, loss_of):
-        self.totals, self.loss_of, self.kept = start, loss_of, []
-
-    @torch.no_grad()
-    def add(self, loss: torch.Tensor, terms, examples: int) -> None:
-        self.totals += torch.stack([loss.detach() * examples, *(t.detach() for t in terms.sums())])
-
-    def add_later(self, terms, weight: float, at: float, examples: int) -> None:
-        self.kept.append((terms, weight, at, examples))
-
-    def value(self) -> torch.Tensor:
-        """The sums over every step added so far."""
-        for terms, weight, at, examples in self.kept:
-            self.add(self.loss_of(terms, weight, at), terms, examples)
-        self.kept.clear()
-        return self.totals
 
 
 class _Resident:

@@ -24,10 +24,11 @@ import copy
 import importlib.util
 import json
 import statistics
-import time
 from pathlib import Path
 
 import torch
+
+from step_ops import random_batches, timed_step
 
 
 def load(name: str, path: Path):
@@ -61,36 +62,22 @@ def main() -> None:
     ours_opt, theirs_opt = training.adam(model, 1e-3), training.adam(theirs_model, 1e-3)
     ours = (fused.FusedStep(model, ELBO(), ours_opt), ours_opt)
     theirs = (other.FusedStep(theirs_model, ELBO(), theirs_opt), theirs_opt)
-    data = (torch.rand(60_000, 784) * 255).to(torch.uint8)
-    generator = torch.Generator().manual_seed(1)
-
-    def batch() -> torch.Tensor:
-        """128 random rows, as the trainer gathers and casts them."""
-        rows = torch.randint(0, len(data), (128,), generator=generator)
-        return torch.index_select(data, 0, rows).float().div_(255)
-
-    def timed(pair, x) -> float:
-        step, optimizer = pair
-        started = time.perf_counter()
-        step(x, 0.0)
-        if not step.stepped:  # the first step: Adam makes its moments
-            optimizer.step()
-        return time.perf_counter() - started
+    batches = random_batches()
 
     for _ in range(20):  # warm-up, both
-        x = batch()
-        timed(ours, x), timed(theirs, x)
+        x = next(batches)
+        timed_step(*ours, x), timed_step(*theirs, x)
     rounds = []
     for r in range(args.rounds):
         mine, other_times = [], []
         for i in range(args.steps):
-            x = batch()
+            x = next(batches)
             if (i + r) % 2:
-                mine.append(timed(ours, x))
-                other_times.append(timed(theirs, x))
+                mine.append(timed_step(*ours, x))
+                other_times.append(timed_step(*theirs, x))
             else:
-                other_times.append(timed(theirs, x))
-                mine.append(timed(ours, x))
+                other_times.append(timed_step(*theirs, x))
+                mine.append(timed_step(*ours, x))
         a, b = 1e6 * statistics.median(other_times), 1e6 * statistics.median(mine)
         rounds.append({"against_us": a, "this_us": b, "ratio": a / b})
         print(f"round {r + 1}: {args.against} {a:.0f} µs, this checkout {b:.0f} µs, ratio {a / b:.3f}", flush=True)

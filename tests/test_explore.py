@@ -7,6 +7,7 @@ answer is checked against what the library computes for the same input.
 from __future__ import annotations
 
 import base64
+import http.client
 import io
 import json
 import os
@@ -293,7 +294,13 @@ def test_a_discrete_latent_gets_a_sentence_instead_of_sliders(tmp_path, model):
         odd.config["latent"] = "vq"
     with TestClient(web.create_app(Explorer(odd, tmp_path / "m.safetensors"))) as client:
         info = client.get("/api/model").json()
+        # The page sends no z to such a model; a client that does gets the same sentence, not a 500.
+        answers = [client.post("/api/decode", json={"z": [0.0] * 4}),
+                   client.post("/api/interpolate", json={"from": {"z": [0.0] * 4}, "to": {"z": [1.0] * 4}}),
+                   client.post("/api/encode", content=square_png())]
     assert "discrete codes" in info["discrete"] and dict(info["card"])["latent"].startswith("4-D, vq")
+    for answer in answers:
+        assert answer.status_code == 400 and "discrete codes" in answer.json()["error"], answer.text
 
 
 # -- the command -----------------------------------------------------------------------------------
@@ -363,6 +370,12 @@ def test_the_command_serves_over_http_and_ctrl_c_stops_it_cleanly(run_dir, tmp_p
             info = json.load(answer)
         # This process knows no tiny-squares dataset: the sliders work, the map says why it is missing.
         assert info["latent_dim"] == 4 and "cannot be read here" in info["map"]
+        # A page elsewhere that points a name of its own at 127.0.0.1 (DNS rebinding) is not served.
+        host, port = url.split("//")[1].rstrip("/").split(":")
+        connection = http.client.HTTPConnection(host, int(port), timeout=30)
+        connection.request("GET", "/api/model", headers={"Host": f"attacker.example:{port}"})
+        assert connection.getresponse().status == 400
+        connection.close()
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=30)
     finally:

@@ -572,3 +572,88 @@ def test_plugins_check_lists_a_plugin_that_cannot_run_as_unusable(exploding):
     for usable in ("mlp", "conv", "cvae", "linear", "bernoulli", "gaussian", "logistic", "standard-normal",
                    "elbo", "iwae", "factorvae"):
         assert "unusable" not in rows[usable], rows[usable]
+
+
+# -- what a model-using command is given ---------------------------------------------------------------
+
+def test_weights_that_overflow_float32_are_refused_unless_allowed(saved, tmp_path):
+    def scale_up(tensors):  # every weight finite, their products past float32's largest number
+        for t in tensors.values():
+            t.mul_(1e30)
+
+    target = rewrite(saved, tmp_path / "huge.safetensors", edit_tensors=scale_up)
+    with pytest.raises(VaetoolError, match="overflow float32.*--allow-nonfinite"):
+        vaetool.load(target)
+    vaetool.load(target, allow_nonfinite=True)
+    images_dir = tmp_path / "pics"
+    make_images(images_dir, 2, size=8)
+    for command in (["encode", images_dir, "-o", tmp_path / "z.json"], ["sample", "-o", tmp_path / "s.png"],
+                    ["interpolate", images_dir / "0.png", images_dir / "1.png", "-o", tmp_path / "i.gif"]):
+        assert_clean_error(invoke(*command, "--model", target, "--device", "cpu"), "overflow float32")
+    assert not list(tmp_path.glob("[zsi].*"))
+    # Let through, encode still writes no NaN into a latent file (JSON has no NaN).
+    result = invoke("encode", images_dir, "-o", tmp_path / "z.json", "--model", target, "--device", "cpu",
+                    "--allow-nonfinite")
+    assert_clean_error(result, "not finite numbers")
+    assert not (tmp_path / "z.json").exists()
+
+
+@pytest.mark.parametrize("command", ["sample", "traverse", "interpolate", "decode"])
+@pytest.mark.parametrize("fps", ["-1", "nan", "0", "1e-9", "1000"])
+def test_a_gif_frame_rate_out_of_range_is_one_sentence(saved, tmp_path, command, fps):
+    images_dir = tmp_path / "pics"
+    make_images(images_dir, 2, size=8)
+    given = {"sample": [], "traverse": [], "interpolate": [images_dir / "0.png", images_dir / "1.png"],
+             "decode": ["--z", "0,0,0"]}[command]
+    result = invoke(command, *given, "--fps", fps, "-o", tmp_path / "out.gif", "--model", saved, "--device", "cpu")
+    assert_clean_error(result, "--fps", "0.01 to 50")
+    assert result.exit_code == 2
+    assert not (tmp_path / "out.gif").exists()
+    ok(invoke(command, *given, "--fps", "0.5", "-o", tmp_path / "out.gif", "--model", saved, "--device", "cpu"))
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["sample", "--temperature", "inf"], "--temperature"),
+    (["traverse", "--range", "inf"], "--range"),
+    (["traverse", "--range", "1e300"], "--range"),
+    (["sample", "--seed", "99999999999999999999999"], "--seed"),
+    (["sample", "--seed", "-1"], "--seed"),
+])
+def test_numbers_past_what_the_command_can_use_are_refused(saved, tmp_path, args, fragment):
+    result = invoke(*args, "-o", tmp_path / "out.png", "--model", saved, "--device", "cpu")
+    assert result.exit_code == 2, result.output
+    assert fragment in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_train_refuses_a_seed_torch_cannot_take(tmp_path):
+    result = invoke("train", *TINY_SHAPES, *TINY_MODEL, "--seed", str(2 ** 64), "--runs-dir", tmp_path / "runs")
+    assert result.exit_code == 2 and "--seed" in result.output, result.output
+    assert not (tmp_path / "runs").exists()
+
+
+def test_an_output_that_is_one_of_the_inputs_is_refused_even_with_force(saved, tmp_path):
+    images_dir = tmp_path / "pics"
+    make_images(images_dir, 2, size=8)
+    first, second = images_dir / "0.png", images_dir / "1.png"
+    before = first.read_bytes()
+    assert_clean_error(invoke("interpolate", first, second, "-o", first, "--model", saved, "--device", "cpu"),
+                       "also an input")
+    assert_clean_error(invoke("traverse", first, "-o", first, "--model", saved, "--device", "cpu"), "also an input")
+    assert_clean_error(invoke("encode", first, second, "--plot", second, "--model", saved, "--device", "cpu"),
+                       "also an input")
+    ok(invoke("encode", first, "-o", tmp_path / "z.npy", "--model", saved, "--device", "cpu"))
+    z = (tmp_path / "z.npy").read_bytes()
+    assert_clean_error(invoke("decode", tmp_path / "z.npy", "-o", tmp_path / "z.npy", "--model", saved,
+                              "--device", "cpu"), "must end in")  # a latent file is no picture anyway
+    assert first.read_bytes() == before and (tmp_path / "z.npy").read_bytes() == z
+
+
+@pytest.mark.parametrize("count,method,fragment", [(1, "auto", "at least 2"), (2, "tsne", "at least 3")])
+def test_encode_plot_needs_enough_images_for_its_projection(saved, tmp_path, count, method, fragment):
+    images_dir = tmp_path / "pics"
+    make_images(images_dir, count, size=8)
+    result = invoke("encode", images_dir, "--plot", tmp_path / "p.png", "--method", method, "-o", tmp_path / "z.json",
+                    "--model", saved, "--device", "cpu")
+    assert_clean_error(result, fragment)
+    assert not (tmp_path / "p.png").exists() and not (tmp_path / "z.json").exists()

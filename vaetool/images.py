@@ -8,6 +8,9 @@ import numpy as np
 from vaetool.errors import VaetoolError
 from vaetool.io import atomic_write
 
+# GIF frame rates: a frame's delay is 2 to 65,535 hundredths of a second (shorter ones browsers slow down).
+MIN_FPS, MAX_FPS = 0.01, 50.0
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 # The most pixels vaetool draws into one picture, or into all the frames of one GIF: a 5,800-pixel
 # square, some 400 MB while it is composed.
@@ -152,6 +155,9 @@ def match_background(images, invert: bool | None = None, model_background: str |
 def gif_bytes(frames: list[np.ndarray], fps: float = 12.0) -> bytes:
     """The bytes of an animated GIF that loops forever, ``fps`` frames per second."""
     import imageio.v3 as iio
+
+    if not MIN_FPS <= fps <= MAX_FPS:
+        raise VaetoolError(f"The GIF's frame rate (--fps) must lie in {MIN_FPS:g} to {MAX_FPS:g} frames a second, not {fps:g}.")
 
     return iio.imwrite("<bytes>", np.stack(frames), extension=".gif", duration=1000.0 / fps, loop=0)
 

@@ -191,4 +191,25 @@ def load(path: str | Path, device: str = "cpu", *, allow_nonfinite: bool = False
         model.load_state_dict(tensors)
     except RuntimeError as exc:
         raise VaetoolError(f"The weights in {path} do not fit the model its header describes.") from exc
-    return model.to(device).eval()
+    model = model.to(device).eval()
+    if not allow_nonfinite:
+        _refuse_overflow(model, path)
+    return model
+
+
+def _refuse_overflow(model, path: Path) -> None:
+    """Refuse a model whose finite weights overflow float32 on the way through its encoder (weights
+    scaled up by a damaged or hostile file): every command would compute NaN from it and say nothing."""
+    import torch
+
+    try:
+        device = next(model.parameters()).device
+        x = torch.zeros(1, *model.input_shape, device=device)
+        y = torch.zeros(1, dtype=torch.long, device=device) if model.conditional else None
+        with torch.no_grad():
+            mean = model.encode(x, y).mean
+    except Exception:  # the probe looks for overflow only; whatever else fails, the command itself meets
+        return
+    if isinstance(mean, torch.Tensor) and not bool(torch.isfinite(mean).all()):
+        raise VaetoolError(f"The weights in {path} are finite but overflow float32: a blank image encodes to "
+                           "infinity or NaN. Pass --allow-nonfinite to load it anyway.")

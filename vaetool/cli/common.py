@@ -1,6 +1,7 @@
 """What every command shares: errors as one line on stderr with the right exit code, and option parsing."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -63,7 +64,8 @@ def describe(exc: BaseException, command: str) -> tuple[str, int]:
     if isinstance(exc, KeyboardInterrupt):
         return "Interrupted.", INTERRUPT_EXIT
     hint = f"run `vaetool --debug {command} ...` (or set {DEBUG_ENV}=1) to see the traceback."
-    if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
+    # torch says "out of memory" on GPUs and "can't allocate memory" for host memory.
+    if isinstance(exc, MemoryError) or any(s in str(exc).lower() for s in ("out of memory", "can't allocate memory")):
         return f"`vaetool {command}` ran out of memory; try smaller sizes or batches, or {hint}", RUNTIME_EXIT
     if isinstance(exc, OSError) and exc.strerror:
         where = f" ({exc.filename})" if exc.filename else ""
@@ -214,13 +216,18 @@ def write_pictures(frames, path, zoom: int | None, fps: float = 12.0, nrow: int 
         raise VaetoolError(f"Pictures are written as .png or .gif; {Path(path).name} is neither.")
 
 
-def check_output(path, allowed: tuple[str, ...], force: bool | None = None) -> None:
+def check_output(path, allowed: tuple[str, ...], force: bool | None = None, inputs=()) -> None:
     """Refuse, before any work is done, an output with another extension, one that would replace a
-    model or checkpoint, or (``force=False``) any existing file; ``None`` lets pictures be re-made."""
+    model or checkpoint, one of the command's ``inputs`` (even with ``force``), or (``force=False``)
+    any existing file; ``None`` lets pictures be re-made."""
     from pathlib import Path
 
     from vaetool import io
 
     if Path(path).suffix.lower() not in allowed:
         raise VaetoolError(f"{Path(path).name}: the output must end in {', '.join(allowed)}.")
+    for given in inputs or ():
+        with contextlib.suppress(OSError):  # one that does not exist is not the output, and is reported elsewhere
+            if os.path.samefile(path, given):
+                raise VaetoolError(f"{path} is also an input of this command; write the output to another file.")
     io.refuse_to_replace(path, force)

@@ -41,7 +41,7 @@ def decode(
     import numpy as np
     import torch
 
-    check_output(output, (".png", ".gif"))
+    check_output(output, (".png", ".gif"), inputs=[latents] if latents else ())
     if (latents is None) == (not z):
         raise VaetoolError("Give a latent file or --z values, not both or neither.")
     vae = open_model(model, runs_dir, device, allow_nonfinite, layer)

@@ -64,9 +64,9 @@ def encode(
     from vaetool import images, latentfile, metrics, plots
 
     if output is not None:
-        check_output(output, latentfile.SUFFIXES, force)
+        check_output(output, latentfile.SUFFIXES, force, inputs=inputs)
     if plot is not None:
-        check_output(plot, (".png",))
+        check_output(plot, (".png",), inputs=inputs)
     if bool(inputs) == bool(data):
         raise VaetoolError("Give image files or folders, or --data with a dataset name, but not both or neither.")
     if limit is not None and limit < 1:
@@ -99,11 +99,18 @@ def encode(
             continue
         means, log_vars = metrics.posterior_moments(vae, x, y if vae.conditional else None)
         mean, log_var = means.float().numpy(), log_vars.float().numpy()
+        if not (np.isfinite(mean).all() and (vae.autoencoder or np.isfinite(log_var).all())):
+            raise VaetoolError(f"{_model_name(vae)} encodes these images to values that are not finite numbers: "
+                               "its weights, finite as they are, overflow float32 on the way.")
         if vae.autoencoder:
             log_var = np.full_like(mean, np.nan)  # a deterministic encoder has no variance
         results.append((vae, latentfile.Latents(mean, log_var, labels, names), mean))
     if model is None and data:
         say_latest(results[0][0], None)
+    fewest = 3 if method.value == "tsne" else 2  # t-SNE's perplexity must stay below the count
+    if plot is not None and len(results[0][1].names) < fewest:
+        raise VaetoolError(f"--plot {'with --method tsne ' if fewest == 3 else ''}needs at least {fewest} images, "
+                           f"not {len(results[0][1].names)}.")
     if output is not None:
         written = results[0][1]
         latentfile.write(output, written)

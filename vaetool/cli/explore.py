@@ -22,6 +22,7 @@ def explore(
     browser: Annotated[bool, typer.Option("--browser/--no-browser", help="Open the page in a web browser.")] = True,
     threads: Annotated[int, typer.Option(help="CPU threads the model computes with; one image at a time decodes "
                                               "fastest on one.", rich_help_panel=options.MODEL_PANEL)] = 1,
+    allow_nonfinite: options.AllowNonfinite = False,
     data_dir: Annotated[Optional[Path], typer.Option(help="Where the model's dataset is stored, for the map of its "
                                                           "test codes. \\[default: $VAETOOL_DATA, else the user cache]")] = None,
 ) -> None:
@@ -40,6 +41,6 @@ def explore(
     if not 0 <= port <= 65535:
         raise VaetoolError(f"--port must be a port number from 0 to 65535, not {port}.")
     where = runs.find_model(model, runs.runs_root(runs_dir))
-    vae = io.load(where, devices.resolve(device))  # a missing plugin is reported here, before any port is taken
+    vae = io.load(where, devices.resolve(device), allow_nonfinite=allow_nonfinite)  # a missing plugin is reported here, before any port is taken
     server.serve(vae, where, host=host, port=port, open_browser=browser, data_dir=data_dir, threads=threads,
                  say=typer.echo, warn=lambda text: typer.echo(text, err=True))

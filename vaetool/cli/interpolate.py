@@ -60,7 +60,7 @@ def interpolate(
 
     from vaetool import images, latentfile, latents
 
-    check_output(output, (".gif", ".png"))
+    check_output(output, (".gif", ".png"), inputs=inputs)
     if data is not None and inputs:
         raise VaetoolError("Give image files, or --data with --label or --index, not both.")
     condition = condition_label(label, index) if data is None else None

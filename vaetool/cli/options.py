@@ -20,7 +20,9 @@ AllowNonfinite = Annotated[bool, typer.Option(
 Layer = Annotated[Optional[int], typer.Option(
     help="For a model with several stochastic layers (--latent hierarchical): the layer whose code this works on, "
     "1 (nearest the data) to the top. \\[default: the top]", show_default=False, rich_help_panel=MODEL_PANEL)]
-Seed = Annotated[int, typer.Option(help="Seed for every random draw, so the output is reproducible.")]
+# torch takes a seed of 64 bits; one out of that range was an overflow deep inside it.
+SEED_MAX = 2 ** 63 - 1
+Seed = Annotated[int, typer.Option(min=0, max=SEED_MAX, help="Seed for every random draw, so the output is reproducible.")]
 Label = Annotated[Optional[int], typer.Option(
     "--label", "-y", help="Class to condition on (conditional models only).")]
 Zoom = Annotated[Optional[int], typer.Option(

@@ -47,8 +47,8 @@ def sample(
     check_output(output, (".png", ".gif"))
     if n < 1:
         raise VaetoolError(f"-n must be at least 1, not {n}.")
-    if not temperature > 0:
-        raise VaetoolError(f"--temperature must be positive, not {temperature}.")
+    if not 0 < temperature <= 1e6:  # inf would decode nothing but NaN
+        raise VaetoolError(f"--temperature must be positive and at most 1e6, not {temperature:g}.")
     vae = open_model(model, runs_dir, device, allow_nonfinite, layer)
     rng = generator(vae, seed)
     nrow = 8

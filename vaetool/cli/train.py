@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from vaetool.cli.common import handle_errors, key_values, literal
+from vaetool.cli.options import SEED_MAX
 from vaetool.errors import VaetoolError
 
 MODEL, OBJECTIVE, DATA, OPTIM, RUN, SPEED = "Model", "Objective", "Data", "Optimisation", "Run", "Speed"
@@ -70,7 +71,7 @@ def train(
     lr: Annotated[Optional[float], typer.Option(help="Adam learning rate (with a schedule: the rate it scales). \\[default: 0.001]", rich_help_panel=OPTIM)] = None,
     lr_schedule: Annotated[Optional[str], typer.Option(help="How the learning rate moves over the run: constant, step, cosine, burda (the IWAE paper's eight passes) or a plugin's (see vaetool plugins). \\[default: constant]", rich_help_panel=OPTIM)] = None,
     lr_schedule_opt: Annotated[Optional[list[str]], typer.Option(help="Any learning-rate schedule option as KEY=VALUE (repeatable), e.g. every=10 and gamma=0.5 for step, final=0.01 or warmup=2 for cosine, fit=true for burda.", rich_help_panel=OPTIM)] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed for initialisation, shuffling and noise. \\[default: 0]", rich_help_panel=OPTIM)] = None,
+    seed: Annotated[Optional[int], typer.Option(min=0, max=SEED_MAX, help="Seed for initialisation, shuffling and noise. \\[default: 0]", rich_help_panel=OPTIM)] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N or mps (auto: CUDA, then MPS, then CPU). \\[default: auto]", rich_help_panel=RUN)] = None,
     config_path: Annotated[Optional[Path], typer.Option("--config", "-c", help="Start from the settings in a config file (a run's config.toml, or its run directory); flags given beside it override them.", rich_help_panel=RUN)] = None,
     logger: Annotated[Optional[list[str]], typer.Option("--logger", help="Also record the run for a tracker: tensorboard (event files in the run directory), mlflow ($MLFLOW_TRACKING_URI, else runs/mlflow.db) or an installed plugin's; repeatable.", rich_help_panel=RUN, show_default=False)] = None,

@@ -53,11 +53,11 @@ def traverse(
 
     from vaetool import disentanglement, images, latents
 
-    check_output(output, (".png", ".gif"))
+    check_output(output, (".png", ".gif"), inputs=[image] if image else ())
     if steps < 2:
         raise VaetoolError(f"--steps must be at least 2, not {steps}.")
-    if not span > 0:
-        raise VaetoolError(f"--range must be positive, not {span}.")
+    if not 0 < span <= 1e6:  # inf (or 1e300, past float32) would decode nothing but NaN
+        raise VaetoolError(f"--range must be positive and at most 1e6, not {span:g}.")
     if data is not None and image is not None:
         raise VaetoolError("Start from an image file, or from --data with --label or --index, not both.")
     vae = open_model(model, runs_dir, device, allow_nonfinite, layer)

@@ -23,6 +23,8 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -43,9 +45,10 @@ class BadRequest(Exception):
         self.status = status
 
 
-def create_app(explorer: Explorer, threads: int | None = None) -> Starlette:
+def create_app(explorer: Explorer, threads: int | None = None, allowed_hosts: list[str] | None = None) -> Starlette:
     """The Starlette application serving ``explorer``; the model computes with ``threads`` CPU
-    threads (default: as many as torch uses in the calling thread)."""
+    threads (default: as many as torch uses in the calling thread). With ``allowed_hosts``, a request
+    whose Host header names another host is refused (400)."""
     import torch
 
     # Every model call runs on one thread of its own, with torch's thread count set there: the
@@ -107,8 +110,9 @@ def create_app(explorer: Explorer, threads: int | None = None) -> Starlette:
         Route("/api/map", latent_map),
         Mount("/static", StaticFiles(packages=[("vaetool.explore", "static")]), name="static"),
     ]
-    return Starlette(routes=routes, exception_handlers={VaetoolError: refused, BadRequest: refused,
-                                                        HTTPException: http_error})
+    middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)] if allowed_hosts else []
+    return Starlette(routes=routes, middleware=middleware,
+                     exception_handlers={VaetoolError: refused, BadRequest: refused, HTTPException: http_error})
 
 
 async def _body(request: Request, limit: int, what: str) -> bytes:

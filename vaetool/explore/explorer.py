@@ -130,6 +130,8 @@ class Explorer:
     def encode_image(self, data: bytes, label=None, invert: str = "auto") -> dict[str, Any]:
         """The posterior mean of an uploaded PNG/JPEG (any size and colour, converted as
         ``vaetool encode`` does), and the image as the model saw it (PNG bytes)."""
+        if self.discrete_reason() is not None:
+            raise VaetoolError(self.discrete_reason())
         if not data:
             raise VaetoolError("No image was sent.")
         if invert not in INVERT:
@@ -140,6 +142,8 @@ class Explorer:
         y = self.label(label, 1)
         with self._lock, torch.no_grad():
             z = self.model.encode(x.to(self.model.device), y).mean[0]
+        if not bool(torch.isfinite(z).all()):
+            raise VaetoolError("The model encodes this image to values that are not finite numbers.")
         return {"z": [float(v) for v in z.float().cpu()], "input": images.png_bytes(images.grid(x, nrow=1, zoom=1, pad=0))}
 
     def interpolation_gif(self, start, end, steps: int = 16, method: str = "slerp", label=None,
@@ -180,6 +184,9 @@ class Explorer:
 
     def latent(self, z) -> torch.Tensor:
         """A latent from a request: ``latent_dim`` finite numbers of at most ``Z_LIMIT`` in size, as ``(1, L)``."""
+        discrete = self.discrete_reason()
+        if discrete is not None:  # its decoder takes codes, which the page does not make
+            raise VaetoolError(discrete)
         if not isinstance(z, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in z):
             raise VaetoolError("z must be a list of numbers.")
         if len(z) != self.model.latent_dim:
@@ -237,6 +244,9 @@ class Explorer:
         labels = split.labels[:n] if split.labels is not None else None
         with self._lock:
             means, _ = metrics.posterior_moments(self.model, x, labels)
+        if not bool(torch.isfinite(means).all()):
+            return {**none, "reason": "The model encodes its test images to values that are not finite numbers, "
+                                      "so there is no map of them."}
         class_means = {int(k): means[labels == k].mean(0) for k in labels.unique().tolist()} if labels is not None else {}
         return {"means": means.float(), "labels": labels, "class_means": class_means, "images": x,
                 "reason": None}

@@ -86,7 +86,10 @@ def serve(model, model_file: str | Path, *, host: str = "127.0.0.1", port: int =
         warn(f"Warning: serving on {host}, which other machines may reach; the explorer has no login, "
              "so anyone who can reach it can use it.")
     url = url_of(sock)
-    app = create_app(Explorer(model, model_file, data_dir), threads)
+    # On a loopback address only requests for a loopback name are served: a web page elsewhere cannot
+    # reach the explorer by pointing a name of its own at 127.0.0.1 (DNS rebinding).
+    allowed = ["localhost", "127.0.0.1", "[::1]", host if ":" not in host else f"[{host}]"] if is_loopback(host) else None
+    app = create_app(Explorer(model, model_file, data_dir), threads, allowed_hosts=allowed)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
     say(f"Exploring {model_file} at {url}  (Ctrl-C stops)")
     if open_browser:

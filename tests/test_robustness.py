@@ -17,7 +17,7 @@ from safetensors import safe_open
 
 import vaetool
 from conftest import assert_clean_error, invoke, ok
-from vaetool import registry
+from vaetool import latentfile, registry
 from vaetool.contracts import Architecture, Objective
 from vaetool.errors import VaetoolError
 
@@ -163,6 +163,36 @@ def test_non_finite_weights_are_refused_unless_allowed(saved, tmp_path, value):
 
 
 # -- latent files ------------------------------------------------------------------------------------
+
+def _write_bad_latent(path):
+    name = path.name
+    if name == "fractional-label.json":
+        path.write_text(json.dumps({"latent_dim": 3, "items": [{"name": "a", "label": 2.5, "mean": [0, 0, 0],
+                                                                 "log_var": [0, 0, 0]}]}))
+    elif name == "no-log-var.json":
+        path.write_text(json.dumps({"latent_dim": 3, "items": [{"name": "a", "mean": [0, 0, 0]}]}))
+    elif name == "items-a-dict.json":
+        path.write_text(json.dumps({"latent_dim": 3, "items": {"a": 1}}))
+    elif name == "complex.npy":
+        np.save(path, np.zeros((2, 3), dtype=np.complex64))
+    else:  # text under a .npy name: numpy takes it for a pickle
+        path.write_text("hello")
+
+
+@pytest.mark.parametrize("name,fragment", [
+    ("fractional-label.json", "whole numbers"), ("no-log-var.json", "lacks 'log_var'"),
+    ("items-a-dict.json", "list of objects"), ("complex.npy", "real numbers"), ("text.npy", "never loads"),
+])
+def test_a_latent_file_that_is_wrong_inside_says_what_is_wrong(saved, tmp_path, name, fragment):
+    path = tmp_path / name
+    _write_bad_latent(path)
+    with pytest.raises(VaetoolError, match=fragment) as caught:
+        latentfile.read(path)
+    assert "allow_pickle" not in str(caught.value)
+    result = invoke("decode", path, "--model", saved, "-o", tmp_path / "d.png", "--device", "cpu")
+    assert_clean_error(result, fragment)
+    assert not (tmp_path / "d.png").exists()
+
 
 def test_a_deeply_nested_latent_file_is_refused(tmp_path):
     from vaetool import latentfile

@@ -155,7 +155,16 @@ def read(path: str | Path) -> Latents:
         return _checked(_read(path, suffix), path)
     except VaetoolError:
         raise
-    except (ValueError, KeyError, IndexError, TypeError, AttributeError, OSError, EOFError, OverflowError,
+    except KeyError as exc:
+        raise VaetoolError(f"{path} is not a latent file that vaetool can read: it lacks {exc.args[0]!r}, which "
+                           "`vaetool encode` writes.") from exc
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):  # numpy's advice to load it unsafely is not ours to give
+            raise VaetoolError(f"{path} is not an array of numbers: numpy would read it as pickled Python objects, "
+                               "which vaetool never loads.") from exc
+        text = " ".join(str(exc).split())[:200]
+        raise VaetoolError(f"{path} is not a latent file that vaetool can read (ValueError: {text}).") from exc
+    except ( IndexError, TypeError, AttributeError, OSError, EOFError, OverflowError,
             csv.Error, SyntaxError, tokenize.TokenError) as exc:  # (the last two: numpy parsing a .npy header)
         text = " ".join(str(exc).split())[:200]
         raise VaetoolError(f"{path} is not a latent file that vaetool can read ({type(exc).__name__}: {text}).") from exc
@@ -172,6 +181,8 @@ def _read(path: Path, suffix: str) -> Latents:
             raise VaetoolError(f"{path} holds an array of shape {array.shape}; latents are one row per image, (N, L).")
         if np.issubdtype(array.dtype, np.integer):
             return Latents.of_codes(np.atleast_2d(array))
+        if array.dtype.kind not in "bf":  # complex numbers would lose their imaginary part without a word
+            raise VaetoolError(f"{path} holds {array.dtype} values; latents are real numbers.")
         return Latents(np.atleast_2d(array).astype(np.float32))
     if suffix == ".csv":
         with path.open(newline="") as f:
@@ -190,13 +201,15 @@ def _read(path: Path, suffix: str) -> Latents:
                        np.array([int(r[header.index("label")]) for r in rows], dtype=np.int64), [r[0] for r in rows])
     if suffix == ".json":
         items = validate.loads_json(path.read_bytes(), str(path), max_chars=MAX_JSON_CHARS)["items"]
+        if not isinstance(items, list) or not all(isinstance(it, dict) for it in items):
+            raise VaetoolError(f"{path}: its \"items\" must be a list of objects, one per image.")
         if items and isinstance(items[0], dict) and "code" in items[0]:
             return Latents.of_codes(np.array([it["code"] for it in items]),
-                                    np.array([it.get("label", -1) for it in items], dtype=np.int64),
+                                    np.array([it.get("label", -1) for it in items]),
                                     [str(it.get("name", i)) for i, it in enumerate(items)])
         return Latents(np.array([it["mean"] for it in items], dtype=np.float32),
                        np.array([[np.nan if v is None else v for v in it["log_var"]] for it in items], dtype=np.float32),
-                       np.array([it.get("label", -1) for it in items], dtype=np.int64),
+                       np.array([it.get("label", -1) for it in items]),
                        [str(it.get("name", i)) for i, it in enumerate(items)])
     tensors, header = read_tensors(path)
     if "code" in tensors:

@@ -111,6 +111,15 @@ def test_a_sweep_prints_one_config_per_run(tmp_path):
     ("[trian]\nlr = 0.1\n", "[trian]"),
     ("[train\nlr = 0.1\n", "is not valid TOML"),
     ("[train]\nepochs = 0\n", "epochs"),
+    # Values of the wrong type: a flag is typed by the command line, a file's value only by the check.
+    ('[train]\nepochs = "ten"\n', "epochs must be a whole number"),
+    ("[train]\nepochs = 1.5\n", "epochs must be a whole number"),
+    ("[train]\nepochs = true\n", "epochs must be a whole number"),
+    ('[train]\nlr = "0.001"\n', "lr must be a number"),
+    ('[train]\nautoencoder = "false"\n', "autoencoder must be true or false"),
+    ("[train]\narchitecture_options = 5\n", "architecture_options must be a table"),
+    ("train = 5\n", "train must be a table"),
+    ("[run]\nworkers = -4\n", "workers must be at least 0"),
 ])
 def test_a_bad_config_is_one_clear_error(tmp_path, text, fragment):
     path = tmp_path / "bad.toml"
@@ -122,3 +131,10 @@ def test_a_bad_config_is_one_clear_error(tmp_path, text, fragment):
 def test_config_and_resume_are_refused_together(run, tmp_path):
     assert_clean_error(invoke("train", "--config", run, "--resume", "--runs-dir", tmp_path), "--config", "--resume")
     assert_clean_error(invoke("train", "--config", tmp_path / "missing.toml"), "missing.toml")
+
+
+def test_a_config_takes_whole_numbers_for_numbers_and_keeps_their_type(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("[train]\nlr = 1\nbeta = 4\nlatent_dim = 8\n")
+    config, _, _ = config_file.load(path)
+    assert (config.lr, config.beta, config.latent_dim) == (1, 4, 8)

@@ -288,6 +288,8 @@ def test_a_missing_dataset_leaves_no_folder_behind(tmp_path, offline):
     (["--beta", "1,,2"], "empty item"),
     (["--beta", "1,"], "empty item"),
     (["--beta", "Infinity"], "finite"),
+    (["--lr", "inf"], "learning rate"),
+    (["--threads", "100000"], "--threads must be at most"),
 ])
 def test_bad_option_values_are_refused_before_training(tmp_path, args, fragment):
     result = invoke("train", *TINY_SHAPES, *TINY_MODEL[:2], *TINY_MODEL[4:], *args, "--runs-dir", tmp_path / "runs")

@@ -25,6 +25,8 @@ import json
 import math
 import re
 import sys
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +155,9 @@ def load(path: str | Path):
     unknown = sorted(set(data) - {"train", "run"})
     if unknown:
         raise VaetoolError(f"{path} has a table [{unknown[0]}]; a config has [train] and [run].")
+    for table in ("train", "run"):
+        if not isinstance(data.get(table, {}), dict):
+            raise VaetoolError(f"{path}: {table} must be a table, [{table}], not {_value(data[table])}.")
     run = dict(data.get("run", {}))
     device = run.pop("device", None)
     return (_build(TrainConfig, data.get("train", {}), path, "train"), _build(RunOptions, run, path, "run"),
@@ -164,7 +169,36 @@ def _build(cls, values: dict[str, Any], path: Path, table: str):
     unknown = sorted(set(values) - names)
     if unknown:
         raise VaetoolError(f"{path}: [{table}] has no setting {unknown[0]!r}; its settings are: {', '.join(sorted(names))}.")
+    hints = typing.get_type_hints(cls)
+    for key, value in values.items():
+        kinds = _kinds(hints[key])
+        if not _fits(value, kinds):
+            raise VaetoolError(f"{path}: [{table}] {key} must be {' or '.join(_KIND_NAMES[k] for k in kinds)}, "
+                               f"not {_value(value) if not isinstance(value, dict) else 'a table'}.")
     return cls(**values)
+
+
+# What a setting's annotation admits, in TOML's terms: a flag's value is typed by the command line,
+# a file's only by this check (``autoencoder = "false"`` is a string, and a true one).
+_KIND_NAMES = {bool: "true or false", int: "a whole number", float: "a number", str: "a string", dict: "a table"}
+
+
+def _kinds(hint) -> list[type]:
+    arguments = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return [k for a in arguments if a is not type(None) for k in _kinds(a)]
+    origin = typing.get_origin(hint) or hint
+    return [origin] if origin in _KIND_NAMES else []
+
+
+def _fits(value: Any, kinds: list[type]) -> bool:
+    if not kinds:  # an annotation this check does not know: the dataclass's own checks decide
+        return True
+    if isinstance(value, bool):  # TOML's true is no number here, though Python's bool is an int
+        return bool in kinds
+    if isinstance(value, int) and float in kinds:
+        return True
+    return any(isinstance(value, k) for k in kinds if k is not bool)
 
 
 def replace(config, given: dict[str, Any]):

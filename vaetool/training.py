@@ -104,8 +104,8 @@ class TrainConfig:
                           ("snapshot_every", 1)):
             if getattr(self, name) is not None and getattr(self, name) < low:
                 raise VaetoolError(f"{name.replace('_', '-')} must be at least {low}, not {getattr(self, name)}.")
-        if not self.lr > 0:
-            raise VaetoolError(f"The learning rate must be positive, not {self.lr}.")
+        if not 0 < self.lr < math.inf:  # an infinite rate was reported as the run diverging
+            raise VaetoolError(f"The learning rate must be a positive finite number, not {self.lr}.")
         self.build_objective()  # its options are checked by its constructor
         self.build_lr_schedule()  # and the schedule's by its own
 

@@ -14,6 +14,7 @@ from vaetool.cli.common import handle_errors, key_values, literal
 from vaetool.cli.options import SEED_MAX
 from vaetool.errors import VaetoolError
 
+MAX_THREADS = 1024
 MODEL, OBJECTIVE, DATA, OPTIM, RUN, SPEED = "Model", "Objective", "Data", "Optimisation", "Run", "Speed"
 SCHEDULE_NAMES = {"beta": "β", "capacity": "C"}
 
@@ -114,6 +115,8 @@ def train(
     for flag, value, low in (("--workers", workers, 0), ("--threads", threads, 1)):
         if value is not None and value < low:
             raise VaetoolError(f"{flag} must be at least {low}, not {value}.")
+    if threads is not None and threads > MAX_THREADS:  # OpenMP fails to start, or crashes, long before 100,000
+        raise VaetoolError(f"--threads must be at most {MAX_THREADS}, not {threads}.")
     import torch
 
     from vaetool import config_file, distributed, lr_schedules, runs, training
@@ -129,6 +132,8 @@ def train(
         file_config, file_options, file_device = training.TrainConfig(), training.RunOptions(), None
     options = config_file.replace(file_options, _given(compile=compile_ or None, channels_last=channels_last,
                                                         fused_step=fused_step, stream=stream, workers=workers))
+    if options.workers is not None and options.workers < 0:  # from the file: the flag was checked above
+        raise VaetoolError(f"workers must be at least 0, not {options.workers}.")
     device = device or file_device or "auto"
     root = runs.runs_root(runs_dir)
     if resume:

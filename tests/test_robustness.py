@@ -689,3 +689,39 @@ def test_encode_plot_needs_enough_images_for_its_projection(saved, tmp_path, cou
                     "--model", saved, "--device", "cpu")
     assert_clean_error(result, fragment)
     assert not (tmp_path / "p.png").exists() and not (tmp_path / "z.json").exists()
+
+
+def _edit_checkpoint_header(path, edit):
+    with safe_open(str(path), framework="pt") as f:
+        tensors, metadata = {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata())
+    key = next(k for k in metadata if k != "format")
+    header = json.loads(metadata[key])
+    edit(header)
+    safetensors.torch.save_file(tensors, str(path), metadata={**metadata, key: json.dumps(header)})
+
+
+@pytest.mark.parametrize("edit,fragment", [
+    (lambda h: h["progress"].update(epoch=-1), "progress"),
+    (lambda h: h["progress"].update(epoch="x"), "progress"),
+    (lambda h: h.pop("progress"), "progress"),
+    (lambda h: h.pop("optimizer"), "optimiser"),
+    (lambda h: h["progress"].update(sums="zz"), "progress"),
+    (lambda h: h["progress"].update(step=1_000_000), "steps into an epoch"),
+    (lambda h: h["optimizer"]["param_groups"][0].update(params=[0, 1, 2]), "does not fit"),
+])
+def test_a_hand_edited_checkpoint_is_refused_and_the_run_left_as_it_was(tmp_path, edit, fragment):
+    ok(invoke("train", *TINY_SHAPES, *TINY_MODEL, "--runs-dir", tmp_path / "runs", "--name", "r"))
+    run_dir = tmp_path / "runs" / "r"
+    _edit_checkpoint_header(run_dir / "checkpoint.safetensors", edit)
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+    result = invoke("train", "--resume", "--epochs", "2", "--runs-dir", tmp_path / "runs", "--name", "r")
+    assert_clean_error(result, fragment)
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before
+
+
+def test_a_damaged_metrics_line_is_named_on_resume(tmp_path):
+    ok(invoke("train", *TINY_SHAPES, *TINY_MODEL, "--runs-dir", tmp_path / "runs", "--name", "r"))
+    metrics = tmp_path / "runs" / "r" / "metrics.jsonl"
+    metrics.write_text(metrics.read_text() + '{"epoch": 2, "train_lo')
+    result = invoke("train", "--resume", "--epochs", "2", "--runs-dir", tmp_path / "runs", "--name", "r")
+    assert_clean_error(result, "metrics.jsonl", "damaged line")

@@ -243,6 +243,7 @@ def resume(run_dir: str | Path, *, epochs: int | None = None, device: str = "aut
     requested = device
     group, device = distributed.setup(device)
     tensors, header = read_tensors(run_dir / CHECKPOINT_FILE)
+    _check_checkpoint_header(header, run_dir / CHECKPOINT_FILE)
     config = TrainConfig.from_model_config(upgrade_config(header["config"]))
     if epochs is not None:
         config.epochs = epochs
@@ -325,8 +326,15 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
     model.config["objective_options"].update(objective.begin(model, context))
     epoch, first_step, sums, metrics = 0, 0, None, []
     if checkpoint is not None:
-        epoch, first_step, sums, metrics = _restore(checkpoint, model, optimizer, scaler, shuffle, device, run_dir,
-                                                    objective)
+        try:
+            epoch, first_step, sums, metrics = _restore(checkpoint, model, optimizer, scaler, shuffle, device, run_dir,
+                                                        objective)
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:  # a file edited or damaged by hand
+            raise VaetoolError(f"The checkpoint in {run_dir} does not fit the model it describes, so the run cannot "
+                               f"resume ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}).") from exc
+        if first_step >= steps:
+            raise VaetoolError(f"The checkpoint in {run_dir} is {first_step} steps into an epoch of {steps}; "
+                               "it is damaged, so the run cannot resume.")
     if not group.main:
         sums = None  # the saved sums are global: one process carries them on
     data = _data_source(train_split, model, device, options, group)
@@ -598,6 +606,24 @@ def _load_optimizer(optimizer, prefix: str, tensors: dict, saved: dict[str, Any]
     optimizer.load_state_dict({"state": dict(state), "param_groups": saved["param_groups"]})
 
 
+def _check_checkpoint_header(header, path: Path) -> None:
+    """The checkpoint's own record of where the run stands, before anything is built from it: the file
+    is safetensors, but its JSON header could say anything (an epoch of −1 rewrote the metrics)."""
+    def whole(value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+    progress = header.get("progress") if isinstance(header, dict) else None
+    sums = progress.get("sums") if isinstance(progress, dict) else None
+    fine = (isinstance(header, dict) and isinstance(header.get("config"), dict) and isinstance(progress, dict)
+            and whole(progress.get("epoch")) and whole(progress.get("step"))
+            and (sums is None or (isinstance(sums, list) and len(sums) == 3
+                                  and all(isinstance(s, (int, float)) and not isinstance(s, bool) for s in sums)))
+            and isinstance(header.get("optimizer"), dict))
+    if not fine:
+        raise VaetoolError(f"{path} is damaged: its record of the run's progress, optimiser or config is missing or "
+                           "malformed, so the run cannot resume.")
+
+
 def _restore(checkpoint, model: VAE, optimizer, scaler, shuffle, device, run_dir: Path, objective):
     tensors, header = checkpoint
     model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
@@ -615,8 +641,11 @@ def _restore(checkpoint, model: VAE, optimizer, scaler, shuffle, device, run_dir
     shuffle.set_state(tensors["rng.shuffle"])
     progress = header["progress"]
     metrics_file = run_dir / METRICS_FILE
-    metrics = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()] \
-        if metrics_file.exists() else []
+    try:
+        metrics = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()] \
+            if metrics_file.exists() else []
+    except ValueError as exc:
+        raise VaetoolError(f"{metrics_file} has a damaged line ({exc}); remove that line to resume.") from None
     return progress["epoch"], progress["step"], progress["sums"], metrics[:progress["epoch"]]
 
 

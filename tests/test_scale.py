@@ -3,6 +3,7 @@ arithmetic allows — mixed precision, compilation, channels-last, streaming fro
 and data-parallel training in several processes."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
@@ -171,6 +172,29 @@ def test_an_unwritable_cache_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("VAETOOL_CACHE", str(blocker))
     with pytest.raises(VaetoolError, match="set VAETOOL_CACHE to a writable folder"):
         ImageFolder(str(folder)).load("train")
+
+
+def test_a_damaged_cache_is_decoded_again(tmp_path, capsys):
+    folder = make_folder(tmp_path / "images")
+    first = ImageFolder(str(folder)).load("train")
+    expected = first.images.clone()
+    with open(first.file, "r+b") as f:
+        f.truncate(1000)  # what a full disk or a stray write leaves
+    again = ImageFolder(str(folder)).load("train")
+    assert "damaged" in capsys.readouterr().err
+    assert torch.equal(again.images, expected)
+
+
+def test_a_cache_that_does_not_fit_on_the_disk_is_a_clear_error(tmp_path, monkeypatch):
+    folder = make_folder(tmp_path / "images", n=4)
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full, raising=False)
+    with pytest.raises(VaetoolError, match="No space left on device"):
+        ImageFolder(str(folder)).load("train")
+    assert not list(cache.cache_root().glob("images-*"))  # no half-written cache that looks complete
 
 
 def test_the_cache_is_built_by_parallel_workers_identically(tmp_path, monkeypatch):

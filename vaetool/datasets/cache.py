@@ -12,6 +12,7 @@ per-user cache folder, never beside the images (the folder may be read-only or s
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -54,13 +55,42 @@ def load_or_build(root: Path, files: list[Path], shape: tuple[int, int, int],
     folder = cache_root() / f"{root.resolve().name or 'root'}-{key}"
     paths = {name: folder / f"{name}.npy" for name in splits}
     if (folder / "done").exists():
-        return paths
+        if _intact(paths, splits, shape):
+            return paths
+        # Damaged since it was built (truncated, overwritten): every later run would fail on it.
+        print(f"vaetool: the decoded-image cache in {folder} is damaged; decoding the images again", file=sys.stderr)
+        shutil.rmtree(folder, ignore_errors=True)
     try:
         build(folder, files, shape, splits)
     except OSError as exc:
         raise VaetoolError(f"Could not write the decoded-image cache in {folder} ({exc.strerror or exc}); "
                            "set VAETOOL_CACHE to a writable folder.") from exc
     return paths
+
+
+def _intact(paths: dict[str, Path], splits: dict[str, list[int]], shape: tuple[int, int, int]) -> bool:
+    """Whether every split's file is a uint8 array of the shape its rows and the image shape give."""
+    for name, path in paths.items():
+        try:
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError, EOFError):
+            return False
+        if array.dtype != np.uint8 or array.shape != (len(splits[name]), *shape):
+            return False
+    return True
+
+
+def _reserve(path: Path) -> None:
+    """Allocate a memory-mapped file's blocks now: on a full disk, writing through the map would
+    end the process with SIGBUS instead of the OSError (ENOSPC) this raises."""
+    if not hasattr(os, "posix_fallocate"):  # macOS, Windows: no way to ask; the map is written as it is
+        return
+    with open(path, "r+b") as f:
+        try:
+            os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # a file system that cannot say: go on
+                raise
 
 
 def build(folder: Path, files: list[Path], shape: tuple[int, int, int], splits: dict[str, list[int]],
@@ -83,6 +113,7 @@ def build(folder: Path, files: list[Path], shape: tuple[int, int, int], splits: 
         for name, rows in splits.items():
             array = np.lib.format.open_memmap(partial / f"{name}.npy", mode="w+", dtype=np.uint8,
                                               shape=(len(rows), *shape))
+            _reserve(partial / f"{name}.npy")
             chunks = [[str(files[i]) for i in rows[start:start + CHUNK]] for start in range(0, len(rows), CHUNK)]
             decoded = (pool.map if pool else map)(_decode, chunks, [shape] * len(chunks))
             for index, block in enumerate(decoded):

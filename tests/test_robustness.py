@@ -326,6 +326,13 @@ def test_sample_refuses_a_zoom_it_cannot_draw(saved, tmp_path, zoom, fragment):
     assert not (tmp_path / "s.png").exists()
 
 
+def test_too_many_images_for_one_picture_asks_for_fewer_not_a_smaller_zoom(saved, tmp_path):
+    result = invoke("sample", "--model", saved, "-n", "2000000", "--zoom", "1", "-o", tmp_path / "s.png",
+                    "--device", "cpu")
+    assert_clean_error(result, "draw fewer images")
+    assert "smaller --zoom" not in result.output and not (tmp_path / "s.png").exists()
+
+
 # -- runs that cannot be lost ---------------------------------------------------------------------------
 
 HOLD = """
@@ -425,6 +432,25 @@ def test_a_run_name_cannot_leave_the_runs_dir(tmp_path, name):
     assert not (tmp_path / "deep").exists() and not (tmp_path / "x").exists()
     result = invoke("train", "--resume", "--runs-dir", runs, "--name", name, "--device", "cpu")
     assert_clean_error(result, "--name")
+
+
+@pytest.mark.parametrize("where", ["runs-dir", "name", "broken-link"])
+def test_a_file_where_the_run_folder_must_go_is_one_sentence(tmp_path, where):
+    runs = tmp_path / "runs"
+    if where == "runs-dir":
+        runs.write_text("mine")
+    else:
+        runs.mkdir()
+        if where == "name":
+            (runs / "r").write_text("mine")
+        else:
+            (runs / "r").symlink_to(tmp_path / "nowhere")
+    result = invoke("train", *TINY_SHAPES, *TINY_MODEL, "--runs-dir", runs, "--name", "r")
+    assert_clean_error(result, "is not a folder")
+    assert result.exit_code == 2
+    assert (runs.read_text() if where == "runs-dir" else
+            (runs / "r").read_text() if where == "name" else (runs / "r").is_symlink()) in ("mine", True)
+    assert not (tmp_path / "nowhere").exists()
 
 
 def test_a_name_may_be_a_folder_inside_the_runs_dir(tmp_path):

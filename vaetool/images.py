@@ -1,6 +1,7 @@
 """Turning tensors into pictures and pictures into tensors: grids, PNG files, image files in."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -55,8 +56,10 @@ def check_picture_size(pixels: int, zoom: int | None) -> None:
     if zoom is not None and zoom < 1:
         raise VaetoolError(f"--zoom must be at least 1, not {zoom}.")
     if pixels > MAX_PICTURE_PIXELS:
+        # With --zoom 1 (or none given) it is the number of images that is too large, not the zoom.
+        remedy = "choose a smaller --zoom" if zoom and zoom > 1 else "draw fewer images (-n, --steps)"
         raise VaetoolError(f"{'--zoom ' + str(zoom) if zoom else 'This picture'} would draw {pixels:,} pixels; "
-                           f"the limit is {MAX_PICTURE_PIXELS:,}, so choose a smaller --zoom.")
+                           f"the limit is {MAX_PICTURE_PIXELS:,}, so {remedy}.")
 
 
 def save_png(array: np.ndarray, path: str | Path) -> None:
@@ -89,10 +92,14 @@ def open_image(path, name: str | None = None, max_pixels: int | None = None):
 
     name = name or str(path)
     try:
-        image = Image.open(path)
+        with warnings.catch_warnings():  # PIL's warning about large images: vaetool's own limit is max_pixels
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
         if max_pixels is not None and image.width * image.height > max_pixels:
             raise VaetoolError(f"{name} is {image.width}×{image.height} pixels; at most {max_pixels:,} are read.")
-        image.load()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image.load()
         return image
     except UnidentifiedImageError as exc:
         raise VaetoolError(f"{name} is not an image file that vaetool can read (PNG, JPEG, BMP, GIF, WebP or TIFF).") from exc

@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from vaetool.errors import RuntimeFailure
+from vaetool.errors import RuntimeFailure, VaetoolError
 
 
 _held: dict[Path, int] = {}  # run directories this process holds, and how many times over
@@ -64,6 +64,12 @@ def claim(run_dir: str | Path) -> Iterator[Path]:
     holds it. Re-entrant within one process. Folders made for the run are removed if it leaves them empty."""
     run_dir = Path(run_dir)
     made = [p for p in (run_dir, *run_dir.parents) if not p.exists()]
+    for path in (run_dir, *run_dir.parents):  # a file where a folder must go: say which, before making any
+        if path.exists() or path.is_symlink():
+            if not path.is_dir():
+                raise VaetoolError(f"{path} is there but is not a folder (a file or a broken link), so no run can be "
+                                   "written there; choose another --runs-dir or --name.")
+            break
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     key = run_dir.resolve()
     if key in _held:

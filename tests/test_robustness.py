@@ -751,3 +751,14 @@ def test_a_damaged_metrics_line_is_named_on_resume(tmp_path):
     metrics.write_text(metrics.read_text() + '{"epoch": 2, "train_lo')
     result = invoke("train", "--resume", "--epochs", "2", "--runs-dir", tmp_path / "runs", "--name", "r")
     assert_clean_error(result, "metrics.jsonl", "damaged line")
+
+
+def test_a_plugin_too_large_to_allocate_says_so_without_torchs_internals():
+    from vaetool.validate import plugin_errors
+
+    torch_says = ("[enforce fail at alloc_cpu.cpp:127] data. DefaultCPUAllocator: not enough memory: "
+                  "you tried to allocate 409599999995904 bytes.")
+    with pytest.raises(VaetoolError, match="needs more memory than there is") as caught:
+        with plugin_errors("architecture", "mlp", {"hidden": [10 ** 8]}):
+            raise RuntimeError(torch_says)
+    assert "alloc_cpu" not in str(caught.value) and "GiB" in str(caught.value)

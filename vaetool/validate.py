@@ -125,9 +125,14 @@ def plugin_errors(kind: str, name: str, options: Any) -> Iterator[None]:
     except VaetoolError:
         raise
     except Exception as exc:
-        text = " ".join(str(exc).split())[:200]
+        text = " ".join(str(exc).split())
+        asked = re.search(r"tried to allocate (\d+) bytes", text)
+        if isinstance(exc, MemoryError) or "can't allocate memory" in text or asked:  # torch's own words
+            size = f" ({int(asked.group(1)) / 2 ** 30:,.0f} GiB for one tensor)" if asked else ""
+            raise VaetoolError(f"The {kind} {name!r} with the options {_show(options)} needs more memory than "
+                               f"there is{size}; choose smaller sizes.") from exc
         raise VaetoolError(f"The {kind} {name!r} could not be built with the options {_show(options)} "
-                           f"({type(exc).__name__}: {text}).") from exc
+                           f"({type(exc).__name__}: {text[:200]}).") from exc
 
 
 _SAFETENSORS_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",

@@ -102,6 +102,12 @@ def test_compiled_networks_train_the_same_model(plain_run, tmp_path):
     assert compiled == plain
 
 
+def test_an_unknown_compile_backend_is_one_sentence_before_training(tmp_path):
+    with pytest.raises(VaetoolError, match="names no torch.compile backend.*inductor"):
+        training.train(config(), tmp_path / "run", device="cpu", options=RunOptions(compile="no"))
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
 def test_channels_last_trains_the_same_conv_model(tmp_path):
     conv = dict(architecture="conv", architecture_options={"channels": [8, 16]}, epochs=1)
     plain, last = tmp_path / "plain", tmp_path / "last"

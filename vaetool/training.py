@@ -507,6 +507,9 @@ def _network(model: VAE, device, options: RunOptions, group: distributed.Group):
         # The networks only: tensors in, tensors out, the part worth fusing. The model's own
         # methods (and its state_dict) are untouched, so what is saved is the plain module.
         backend = options.compile if isinstance(options.compile, str) else "inductor"
+        if backend not in _compile_backends(everything=True):  # torch's InvalidBackend comes from deep inside it
+            raise VaetoolError(f"compile = {backend!r} names no torch.compile backend; use true, or one of "
+                               f"{', '.join(_compile_backends())}.")
         model.architecture.encode = torch.compile(model.architecture.encode, backend=backend)
         model.architecture.decode = torch.compile(model.architecture.decode, backend=backend)
     if not group.active:
@@ -514,6 +517,13 @@ def _network(model: VAE, device, options: RunOptions, group: distributed.Group):
     from torch.nn.parallel import DistributedDataParallel
 
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def _compile_backends(everything: bool = False) -> list[str]:
+    """torch.compile's backends: those it lists for users, or with its debugging ones too."""
+    from torch._dynamo import list_backends
+
+    return sorted({"inductor", *(list_backends(exclude_tags=()) if everything else list_backends())})
 
 
 def channels_last_for(model: torch.nn.Module, device: torch.device, asked: bool | None) -> bool:

@@ -95,10 +95,8 @@ def open_image(path, name: str | None = None, max_pixels: int | None = None):
         with warnings.catch_warnings():  # PIL's warning about large images: vaetool's own limit is max_pixels
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(path)
-        if max_pixels is not None and image.width * image.height > max_pixels:
-            raise VaetoolError(f"{name} is {image.width}×{image.height} pixels; at most {max_pixels:,} are read.")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            if max_pixels is not None and image.width * image.height > max_pixels:
+                raise VaetoolError(f"{name} is {image.width}×{image.height} pixels; at most {max_pixels:,} are read.")
             image.load()
         return image
     except UnidentifiedImageError as exc:

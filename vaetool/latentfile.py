@@ -158,14 +158,11 @@ def read(path: str | Path) -> Latents:
     except KeyError as exc:
         raise VaetoolError(f"{path} is not a latent file that vaetool can read: it lacks {exc.args[0]!r}, which "
                            "`vaetool encode` writes.") from exc
-    except ValueError as exc:
+    except (ValueError, IndexError, TypeError, AttributeError, OSError, EOFError, OverflowError,
+            csv.Error, SyntaxError, tokenize.TokenError) as exc:  # (the last two: numpy parsing a .npy header)
         if "allow_pickle" in str(exc):  # numpy's advice to load it unsafely is not ours to give
             raise VaetoolError(f"{path} is not an array of numbers: numpy would read it as pickled Python objects, "
                                "which vaetool never loads.") from exc
-        text = " ".join(str(exc).split())[:200]
-        raise VaetoolError(f"{path} is not a latent file that vaetool can read (ValueError: {text}).") from exc
-    except ( IndexError, TypeError, AttributeError, OSError, EOFError, OverflowError,
-            csv.Error, SyntaxError, tokenize.TokenError) as exc:  # (the last two: numpy parsing a .npy header)
         text = " ".join(str(exc).split())[:200]
         raise VaetoolError(f"{path} is not a latent file that vaetool can read ({type(exc).__name__}: {text}).") from exc
 

@@ -130,8 +130,9 @@ class Explorer:
     def encode_image(self, data: bytes, label=None, invert: str = "auto") -> dict[str, Any]:
         """The posterior mean of an uploaded PNG/JPEG (any size and colour, converted as
         ``vaetool encode`` does), and the image as the model saw it (PNG bytes)."""
-        if self.discrete_reason() is not None:
-            raise VaetoolError(self.discrete_reason())
+        discrete = self.discrete_reason()
+        if discrete is not None:  # its latent is codes, which the page does not show
+            raise VaetoolError(discrete)
         if not data:
             raise VaetoolError("No image was sent.")
         if invert not in INVERT:

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -16,8 +17,9 @@ from PIL import Image
 from safetensors import safe_open
 
 import vaetool
-from conftest import assert_clean_error, invoke, state_dicts_equal
+from conftest import TinySquares, assert_clean_error, invoke, state_dicts_equal
 # The tiny-squares runs of the training tests (tiny_squares registers the dataset for this module too).
+from test_cli import TINY_SHAPES
 from test_training import config, metrics_of, tiny_squares, weights  # noqa: F401
 from vaetool import training
 from vaetool.datasets import cache
@@ -316,3 +318,41 @@ def test_train_streams_a_folder_from_the_command_line(tmp_path):
     assert result.exit_code == 0, result.output
     assert "streamed from disk" in result.output
     assert (runs / "mlp-images" / "model.safetensors").is_file()
+
+
+# -- memory ----------------------------------------------------------------------------------------
+
+def test_a_model_too_large_for_memory_is_refused_before_the_data_is_read(tmp_path, monkeypatch):
+    monkeypatch.setattr(training, "memory_of", lambda device: 100 << 20)  # 100 MiB; the model's state is 141
+
+    def unreadable(self, split, root=None):
+        raise AssertionError("the data was read")
+
+    monkeypatch.setattr(TinySquares, "load", unreadable)
+    wide = config(architecture_options={"hidden": [20000]})
+    with pytest.raises(VaetoolError, match=r"10,520,264 parameters with Adam's moments\), more than the 0\.1 GiB"):
+        training.train(wide, tmp_path / "run", device="cpu")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_batch_whose_activations_do_not_fit_is_refused_and_a_smaller_batch_trains(tmp_path, monkeypatch):
+    # A conv net of 128 channels on 16×16 images: 6 MiB of weights and moments, 15 MiB of activations a batch
+    # of 128, 3 a batch of 8.
+    monkeypatch.setattr(training, "memory_of", lambda device: 16 << 20)
+    conv = dict(architecture="conv", architecture_options={"channels": [128, 128]}, epochs=1)
+    with pytest.raises(VaetoolError, match="one batch of 128's activations"):
+        training.train(config(**conv, batch_size=128), tmp_path / "large", device="cpu")
+    assert not (tmp_path / "large").exists()
+    small = config(**conv, batch_size=8, dataset_options={"n_train": 16, "n_test": 8})
+    assert training.train(small, tmp_path / "small", device="cpu").status == "finished"
+
+
+def test_a_run_too_large_for_memory_is_one_sentence_on_the_command_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(training, "memory_of", lambda device: 1 << 30)
+    started = time.perf_counter()
+    result = invoke("train", *TINY_SHAPES, "--arch", "conv", "--channels", "99999", "--epochs", "1",
+                    "--runs-dir", tmp_path / "runs")
+    error = assert_clean_error(result, "GiB", "more than the 1.0 GiB of memory this machine has", "--channels")
+    assert result.exit_code == 2, error
+    assert time.perf_counter() - started < 20  # nothing of its size was allocated
+    assert not (tmp_path / "runs").exists()

@@ -1,7 +1,12 @@
 """Choosing the device to run on: ``auto`` prefers CUDA, then Apple's MPS, then the CPU."""
 from __future__ import annotations
 
+import os
+
 from vaetool.errors import VaetoolError
+
+# cgroup v2, then v1: a container's limit, which the kernel enforces however much RAM the host has.
+_CGROUP_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
 
 
 def resolve(name=None):
@@ -30,3 +35,24 @@ def resolve(name=None):
     elif device.type not in ("cpu", "cuda", "mps"):
         raise VaetoolError(f"{name!r} is not a supported device; use auto, cpu, cuda, cuda:N or mps.")
     return device
+
+
+def memory_of(device) -> int:
+    """Bytes of memory on ``device``: the GPU's, else the machine's RAM (or the container's limit, if less)."""
+    if device.type == "cuda":
+        import torch
+
+        return torch.cuda.get_device_properties(device).total_memory
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not POSIX: assume a modest 16 GiB
+        return 16 << 30
+    for limit in _CGROUP_LIMITS:
+        try:
+            text = open(limit).read().strip()
+        except OSError:
+            continue
+        if text.isdigit():  # "max" (v2) is no limit; v1 writes a huge number for none
+            total = min(total, int(text))
+        break
+    return total

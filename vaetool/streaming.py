@@ -22,16 +22,6 @@ MAX_WORKERS = 4
 PREFETCH = 4  # batches each worker reads ahead
 
 
-def memory_of(device: torch.device) -> int:
-    """Bytes of memory on ``device``: the GPU's, else the machine's RAM."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_properties(device).total_memory
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):  # not POSIX: assume a modest 16 GiB
-        return 16 << 30
-
-
 def default_workers() -> int:
     return max(1, min(MAX_WORKERS, (os.cpu_count() or 2) - 1))
 

@@ -25,6 +25,7 @@ A run directory holds ``model.safetensors`` (the latest weights and config), ``c
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import signal
@@ -41,6 +42,7 @@ from vaetool import (allocator, config_file, distributed, fused, locks, lr_sched
 from vaetool.contracts import NEEDS, Split, TrainingContext
 from vaetool.divergence import Diverged, Watch
 from vaetool.datasets import data_root
+from vaetool.devices import memory_of
 from vaetool.errors import VaetoolError
 from vaetool.images import background as images_background
 from vaetool.io import MODEL_FILE, atomic_write_text, read_tensors, save, save_tensors
@@ -270,15 +272,17 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
     objective_name, _ = config.objective_choice()
     objective, objective_options = config.build_objective()
     # The model is built before the data is read, so a mistake in its options is reported at once.
-    model = create(config.architecture, config.likelihood,
-                   input_shape=dataset.image_shape, latent_dim=config.latent_dim, num_classes=dataset.num_classes,
-                   encoder_scale=config.encoder_scale, autoencoder=config.autoencoder,
-                   architecture_options=config.architecture_options, likelihood_options=config.likelihood_options,
-                   prior=config.prior, prior_options=config.prior_options,
-                   latent=config.latent, latent_options=config.latent_options,
-                   dataset=config.dataset, dataset_options=dataset_options, class_names=list(dataset.class_names),
-                   objective=objective_name, objective_options=objective_options,
-                   training=config.training_settings()).to(device)
+    build = functools.partial(
+        create, config.architecture, config.likelihood, input_shape=dataset.image_shape, latent_dim=config.latent_dim,
+        num_classes=dataset.num_classes, encoder_scale=config.encoder_scale, autoencoder=config.autoencoder,
+        architecture_options=config.architecture_options, likelihood_options=config.likelihood_options,
+        prior=config.prior, prior_options=config.prior_options, latent=config.latent,
+        latent_options=config.latent_options, dataset=config.dataset, dataset_options=dataset_options,
+        class_names=list(dataset.class_names), objective=objective_name, objective_options=objective_options,
+        training=config.training_settings())
+    meta_model = _on_meta(build)
+    _check_fits(meta_model, device)  # the weights alone, before the data is read
+    model = build().to(device)
     for need in objective.needs:  # refused before any data is read
         reason = model.lacks(need)
         if reason is not None:
@@ -294,6 +298,9 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
     for split, part in ((train_split, "training"), (test_split, "test")):
         if len(split) == 0:
             raise VaetoolError(f"The {part} split of {config.dataset} is empty.")
+    _check_fits(meta_model, device, min(math.ceil(config.batch_size / group.world), len(train_split)),
+                objective.samples)
+    del meta_model
     # Recorded so that images given to a trained model can be matched to its data (dark ink or light).
     model.config["background"] = images_background(train_split.images[:1000])
     if model.architecture.output_bias == "data-mean" and checkpoint is None:  # a resumed run restores its own
@@ -492,7 +499,7 @@ def _data_source(split: Split, model: VAE, device, options: RunOptions, group: d
 
     stream = options.stream
     if stream is None:
-        stream = split.file is not None and split.images.nbytes > RESIDENT_SHARE * streaming.memory_of(device)
+        stream = split.file is not None and split.images.nbytes > RESIDENT_SHARE * memory_of(device)
     if not stream:
         return _Resident(split, model.conditional, device, group)
     if split.file is None:
@@ -524,6 +531,57 @@ def _compile_backends(everything: bool = False) -> list[str]:
     from torch._dynamo import list_backends
 
     return sorted({"inductor", *(list_backends(exclude_tags=()) if everything else list_backends())})
+
+
+def _on_meta(build):
+    """The model ``build`` makes, on the meta device (which allocates nothing), or None for a plugin that cannot
+    be built there."""
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):  # the real build draws the same weights
+        try:
+            return build()
+        except Exception:  # noqa: BLE001 — one that needs real tensors to build; the real build reports errors
+            return None
+
+
+def _check_fits(meta_model, device: torch.device, batch_size: int = 0, samples: int = 1) -> None:
+    """Refuse a run whose model state and one step's saved activations are more than the device's memory.
+
+    Such a run is killed by the operating system without a word (or dies in the CUDA allocator), often
+    after the data is read. ``meta_model`` is the run's model on the meta device (:func:`_on_meta`); one
+    batch of ``batch_size`` goes through it there, which allocates nothing either. Its weights, Adam's two
+    moments and the tensors the forward pass saves for the backward pass are all held at once in every
+    step. That is less than a step needs (the gradients, the data and the backward pass's own tensors are
+    left out), so this refuses only runs that cannot fit. With ``batch_size`` 0, or for a plugin without
+    meta kernels for its forward pass, the weights and moments alone are counted.
+    """
+    if meta_model is None:
+        return
+    state = sum(p.numel() * p.element_size() * (3 if p.requires_grad else 1) for p in meta_model.parameters()) + \
+        sum(b.numel() * b.element_size() for b in meta_model.buffers())
+    saved: dict[int, int] = {}
+
+    def pack(tensor):
+        saved[id(tensor)] = tensor.numel() * tensor.element_size()
+        return tensor
+
+    if batch_size:
+        with torch.random.fork_rng(devices=[]), torch.device("meta"):
+            x = torch.zeros(batch_size, *meta_model.input_shape)
+            y = torch.zeros(batch_size, dtype=torch.long) if meta_model.conditional else None
+            try:
+                with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+                    meta_model.train()(x, y, None, samples)
+            except Exception:  # noqa: BLE001 — an operation without a meta kernel: the weights alone, then
+                saved.clear()
+    need, have = state + sum(saved.values()), memory_of(device)
+    if need > have:
+        where = f"the {device.type.upper()} device" if device.type != "cpu" else "this machine"
+        trained = sum(p.numel() for p in meta_model.parameters() if p.requires_grad)
+        what = f", and one batch of {batch_size}'s activations" if saved else ""
+        raise VaetoolError(f"This run needs more than {need / 2**30:.1f} GiB (a model of {trained:,} parameters with "
+                           f"Adam's moments{what}), more than the {have / 2**30:.1f} GiB of memory {where} "
+                           "has; choose smaller layers (--channels, --hidden), a smaller --batch-size or smaller "
+                           "images.")
 
 
 def channels_last_for(model: torch.nn.Module, device: torch.device, asked: bool | None) -> bool:

@@ -762,3 +762,60 @@ def test_a_plugin_too_large_to_allocate_says_so_without_torchs_internals():
         with plugin_errors("architecture", "mlp", {"hidden": [10 ** 8]}):
             raise RuntimeError(torch_says)
     assert "alloc_cpu" not in str(caught.value) and "GiB" in str(caught.value)
+
+
+# -- pipes and devices: refused without being opened ---------------------------------------------------
+
+@pytest.fixture
+def fifo(tmp_path):
+    """A named pipe, and a thread that unblocks any reader after a few seconds with junk, so that code which
+    opens it fails the test rather than hanging it."""
+    import os
+    import threading
+
+    def make(name):
+        path = tmp_path / name
+        os.mkfifo(path)
+
+        def feed():
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                try:
+                    fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)  # ENXIO until someone reads
+                except OSError:
+                    time.sleep(0.2)
+                    continue
+                os.write(fd, b"junk")
+                os.close(fd)
+                return
+
+        threading.Thread(target=feed, daemon=True).start()
+        return path
+    return make
+
+
+@pytest.mark.parametrize("command,name,what", [
+    (["train", "--config", "{}"], "settings.toml", "config file"),
+    (["sample", "--model", "{}", "-o", "s.png"], "piped.safetensors", "model file"),
+    (["encode", "{}", "--model", "MODEL", "-o", "z.json"], "digit.png", "image file"),
+    (["decode", "{}", "--model", "MODEL", "-o", "d.png"], "z.npy", "latent file"),
+])
+def test_a_pipe_given_as_a_file_is_refused_without_reading_it(saved, fifo, command, name, what):
+    path = fifo(name)
+    started = time.perf_counter()
+    args = [str(path) if a == "{}" else str(saved) if a == "MODEL" else a for a in command]
+    result = invoke(*args)
+    assert_clean_error(result, f"{path} is not a regular file", f"cannot be an {what}" if what[0] == "i"
+                       else f"cannot be a {what}")
+    assert result.exit_code == 2
+    assert time.perf_counter() - started < 3  # the feeding thread would have unblocked a reader only later
+
+
+def test_a_device_or_a_huge_file_is_not_read_as_a_config(tmp_path):
+    assert_clean_error(invoke("train", "--config", "/dev/zero"), "/dev/zero is not a regular file")
+    huge = tmp_path / "huge.toml"
+    huge.write_text("# " + "x" * (2 << 20) + "\n")
+    assert_clean_error(invoke("train", "--config", huge), "larger than 1 MiB")
+    latin = tmp_path / "latin.toml"
+    latin.write_bytes("[train]\narch = \"caf\xe9\"\n".encode("latin-1"))
+    assert_clean_error(invoke("train", "--config", latin), "not UTF-8")

@@ -30,9 +30,10 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from vaetool.errors import VaetoolError
+from vaetool.errors import VaetoolError, no_file
 
 CONFIG_FILE = "config.toml"
+MAX_BYTES = 1 << 20  # a config file is a few hundred bytes; this is a wrong file, or a device that never ends
 HEADER = ("# vaetool run settings: replay with `vaetool train --config FILE`; flags given beside it override.\n"
           "# [train] is what is trained, [run] how it runs.\n")
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -145,12 +146,20 @@ def load(path: str | Path):
     path = Path(path)
     if path.is_dir():
         path = path / CONFIG_FILE
+    if not path.is_file():  # nor a pipe or device, which would block or never end
+        raise no_file(path, "config file")
     try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise VaetoolError(f"There is no config file at {path}.") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise VaetoolError(f"Cannot read the config file {path} ({exc}).") from None
+        with open(path, "rb") as f:
+            raw = f.read(MAX_BYTES + 1)
+    except OSError as exc:
+        raise VaetoolError(f"Cannot read the config file {path} ({exc.strerror or exc}).") from None
+    if len(raw) > MAX_BYTES:
+        raise VaetoolError(f"{path} is larger than {MAX_BYTES >> 20} MiB, far more than any config file; "
+                           "is it the right file?")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise VaetoolError(f"The config file {path} is not UTF-8 text.") from None
     data = loads(text, str(path))
     unknown = sorted(set(data) - {"train", "run"})
     if unknown:

@@ -20,3 +20,14 @@ class RuntimeFailure(VaetoolError):
     """A valid command that failed while it ran: the CLI exits with 1 rather than 2."""
 
     exit_code = RUNTIME_EXIT
+
+
+def no_file(path, what: str) -> VaetoolError:
+    """The error for a ``path`` that should be a ``what`` (``"model file"``) but is not a regular file: missing, or
+    a pipe, device or socket, which vaetool does not read (a FIFO would block, ``/dev/zero`` never ends)."""
+    import os
+
+    if os.path.lexists(path) and not os.path.isdir(path):
+        article = "an" if what[0] in "aeiou" else "a"
+        return VaetoolError(f"{path} is not a regular file (a pipe, device or socket), so it cannot be {article} {what}.")
+    return VaetoolError(f"There is no {what} at {path}.")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vaetool.errors import VaetoolError
+from vaetool.errors import VaetoolError, no_file
 from vaetool.io import atomic_write
 
 # GIF frame rates: a frame's delay is 2 to 65,535 hundredths of a second (shorter ones browsers slow down).
@@ -127,6 +127,8 @@ def image_files(paths) -> list[Path]:
         elif path.is_file():
             files.append(path)
         else:
+            if path.exists():  # a pipe, device or socket
+                raise no_file(path, "image file")
             raise VaetoolError(f"There is no file or folder {path}.")
     return files
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from vaetool import validate
-from vaetool.errors import VaetoolError
+from vaetool.errors import VaetoolError, no_file
 from vaetool.io import atomic_write, atomic_write_text, read_tensors, save_tensors
 
 SUFFIXES = (".npy", ".csv", ".json", ".safetensors")
@@ -150,7 +150,7 @@ def read(path: str | Path) -> Latents:
     path = Path(path)
     suffix = check_suffix(path)
     if not path.is_file():
-        raise VaetoolError(f"There is no latent file at {path}.")
+        raise no_file(path, "latent file")
     try:
         return _checked(_read(path, suffix), path)
     except VaetoolError:

@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from vaetool.errors import VaetoolError
+from vaetool.errors import VaetoolError, no_file
 from vaetool.io import MODEL_FILE, model_path
 
 CHECKPOINT_FILE = "checkpoint.safetensors"
@@ -89,5 +89,5 @@ def find_model(model: str | Path | None, root: Path) -> Path:
         return run / MODEL_FILE
     path = model_path(model)
     if not path.is_file():
-        raise VaetoolError(f"There is no model file at {path}.")
+        raise no_file(path, "model file")
     return path

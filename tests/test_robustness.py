@@ -819,3 +819,56 @@ def test_a_device_or_a_huge_file_is_not_read_as_a_config(tmp_path):
     latin = tmp_path / "latin.toml"
     latin.write_bytes("[train]\narch = \"caf\xe9\"\n".encode("latin-1"))
     assert_clean_error(invoke("train", "--config", latin), "not UTF-8")
+
+
+# -- writes that fail ----------------------------------------------------------------------------------
+
+def test_a_failed_write_names_the_file_and_leaves_the_old_one(tmp_path):
+    import errno
+
+    from vaetool import io
+    from vaetool.errors import RuntimeFailure
+
+    target = tmp_path / "report.md"
+    target.write_text("the old report")
+
+    def full_disk(tmp):
+        tmp.write_text("half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(RuntimeFailure, match=f"Cannot write {target}: no space left on device"):
+        io.atomic_write(target, full_disk)
+    assert target.read_text() == "the old report"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.md"]  # no temporary file left
+
+
+def test_an_output_below_a_file_is_one_sentence_naming_it(saved, tmp_path):
+    (tmp_path / "notes").write_text("mine")
+    result = invoke("sample", "--model", saved, "-o", tmp_path / "notes" / "s.png", "--device", "cpu")
+    assert_clean_error(result, f"Cannot write {tmp_path / 'notes' / 's.png'}: {tmp_path / 'notes'} is a file")
+    assert result.exit_code == 1
+    assert (tmp_path / "notes").read_text() == "mine"
+
+
+def test_a_model_is_not_saved_inside_a_folder_named_like_a_model_file(saved, tmp_path):
+    from vaetool.errors import RuntimeFailure
+
+    folder = tmp_path / "copy.safetensors"
+    folder.mkdir()
+    with pytest.raises(RuntimeFailure, match="it is a folder"):
+        vaetool.save(vaetool.load(saved), folder)
+    assert list(folder.iterdir()) == []
+    vaetool.save(vaetool.load(saved), tmp_path)  # a folder by another name holds the model file, as documented
+    assert (tmp_path / "model.safetensors").is_file()
+
+
+def test_a_run_whose_model_file_is_a_folder_is_refused_before_training(tmp_path):
+    ok(invoke("train", *TINY_SHAPES, *TINY_MODEL, "--runs-dir", tmp_path / "runs", "--name", "r"))
+    run_dir = tmp_path / "runs" / "r"
+    (run_dir / "model.safetensors").unlink()
+    (run_dir / "model.safetensors").mkdir()
+    checkpoint = (run_dir / "checkpoint.safetensors").read_bytes()
+    result = invoke("train", "--resume", "--name", "r", "--epochs", "2", "--runs-dir", tmp_path / "runs")
+    assert_clean_error(result, "model.safetensors is a folder")
+    assert (run_dir / "checkpoint.safetensors").read_bytes() == checkpoint
+    assert list((run_dir / "model.safetensors").iterdir()) == []

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from vaetool.errors import VaetoolError
+from vaetool.errors import RuntimeFailure, VaetoolError
 
 SCHEMA_VERSION = 1
 MODEL_FILE = "model.safetensors"
@@ -24,18 +24,37 @@ HEADER_KEY = "vaetool"
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it onto ``path``."""
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it onto ``path``.
+
+    A failure of the file system (no such folder, no permission, a full disk) is one sentence naming
+    ``path``, not the hidden temporary file; whatever was at ``path`` before is left as it was."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise _cannot_write(path, exc) from exc
     os.close(fd)
     try:
         write(Path(tmp))
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes private files; give the usual permissions
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise _cannot_write(path, exc) from exc
         raise
+
+
+def _cannot_write(path: Path, exc: OSError) -> RuntimeFailure:
+    above = next((p for p in path.parents if os.path.lexists(p)), None)  # the nearest part that exists
+    if path.is_dir():
+        reason = "it is a folder"
+    elif above is not None and not above.is_dir():
+        reason = f"{above} is a file, not a folder"
+    else:
+        reason = (exc.strerror or str(exc)).lower()
+    return RuntimeFailure(f"Cannot write {path}: {reason}.")
 
 
 def _umask() -> int:
@@ -153,7 +172,9 @@ def save(model, path: str | Path) -> None:
                           for kind in ("architecture", "likelihood", "prior", "latent")
                           if registry.package_of(kind, config[kind])}
     header = {"schema": SCHEMA_VERSION, "vaetool_version": __version__, "config": config}
-    save_tensors(model_path(path), model.state_dict(), header)
+    # A folder named like a model file is not a run directory to write into: refused by the write.
+    target = Path(path) if str(path).endswith(".safetensors") else model_path(path)
+    save_tensors(target, model.state_dict(), header)
 
 
 def load(path: str | Path, device: str = "cpu", *, allow_nonfinite: bool = False):

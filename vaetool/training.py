@@ -267,6 +267,9 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
          options: RunOptions, group: distributed.Group, device_spec: str | None = None) -> RunResult:
     if not group.main:
         progress = Progress()  # rank 0 reports for all
+    for name in (MODEL_FILE, CHECKPOINT_FILE, METRICS_FILE, config_file.CONFIG_FILE):
+        if (run_dir / name).is_dir():  # found now, not when the first epoch's files are written
+            raise VaetoolError(f"{run_dir / name} is a folder, where the run writes its {name}; move it away.")
     torch.manual_seed(config.seed)
     dataset, dataset_options = registry.build("dataset", config.dataset, config.dataset_options)
     objective_name, _ = config.objective_choice()

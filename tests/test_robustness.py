@@ -423,7 +423,7 @@ def test_two_automatically_named_runs_started_together_both_train(tmp_path):
         assert len((tmp_path / "runs" / folder / "metrics.jsonl").read_text().splitlines()) == 2
 
 
-@pytest.mark.parametrize("name", ["../../x", "../x", "/tmp/vaetool-escaped-run", "a/../../x", "."])
+@pytest.mark.parametrize("name", ["../../x", "../x", "/tmp/vaetool-escaped-run", "a/../../x", ".", "", "  "])
 def test_a_run_name_cannot_leave_the_runs_dir(tmp_path, name):
     runs = tmp_path / "deep" / "runs"
     result = invoke("train", *TINY_SHAPES, *TINY_MODEL, "--runs-dir", runs, "--name", name)

@@ -136,6 +136,8 @@ def train(
         raise VaetoolError(f"workers must be at least 0, not {options.workers}.")
     device = device or file_device or "auto"
     root = runs.runs_root(runs_dir)
+    if name is not None:  # an empty --name is a mistake, not a request for the default name
+        runs.named(root, name)
     if resume:
         changed = {"--arch": arch, "--likelihood": likelihood, "--latent-dim": latent_dim, "--encoder-scale": encoder_scale,
                    "--hidden": hidden, "--channels": channels, "--sigma": sigma, "--binarize": binarize,

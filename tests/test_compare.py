@@ -295,6 +295,18 @@ def test_an_unknown_report_format_is_refused_before_any_evaluation(runs, tmp_pat
     assert not (tmp_path / "report.pdf").exists()
 
 
+def test_a_file_where_a_markdown_reports_pictures_go_is_refused_before_any_evaluation(runs, tmp_path, monkeypatch):
+    def never(*args, **kwargs):
+        raise AssertionError("compare evaluated models before checking where the report's pictures go")
+
+    monkeypatch.setattr(compare, "load_entries", never)
+    monkeypatch.setattr(compare, "evaluate", never)
+    (tmp_path / "report_files").write_text("my notes")
+    assert_clean_error(invoke("compare", runs["mlp-b1"], runs["mlp-ae"], "-o", tmp_path / "report.md"),
+                       f"{tmp_path / 'report_files'} is a file", "report.md")
+    assert (tmp_path / "report_files").read_text() == "my notes" and not (tmp_path / "report.md").exists()
+
+
 # -- refusals -------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("other, what, mine, theirs", [

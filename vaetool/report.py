@@ -5,6 +5,7 @@ import base64
 import html
 import json
 import math
+import os
 import tempfile
 from pathlib import Path
 
@@ -21,9 +22,20 @@ FIGURES = [("reconstructions", "Reconstructions of the same test images (top row
            ("curves", "Test ELBO during training")]
 
 
-def check_format(path: Path) -> None:
+def check_path(path: Path) -> None:
+    """A report's name, checked before anything is evaluated: its format, and the folder a ``.md`` report's
+    pictures go in (``NAME_files`` beside it), which must not be a file."""
     if path.suffix.lower() not in FORMATS:
         raise VaetoolError(f"A report is written as {', '.join(FORMATS)}; {path.name} is none of these.")
+    folder = pictures_folder(path)
+    if folder is not None and os.path.lexists(folder) and not folder.is_dir():
+        raise VaetoolError(f"{folder} is a file, where the pictures of {path.name} go; move it away or choose "
+                           "another report name.")
+
+
+def pictures_folder(path: Path) -> Path | None:
+    """The folder beside a ``.md`` report that holds its pictures; None for the formats that embed them."""
+    return path.with_name(path.stem + "_files") if path.suffix.lower() == ".md" else None
 
 
 def _cell(entry: Entry, key: str, fmt: str) -> str:
@@ -92,7 +104,7 @@ def to_json(entries: list[Entry], verdicts: list[str], settings: dict) -> str:
 
 def write(path: Path, entries: list[Entry], verdicts: list[str], pictures: dict, settings: dict) -> None:
     """The report in the format ``path``'s extension names."""
-    check_format(path)
+    check_path(path)
     suffix = path.suffix.lower()
     if suffix == ".json":
         atomic_write_text(path, to_json(entries, verdicts, settings))
@@ -100,7 +112,7 @@ def write(path: Path, entries: list[Entry], verdicts: list[str], pictures: dict,
     cols = columns(entries)
     winners = {key: best(entries, key, direction) for key, _, _, direction in cols}
     if suffix == ".md":
-        folder = path.with_name(path.stem + "_files")
+        folder = pictures_folder(path)
         files = _figures(entries, pictures, folder)
         lines = [f"# vaetool comparison: {len(entries)} models", "", _header_line(settings), "",
                  _settings_line(settings), "",

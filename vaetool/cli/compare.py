@@ -56,7 +56,7 @@ def compare(
     for path in output or []:
         from vaetool import io, report
 
-        report.check_format(path)
+        report.check_path(path)
         io.refuse_to_replace(path)
     protocol = FULL if full else QUICK
     iw_samples = protocol["iw_samples"] if iw_samples is None else iw_samples

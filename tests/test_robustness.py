@@ -80,6 +80,7 @@ HOSTILE_CONFIGS = {
     "hidden-of-strings": (_set("architecture_options", {"hidden": ["a"]}), "mlp"),
     "missing-latent": (lambda c: c.pop("latent_dim"), "'latent_dim'"),
     "missing-options": (lambda c: c.pop("architecture_options"), "'architecture_options'"),
+    "purple-background": (_set("background", "purple"), "dark or light"),
 }
 
 

@@ -107,6 +107,9 @@ def check_config(config: Any, where: str | Path) -> dict[str, Any]:
     names = config.get("class_names", [])
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise VaetoolError(f"The model config in {where} has class_names {_show(names)}; it must be a list of names.")
+    if config.get("background") not in (None, "dark", "light"):  # anything else would invert every image given
+        raise VaetoolError(f"The model config in {where} has background {_show(config['background'])}; it must be "
+                           "dark or light.")
     kl = config.get("test_kl_per_dim", [])
     if not isinstance(kl, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
                                            and math.isfinite(v) for v in kl):

@@ -120,6 +120,9 @@ def test_a_sweep_prints_one_config_per_run(tmp_path):
     ("[train]\narchitecture_options = 5\n", "architecture_options must be a table"),
     ("train = 5\n", "train must be a table"),
     ("[run]\nworkers = -4\n", "workers must be at least 0"),
+    # Inside an objective's own options, which its constructor checks.
+    ('[train]\nobjective_options = {beta = "x"}\n', "beta must be a number, not 'x'"),
+    ('[train]\nobjective = "tcvae"\nobjective_options = {tc_weight = true}\n', "tc_weight must be a number"),
 ])
 def test_a_bad_config_is_one_clear_error(tmp_path, text, fragment):
     path = tmp_path / "bad.toml"

@@ -78,11 +78,11 @@ def check_config(config: Any, where: str | Path) -> dict[str, Any]:
                 "latent_dim", "num_classes"):
         if key not in config:
             raise VaetoolError(f"The model config in {where} has no {key!r} entry.")
-    for key in ("architecture", "likelihood", "prior", "latent", "dataset", "encoder_scale"):
+    for key in ("architecture", "likelihood", "prior", "latent", "dataset", "encoder_scale", "objective"):
         if key in config and (not isinstance(config[key], str) or not config[key]):
             raise VaetoolError(f"The model config in {where} has {key} {_show(config[key])}; it must be a name.")
     for key in ("architecture_options", "likelihood_options", "prior_options", "latent_options", "dataset_options",
-                "training"):
+                "objective_options", "training"):
         if key in config and not isinstance(config[key], dict):
             raise VaetoolError(f"The model config in {where} has {key} {_show(config[key])}; it must be a mapping.")
     shape = config["input_shape"]
@@ -107,6 +107,13 @@ def check_config(config: Any, where: str | Path) -> dict[str, Any]:
     names = config.get("class_names", [])
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise VaetoolError(f"The model config in {where} has class_names {_show(names)}; it must be a list of names.")
+    from vaetool.objectives import SHORTHANDS
+
+    for key, value in config.get("objective_options", {}).items():  # vaetool's own options, read to describe it
+        if key in SHORTHANDS and value is not None and not (
+                isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)):
+            raise VaetoolError(f"The model config in {where} has objective option {key} {_show(value)}; it must be "
+                               "a finite number.")
     if config.get("background") not in (None, "dark", "light"):  # anything else would invert every image given
         raise VaetoolError(f"The model config in {where} has background {_show(config['background'])}; it must be "
                            "dark or light.")

@@ -9,9 +9,13 @@ from vaetool.objectives import ramp
 
 
 def non_negative(**values: float) -> None:
-    """Refuse a negative (or NaN) option in one sentence."""
+    """Refuse an option that is not a number, or is negative (or NaN), in one sentence."""
     for name, value in values.items():
-        if value is not None and not value >= 0:
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):  # from a config file, say
+            raise VaetoolError(f"{name} must be a number, not {value!r}.")
+        if not value >= 0:
             raise VaetoolError(f"{name} must be zero or more, not {value}.")
 
 

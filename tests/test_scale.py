@@ -173,6 +173,21 @@ def test_a_changed_folder_gets_a_fresh_cache(tmp_path):
     assert before.file.is_file()  # the old cache is left alone
 
 
+def test_resuming_on_changed_images_says_so_and_on_the_same_images_does_not(tmp_path, capsys):
+    folder = make_folder(tmp_path / "images", n=20)
+    run = tmp_path / "run"
+    training.train(config(dataset="folder", dataset_options={"path": str(folder)}, epochs=1), run, device="cpu")
+    training.resume(run, epochs=2, device="cpu")
+    assert "have changed" not in capsys.readouterr().err
+    for i in range(20, 24):  # four more images in the folder between two sessions
+        Image.fromarray(np.full((12, 12), 9 * i, np.uint8), "L").save(folder / "a" / f"{i:03d}.png")
+    training.resume(run, epochs=3, device="cpu")
+    err = capsys.readouterr().err
+    assert "the training images have changed since this run's checkpoint" in err and "no longer an exact" in err
+    training.resume(run, epochs=4, device="cpu")  # the checkpoint now records the images it went on with
+    assert "have changed" not in capsys.readouterr().err
+
+
 def test_an_unwritable_cache_is_a_clear_error(tmp_path, monkeypatch):
     folder = make_folder(tmp_path / "images", n=4)
     blocker = tmp_path / "not-a-folder"

@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import json
 import math
 import signal
+import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field, fields
@@ -304,6 +306,7 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
     _check_fits(meta_model, device, min(math.ceil(config.batch_size / group.world), len(train_split)),
                 objective.samples)
     del meta_model
+    data_print = _data_print(train_split)
     # Recorded so that images given to a trained model can be matched to its data (dark ink or light).
     model.config["background"] = images_background(train_split.images[:1000])
     if model.architecture.output_bias == "data-mean" and checkpoint is None:  # a resumed run restores its own
@@ -345,6 +348,7 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
         if first_step >= steps:
             raise VaetoolError(f"The checkpoint in {run_dir} is {first_step} steps into an epoch of {steps}; "
                                "it is damaged, so the run cannot resume.")
+        _note_changed_data(checkpoint[1].get("data"), data_print, group)
     if not group.main:
         sums = None  # the saved sums are global: one process carries them on
     data = _data_source(train_split, model, device, options, group)
@@ -381,7 +385,7 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
                     totals = group.sum(totals)  # every process is here: under torchrun they stop together
                     if group.main:
                         _save_checkpoint(run_dir, model, optimizer, scaler, shuffle, epoch_shuffle_state, epoch, step,
-                                         totals, metrics, objective)
+                                         totals, metrics, objective, data_print)
                         save(model, run_dir / MODEL_FILE)
                         curves.draw(metrics, final=True)
                     return RunResult(run_dir, "interrupted", metrics, epoch, step)
@@ -464,7 +468,7 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
                 if not model.autoencoder:  # an autoencoder's KL is zero by construction, which ranks nothing
                     model.config["test_kl_per_dim"] = test["kl_per_dim"]
                 _save_checkpoint(run_dir, model, optimizer, scaler, shuffle, shuffle.get_state(), epoch, 0, None,
-                                 metrics, objective)
+                                 metrics, objective, data_print)
                 save(model, run_dir / MODEL_FILE)
                 _write_pictures(run_dir, model, test_split, config.seed)
                 curves.draw(metrics, final=epoch == config.epochs)
@@ -632,11 +636,11 @@ def evaluate(model: VAE, split: Split, seed: int = 0, batch_size: int = EVAL_BAT
 # -- checkpoints: safetensors, never pickle ----------------------------------------------------
 
 def _save_checkpoint(run_dir: Path, model: VAE, optimizer, scaler, shuffle, shuffle_state, epoch: int, step: int,
-                     totals, metrics: list, objective) -> None:
+                     totals, metrics: list, objective, data_print: dict[str, Any]) -> None:
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     header = {"schema": 1, "config": model.config,
               "progress": {"epoch": epoch, "step": step, "sums": totals.tolist() if totals is not None else None},
-              "optimizer": _optimizer_state(optimizer, "optimizer", tensors)}
+              "optimizer": _optimizer_state(optimizer, "optimizer", tensors), "data": data_print}
     # An objective's own trainable state (FactorVAE's discriminator) and optimiser, when it has them.
     if objective.module is not None:
         tensors.update({f"objective.{k}": v for k, v in objective.module.state_dict().items()})
@@ -650,6 +654,35 @@ def _save_checkpoint(run_dir: Path, model: VAE, optimizer, scaler, shuffle, shuf
         header["grad_scaler"] = scaler.state_dict()
     save_tensors(run_dir / CHECKPOINT_FILE, tensors, header)
     atomic_write_text(run_dir / METRICS_FILE, "".join(json.dumps(m) + "\n" for m in metrics))
+
+
+DATA_PRINT_BYTES = 1 << 30  # hashed whole up to this size (about half a second); a larger split by sampled rows
+
+
+def _data_print(split: Split) -> dict[str, Any]:
+    """What identifies a run's training images, kept in its checkpoint so a resumption can tell when they have
+    changed (a folder of images edited between the two): their count, shape and a SHA-256 of the images and
+    labels — of all of them, or of evenly spaced rows making up :data:`DATA_PRINT_BYTES` of a larger split."""
+    n, per_image = len(split), max(1, split.images[0].numel() if len(split) else 1)
+    rows = None if n * per_image <= DATA_PRINT_BYTES else torch.linspace(0, n - 1, DATA_PRINT_BYTES // per_image).long()
+    digest = hashlib.sha256()
+    for tensor in (split.images, split.labels):
+        if tensor is not None:
+            picked = tensor if rows is None else tensor[rows]
+            digest.update(picked.contiguous().numpy().data)
+    return {"images": n, "shape": list(split.images.shape[1:]), "sha256": digest.hexdigest()}
+
+
+def _note_changed_data(saved, now: dict[str, Any], group: distributed.Group) -> None:
+    """Say so when a resumed run's training images are not those its checkpoint was trained on: it goes on, on
+    the images as they are now, but it is no longer the run it would have been. (Checkpoints from before
+    vaetool recorded them say nothing.)"""
+    if not isinstance(saved, dict) or saved == now or not group.main:
+        return
+    count = (f" ({saved.get('images'):,} images then, {now['images']:,} now)"
+             if isinstance(saved.get("images"), int) and saved.get("images") != now["images"] else "")
+    print(f"vaetool: the training images have changed since this run's checkpoint was written{count}; it goes on "
+          "with the images as they are now, so it is no longer an exact continuation.", file=sys.stderr)
 
 
 def _optimizer_state(optimizer, prefix: str, tensors: dict) -> dict[str, Any]:

@@ -294,6 +294,9 @@ def test_a_missing_dataset_leaves_no_folder_behind(tmp_path, offline):
     (["--beta", "Infinity"], "finite"),
     (["--lr", "inf"], "learning rate"),
     (["--threads", "100000"], "--threads must be at most"),
+    (["--epochs", "100000000000000000000"], "epochs must be at most 1,000,000"),
+    (["--latent-dim", "70000"], "latent-dim must be at most 65,536"),
+    (["--batch-size", "2000000"], "batch-size must be at most"),
 ])
 def test_bad_option_values_are_refused_before_training(tmp_path, args, fragment):
     result = invoke("train", *TINY_SHAPES, *TINY_MODEL[:2], *TINY_MODEL[4:], *args, "--runs-dir", tmp_path / "runs")
@@ -719,6 +722,15 @@ def test_encode_plot_needs_enough_images_for_its_projection(saved, tmp_path, cou
                     "--model", saved, "--device", "cpu")
     assert_clean_error(result, fragment)
     assert not (tmp_path / "p.png").exists() and not (tmp_path / "z.json").exists()
+
+
+@pytest.mark.parametrize("flag", [["--method", "tsne"], ["--method", "pca"], ["--annotate"], ["--no-annotate"]])
+def test_encode_refuses_a_plot_option_without_a_plot(saved, tmp_path, flag):
+    images_dir = tmp_path / "pics"
+    make_images(images_dir, 3, size=8)
+    result = invoke("encode", images_dir, *flag, "-o", tmp_path / "z.json", "--model", saved, "--device", "cpu")
+    assert_clean_error(result, flag[0], "--plot")
+    assert result.exit_code == 2 and not (tmp_path / "z.json").exists()
 
 
 def _edit_checkpoint_header(path, edit):

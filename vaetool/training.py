@@ -59,6 +59,8 @@ REFRESHES_PER_EPOCH = 20  # with several processes the refresh must fall on the 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # A memory-mapped training split larger than this share of the device's memory is streamed.
 RESIDENT_SHARE = 0.25
+MAX_EPOCHS = 1_000_000  # eleven days of MNIST epochs on a CPU
+MAX_BATCH = 1 << 20
 
 
 @dataclass
@@ -104,10 +106,17 @@ class TrainConfig:
     def check(self) -> None:
         if self.precision not in PRECISIONS:
             raise VaetoolError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}.")
-        for name, low in (("latent_dim", 1), ("epochs", 1), ("batch_size", 1), ("train_limit", 1), ("test_limit", 1),
-                          ("snapshot_every", 1)):
-            if getattr(self, name) is not None and getattr(self, name) < low:
-                raise VaetoolError(f"{name.replace('_', '-')} must be at least {low}, not {getattr(self, name)}.")
+        from vaetool.validate import MAX_LATENT
+
+        # The highs: a latent that no model file may have (vaetool.load would refuse the model trained), and
+        # counts that only a typo gives (10²⁰ epochs).
+        for name, low, high in (("latent_dim", 1, MAX_LATENT), ("epochs", 1, MAX_EPOCHS), ("batch_size", 1, MAX_BATCH),
+                                ("train_limit", 1, None), ("test_limit", 1, None), ("snapshot_every", 1, MAX_EPOCHS)):
+            value = getattr(self, name)
+            if value is not None and value < low:
+                raise VaetoolError(f"{name.replace('_', '-')} must be at least {low}, not {value}.")
+            if value is not None and high is not None and value > high:
+                raise VaetoolError(f"{name.replace('_', '-')} must be at most {high:,}, not {value:,}.")
         if not 0 < self.lr < math.inf:  # an infinite rate was reported as the run diverging
             raise VaetoolError(f"The learning rate must be a positive finite number, not {self.lr}.")
         self.build_objective()  # its options are checked by its constructor

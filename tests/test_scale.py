@@ -371,3 +371,14 @@ def test_a_run_too_large_for_memory_is_one_sentence_on_the_command_line(tmp_path
     assert result.exit_code == 2, error
     assert time.perf_counter() - started < 20  # nothing of its size was allocated
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_memory_check_counts_half_precision_activations_at_two_bytes(tmp_path, monkeypatch):
+    # 20.9 MiB for this conv net and batch in fp32 (6.4 of them weights and moments); under bf16 autocast
+    # the activations take half as much.
+    monkeypatch.setattr(training, "memory_of", lambda device: 16 << 20)
+    conv = dict(architecture="conv", architecture_options={"channels": [128, 128]}, epochs=1, batch_size=128,
+                dataset_options={"n_train": 128, "n_test": 8})
+    with pytest.raises(VaetoolError, match="activations"):
+        training.train(config(**conv), tmp_path / "fp32", device="cpu")
+    assert training.train(config(**conv, precision="bf16"), tmp_path / "bf16", device="cpu").status == "finished"

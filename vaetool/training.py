@@ -312,8 +312,8 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
     for split, part in ((train_split, "training"), (test_split, "test")):
         if len(split) == 0:
             raise VaetoolError(f"The {part} split of {config.dataset} is empty.")
-    _check_fits(meta_model, device, min(math.ceil(config.batch_size / group.world), len(train_split)),
-                objective.samples)
+    batch = 0 if options.compile else min(math.ceil(config.batch_size / group.world), len(train_split))
+    _check_fits(meta_model, device, batch, objective.samples, half=config.precision != "fp32")
     del meta_model
     data_print = _data_print(train_split)
     # Recorded so that images given to a trained model can be matched to its data (dark ink or light).
@@ -559,7 +559,7 @@ def _on_meta(build):
             return None
 
 
-def _check_fits(meta_model, device: torch.device, batch_size: int = 0, samples: int = 1) -> None:
+def _check_fits(meta_model, device: torch.device, batch_size: int = 0, samples: int = 1, half: bool = False) -> None:
     """Refuse a run whose model state and one step's saved activations are more than the device's memory.
 
     Such a run is killed by the operating system without a word (or dies in the CUDA allocator), often
@@ -567,8 +567,10 @@ def _check_fits(meta_model, device: torch.device, batch_size: int = 0, samples: 
     batch of ``batch_size`` goes through it there, which allocates nothing either. Its weights, Adam's two
     moments and the tensors the forward pass saves for the backward pass are all held at once in every
     step. That is less than a step needs (the gradients, the data and the backward pass's own tensors are
-    left out), so this refuses only runs that cannot fit. With ``batch_size`` 0, or for a plugin without
-    meta kernels for its forward pass, the weights and moments alone are counted.
+    left out), so this refuses only runs that cannot fit. With ``half`` (bf16 or fp16 autocast, which the
+    meta device does not apply) every float32 activation counts at 2 bytes. With ``batch_size`` 0 (the
+    networks compiled, whose saved tensors the compiler chooses), or for a plugin without meta kernels for
+    its forward pass, the weights and moments alone are counted.
     """
     if meta_model is None:
         return
@@ -577,7 +579,8 @@ def _check_fits(meta_model, device: torch.device, batch_size: int = 0, samples: 
     saved: dict[int, int] = {}
 
     def pack(tensor):
-        saved[id(tensor)] = tensor.numel() * tensor.element_size()
+        size = 2 if half and tensor.dtype == torch.float32 else tensor.element_size()
+        saved[id(tensor)] = tensor.numel() * size
         return tensor
 
     if batch_size:

@@ -888,3 +888,17 @@ def test_a_run_whose_model_file_is_a_folder_is_refused_before_training(tmp_path)
     assert_clean_error(result, "model.safetensors is a folder")
     assert (run_dir / "checkpoint.safetensors").read_bytes() == checkpoint
     assert list((run_dir / "model.safetensors").iterdir()) == []
+
+
+def test_a_broken_link_is_missing_not_a_pipe(tmp_path):
+    (tmp_path / "gone.safetensors").symlink_to(tmp_path / "nowhere.safetensors")
+    assert_clean_error(invoke("sample", "--model", tmp_path / "gone.safetensors", "-o", tmp_path / "s.png"),
+                       "There is no model file at")
+
+
+def test_objective_options_take_numpy_numbers_and_refuse_strings():
+    from vaetool.objectives.elbo import ELBO
+
+    assert ELBO(beta=np.float32(0.5)).beta == 0.5
+    with pytest.raises(VaetoolError, match="beta must be a number, not 'x'"):
+        ELBO(beta="x")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from vaetool.errors import VaetoolError
 
@@ -49,7 +50,7 @@ def memory_of(device) -> int:
         return 16 << 30
     for limit in _CGROUP_LIMITS:
         try:
-            text = open(limit).read().strip()
+            text = Path(limit).read_text().strip()
         except OSError:
             continue
         if text.isdigit():  # "max" (v2) is no limit; v1 writes a huge number for none

@@ -27,7 +27,7 @@ def no_file(path, what: str) -> VaetoolError:
     a pipe, device or socket, which vaetool does not read (a FIFO would block, ``/dev/zero`` never ends)."""
     import os
 
-    if os.path.lexists(path) and not os.path.isdir(path):
+    if os.path.exists(path) and not os.path.isdir(path):  # (a broken link is missing, for this)
         article = "an" if what[0] in "aeiou" else "a"
         return VaetoolError(f"{path} is not a regular file (a pipe, device or socket), so it cannot be {article} {what}.")
     return VaetoolError(f"There is no {what} at {path}.")

@@ -107,10 +107,13 @@ def check_config(config: Any, where: str | Path) -> dict[str, Any]:
     names = config.get("class_names", [])
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise VaetoolError(f"The model config in {where} has class_names {_show(names)}; it must be a list of names.")
-    from vaetool.objectives import SHORTHANDS
+    from vaetool import objectives, registry
 
-    for key, value in config.get("objective_options", {}).items():  # vaetool's own options, read to describe it
-        if key in SHORTHANDS and value is not None and not (
+    # vaetool's own objectives' shorthand options are read as numbers to describe the model; a plugin's are its own.
+    objective = objectives.recorded(config)[0]
+    own = objective == objectives.DEFAULT or registry.package_of("objective", objective) == "vaetool"
+    for key, value in (config.get("objective_options", {}) if own else {}).items():
+        if key in objectives.SHORTHANDS and value is not None and not (
                 isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)):
             raise VaetoolError(f"The model config in {where} has objective option {key} {_show(value)}; it must be "
                                "a finite number.")

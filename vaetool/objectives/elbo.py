@@ -1,6 +1,8 @@
 """The evidence lower bound, with β, KL warm-up and free bits: the default objective."""
 from __future__ import annotations
 
+import numbers
+
 from torch import Tensor
 
 from vaetool.contracts import Objective
@@ -13,7 +15,7 @@ def non_negative(**values: float) -> None:
     for name, value in values.items():
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)):  # from a config file, say
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):  # a string from a config file, say
             raise VaetoolError(f"{name} must be a number, not {value!r}.")
         if not value >= 0:
             raise VaetoolError(f"{name} must be zero or more, not {value}.")

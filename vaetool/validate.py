@@ -65,6 +65,11 @@ def _whole(value: Any, name: str, low: int, high: int, where: str) -> int:
     return value
 
 
+def _finite(value: Any) -> bool:
+    """Whether ``value`` is a finite JSON number (not a bool, which JSON's true would be)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _show(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -113,16 +118,14 @@ def check_config(config: Any, where: str | Path) -> dict[str, Any]:
     objective = objectives.recorded(config)[0]
     own = objective == objectives.DEFAULT or registry.package_of("objective", objective) == "vaetool"
     for key, value in (config.get("objective_options", {}) if own else {}).items():
-        if key in objectives.SHORTHANDS and value is not None and not (
-                isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)):
+        if key in objectives.SHORTHANDS and value is not None and not _finite(value):
             raise VaetoolError(f"The model config in {where} has objective option {key} {_show(value)}; it must be "
                                "a finite number.")
     if config.get("background") not in (None, "dark", "light"):  # anything else would invert every image given
         raise VaetoolError(f"The model config in {where} has background {_show(config['background'])}; it must be "
                            "dark or light.")
     kl = config.get("test_kl_per_dim", [])
-    if not isinstance(kl, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                           and math.isfinite(v) for v in kl):
+    if not isinstance(kl, list) or not all(_finite(v) for v in kl):
         raise VaetoolError(f"The model config in {where} has test_kl_per_dim {_show(kl)}; it must be a list of "
                            "finite numbers.")
     return config

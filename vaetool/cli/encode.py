@@ -68,8 +68,8 @@ def encode(
     if plot is not None:
         check_output(plot, (".png",), inputs=inputs)
     if plot is None and (method.value != "auto" or annotate is not None):  # else silently nothing to apply to
-        raise VaetoolError(f"{'--method' if method.value != 'auto' else '--annotate or --no-annotate'} chooses how --plot draws the "
-                           "latent space; give --plot FILE.png with it.")
+        flag = "--method" if method.value != "auto" else "--annotate or --no-annotate"
+        raise VaetoolError(f"{flag} chooses how --plot draws the latent space; give --plot FILE.png with it.")
     if bool(inputs) == bool(data):
         raise VaetoolError("Give image files or folders, or --data with a dataset name, but not both or neither.")
     if limit is not None and limit < 1:

@@ -837,3 +837,31 @@ def test_traverse_names_the_factor_each_dimension_captures(tmp_path):
     assert sum(f"({name})" in result.stdout for name in names) >= 1, result.stdout
     plain = ok(invoke("traverse", "-o", tmp_path / "t.png", "--model", path, "--device", "cpu", "--no-factors"))
     assert not any(f"({name})" in plain.stdout for name in names)
+
+
+def test_traverse_factors_insisted_on_says_why_there_are_none(tmp_path):
+    """The default labels rows only where the dataset has factors; --factors insists, in one sentence."""
+    model = vaetool.create("mlp", "bernoulli", input_shape=(1, 28, 28), latent_dim=3,
+                           architecture_options={"hidden": [8]}, dataset="mnist")
+    vaetool.save(model, tmp_path / "mnist.safetensors")
+    plain = ok(invoke("traverse", "-o", tmp_path / "t.png", "--model", tmp_path / "mnist.safetensors",
+                      "--device", "cpu"))
+    assert "dimensions 0, 1, 2 from" in plain.stdout
+    error = assert_clean_error(invoke("traverse", "-o", tmp_path / "u.png", "--model", tmp_path / "mnist.safetensors",
+                                      "--device", "cpu", "--factors"))
+    assert "mnist, has no ground-truth factors" in error and not (tmp_path / "u.png").exists()
+
+
+def test_traverse_reads_factors_from_its_data_dir(tmp_path):
+    """A dataset read from a file (dsprites) is looked for under --data-dir, and named when it is not there."""
+    from test_dsprites import write_fake
+
+    write_fake(tmp_path / "data" / "dsprites")
+    model = vaetool.create("mlp", "bernoulli", input_shape=(1, 64, 64), latent_dim=3,
+                           architecture_options={"hidden": [8]}, dataset="dsprites")
+    vaetool.save(model, tmp_path / "d.safetensors")
+    args = ("traverse", "--model", tmp_path / "d.safetensors", "--device", "cpu", "--factors")
+    labelled = ok(invoke(*args, "-o", tmp_path / "t.png", "--data-dir", tmp_path / "data"))
+    assert any(f"({name})" in labelled.stdout for name in ("shape", "scale", "orientation", "pos_x", "pos_y"))
+    error = assert_clean_error(invoke(*args, "-o", tmp_path / "u.png", "--data-dir", tmp_path / "empty"))
+    assert "dsprites, cannot be loaded here" in error and "dsprites_ndarray" in error

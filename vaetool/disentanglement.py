@@ -227,25 +227,37 @@ def factor_of_each_dimension(codes: np.ndarray, factors: np.ndarray, bins: int =
 
 
 
-def captured_factors(model, data_dir=None, limit: int = 5000) -> list[str] | None:
+def captured_factors(model, data_dir=None, limit: int = 5000, required: bool = False) -> list[str] | None:
     """For each latent dimension, ``"factor score"``: the ground-truth factor it shares most
     information with on the model's test data (the first ``limit`` images), the mutual information
-    normalised by the factor's entropy. None when the model is conditional or its dataset has no
-    factors or cannot be loaded here."""
+    normalised by the factor's entropy (1: all of it). None when the model is conditional or its
+    dataset has no factors or cannot be loaded here; with ``required``, a :class:`VaetoolError`
+    saying which of those it is."""
     from vaetool.datasets import data_root
     from vaetool import registry
 
-    if model.conditional or "dataset" not in model.config:
+    def unavailable(reason: str) -> None:
+        if required:
+            raise VaetoolError(f"This model's dimensions cannot be labelled with factors: {reason}.")
         return None
+
+    if model.conditional:
+        return unavailable("it is conditional, so its latent need not carry the class")
+    if "dataset" not in model.config:
+        return unavailable("its file does not name the dataset it was trained on")
+    name = model.config["dataset"]
     try:
-        dataset, _ = registry.build("dataset", model.config["dataset"], model.config.get("dataset_options", {}))
-        if not dataset.factor_names:
-            return None
+        dataset, _ = registry.build("dataset", name, model.config.get("dataset_options", {}))
+    except VaetoolError as error:  # a plugin's dataset not installed here, say
+        return unavailable(f"its dataset, {name}, is not available here ({str(error).rstrip('.')})")
+    if not dataset.factor_names:
+        return unavailable(f"its dataset, {name}, has no ground-truth factors")
+    try:
         split = dataset.load("test", data_root(data_dir))
-    except VaetoolError:
-        return None
+    except VaetoolError as error:
+        return unavailable(f"its dataset, {name}, cannot be loaded here ({str(error).rstrip('.')})")
     if split.factors is None:
-        return None
+        return unavailable(f"the test split of {name} found here has no factors")
     n = min(len(split), limit)
     codes = representation(model)(split.images[:n].float() / 255)
     best, score = factor_of_each_dimension(codes, split.factors[:n].numpy())

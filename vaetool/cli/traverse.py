@@ -35,8 +35,11 @@ def traverse(
     allow_nonfinite: options.AllowNonfinite = False,
     layer: options.Layer = None,
     zoom: options.Zoom = None,
-    factors: Annotated[bool, typer.Option("--factors/--no-factors", help="Label each row with the ground-truth factor its dimension captures best (datasets with factors, e.g. shapes).",
-                                          rich_help_panel=options.OUTPUT_PANEL)] = True,
+    factors: Annotated[Optional[bool], typer.Option(
+        "--factors/--no-factors", show_default=False,
+        help="Label each row with the ground-truth factor its dimension captures best. \\[default: when the "
+             "model's dataset has factors, e.g. shapes; --factors insists]",
+        rich_help_panel=options.OUTPUT_PANEL)] = None,
 ) -> None:
     """Traverse latent dimensions one at a time around a start point (Higgins et al. 2017).
 
@@ -98,7 +101,7 @@ def traverse(
         flat = grid_z.reshape(-1, vae.latent_dim)
         pictures = vae.decode(flat, y.expand(len(flat)) if y is not None else None)
     pictures = pictures.reshape(len(chosen), steps, *pictures.shape[1:])
-    captured = disentanglement.captured_factors(vae) if factors else None
+    captured = disentanglement.captured_factors(vae, data_dir, required=bool(factors)) if factors is not False else None
     names = [f"z{d}" + (f"  KL {kl[d]:.2f}" if kl else "") + (f"  {captured[d]}" if captured else "") for d in chosen]
     if output.suffix.lower() == ".png":
         array = images.grid(pictures.flatten(0, 1), nrow=steps, zoom=zoom)

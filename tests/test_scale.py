@@ -387,6 +387,66 @@ def test_a_run_too_large_for_memory_is_one_sentence_on_the_command_line(tmp_path
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("v2, v1, limited", [
+    ("1073741824\n", None, True),            # cgroup v2 with a 1 GiB limit
+    ("max\n", "1073741824\n", False),        # v2 without a limit: v1's file is not consulted
+    (None, "1073741824\n", True),            # cgroup v1 only
+    (None, "9223372036854771712\n", False),  # v1's "no limit"
+    (None, None, False),                     # no cgroup files at all
+])
+def test_the_memory_is_the_containers_limit_when_it_has_one(tmp_path, monkeypatch, v2, v1, limited):
+    from vaetool import devices
+
+    paths = []
+    for name, text in (("memory.max", v2), ("memory.limit_in_bytes", v1)):
+        paths.append(str(tmp_path / name))
+        if text is not None:
+            (tmp_path / name).write_text(text)
+    monkeypatch.setattr(devices, "_CGROUP_LIMITS", tuple(paths))
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    assert devices.memory_of(torch.device("cpu")) == (min(ram, 1 << 30) if limited else ram)
+
+
+def test_the_meta_build_of_the_memory_check_leaves_the_runs_random_draws_alone():
+    """The check builds the model once more, on the meta device, before the real build: whatever that
+    build draws (a plugin may draw on the CPU explicitly) must not move the seeded generator, so the real
+    model's initial weights are those of a run without the check."""
+    def build():
+        torch.rand(5, device="cpu")  # a draw that the meta device does not absorb
+        return vaetool.create("mlp", "bernoulli", input_shape=(1, 8, 8), latent_dim=4,
+                              architecture_options={"hidden": [16]})
+
+    torch.manual_seed(0)
+    direct = build()
+    torch.manual_seed(0)
+    meta = training._on_meta(build)
+    assert meta is not None and all(p.is_meta for p in meta.parameters())
+    assert state_dicts_equal(build().state_dict(), direct.state_dict())
+
+
+def test_a_forward_pass_without_meta_kernels_is_checked_by_its_weights_alone(tmp_path, monkeypatch):
+    """A plugin whose forward pass cannot run on the meta device still trains: the check counts its
+    weights and moments only (the activations of this run alone would be refused, as above)."""
+    from vaetool.model import VAE
+
+    monkeypatch.setattr(training, "memory_of", lambda device: 16 << 20)
+    forward = VAE.forward
+
+    def no_meta_kernel(self, x, *args, **kwargs):
+        if x.is_meta:  # the encoder runs (and saves its activations), then the decoder fails
+            self.encode(x)
+            raise NotImplementedError("no meta kernel")
+        return forward(self, x, *args, **kwargs)
+
+    # 2 MiB of weights and moments; 16 MiB of the encoder's activations for this batch of 2,048.
+    wide = dict(architecture_options={"hidden": [2000]}, epochs=1, batch_size=2048,
+                dataset_options={"n_train": 2048, "n_test": 8})
+    with pytest.raises(VaetoolError, match="the activations of a batch of 2048"):
+        training.train(config(**wide), tmp_path / "checked", device="cpu")
+    monkeypatch.setattr(VAE, "forward", no_meta_kernel)
+    assert training.train(config(**wide), tmp_path / "run", device="cpu").status == "finished"
+
+
 def test_the_memory_check_counts_half_precision_activations_at_two_bytes(tmp_path, monkeypatch):
     # 20.9 MiB for this conv net and batch in fp32 (6.4 of them weights and moments); under bf16 autocast
     # the activations take half as much.

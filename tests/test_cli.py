@@ -68,6 +68,17 @@ def test_a_second_run_with_the_same_settings_goes_to_a_new_directory(tmp_path):
     assert result.exit_code == 0, result.output
     assert (runs / "mlp-shapes-2" / "model.safetensors").is_file()
     assert run_files(runs / "mlp-shapes") == first
+    # Said, so that a user who looks for the run under its usual name knows where it went.
+    assert f"{runs / 'mlp-shapes'} holds another run; this one goes to {runs / 'mlp-shapes-2'}" in result.stderr
+
+
+def test_the_run_description_names_an_autoencoder_and_a_prior_other_than_the_normal(tmp_path):
+    runs = tmp_path / "runs"
+    ae = ok(invoke("train", *TINY_SHAPES, *TINY_MODEL, "--autoencoder", "--runs-dir", runs))
+    assert "mlp autoencoder, bernoulli likelihood, 4-D latent, deterministic (no noise, no KL)" in ae.stdout
+    vamp = ok(invoke("train", *TINY_SHAPES, *TINY_MODEL, "--prior", "vamp", "--prior-opt", "components=5",
+                     "--runs-dir", runs))
+    assert "mlp VAE, bernoulli likelihood, 4-D latent, vamp prior (components=5), elbo objective" in vamp.stdout
 
 
 def test_resume_continues_the_latest_run(tmp_path):

@@ -457,7 +457,7 @@ def test_collapsed_dimensions_are_named():
     verdicts = compare.verdicts([entry("one", active_units=3), entry("three", active_units=1),
                                  entry("none", active_units=0), entry("all", active_units=4)])
     assert "one: 3 of 4 latent dimensions are active; the other 1 has collapsed to the prior (unused)." in verdicts
-    assert "three: 1 of 4 latent dimensions are active; the other 3 have collapsed to the prior (unused)." in verdicts
+    assert "three: 1 of 4 latent dimensions is active; the other 3 have collapsed to the prior (unused)." in verdicts
     assert [v for v in verdicts if v.startswith("none:")] == [
         "none: posterior collapse — no latent dimension is active; the decoder ignores z."]
     assert not [v for v in verdicts if v.startswith("all:")]

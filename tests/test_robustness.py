@@ -902,3 +902,27 @@ def test_objective_options_take_numpy_numbers_and_refuse_strings():
     assert ELBO(beta=np.float32(0.5)).beta == 0.5
     with pytest.raises(VaetoolError, match="beta must be a number, not 'x'"):
         ELBO(beta="x")
+
+
+def test_a_model_path_that_is_no_run_says_which_it_is(tmp_path):
+    (tmp_path / "runs").mkdir()
+    sample = ("sample", "-o", tmp_path / "s.png", "--device", "cpu")
+    assert_clean_error(invoke(*sample, "--model", tmp_path / "runs"),
+                       f"{tmp_path / 'runs'} is a folder without a model.safetensors: not a run directory")
+    assert_clean_error(invoke(*sample, "--model", tmp_path / "runs" / "gone"),
+                       f"There is no model file or run directory at {tmp_path / 'runs' / 'gone'}.")
+    assert_clean_error(invoke("compare", tmp_path / "runs" / "gone", tmp_path / "runs" / "other"),
+                       f"There is no model file or run directory at {tmp_path / 'runs' / 'gone'}.")
+    assert not (tmp_path / "s.png").exists()
+
+
+@pytest.mark.parametrize("flag, option, words", [
+    ("--data-opt", "size=abc", "The dataset 'shapes' could not use size='abc': it takes a number, like its default 32."),
+    ("--data-opt", "n_train=big", "could not use n_train='big': it takes a number"),
+    ("--likelihood-opt", "sigma=abc", "sigma must be a positive number for the gaussian likelihood, not 'abc'."),
+])
+def test_an_option_of_the_wrong_kind_is_named(tmp_path, flag, option, words):
+    extra = ["--likelihood", "gaussian"] if flag == "--likelihood-opt" else []
+    result = invoke("train", "--data", "shapes", flag, option, *extra, "--epochs", "1", "--runs-dir", tmp_path)
+    error = assert_clean_error(result, words)
+    assert "Error" not in error[len("Error: "):] and "not supported between" not in error

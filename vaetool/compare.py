@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import torch
 
-from vaetool import io, metrics, objectives
+from vaetool import io, metrics, objectives, runs
 from vaetool.errors import VaetoolError
 from vaetool.runs import METRICS_FILE
 
@@ -60,7 +60,7 @@ def load_entries(paths: list[Path], device, *, allow_nonfinite: bool = False) ->
     """Models from files or run directories, named after their run (or file), comparable or refused."""
     entries, names = [], set()
     for path in paths:
-        file = io.model_path(path)
+        file = runs.existing_model(path)
         name = file.parent.name if file.name == io.MODEL_FILE else file.stem
         while name in names:
             name += "′"
@@ -474,7 +474,7 @@ def verdicts(entries: list[Entry]) -> list[str]:
             said.append(f"{e.name}: posterior collapse — no latent dimension is active; the decoder ignores z.")
         elif active < total:
             rest = total - active
-            said.append(f"{e.name}: {active} of {total} latent dimensions are active; the other {rest} "
+            said.append(f"{e.name}: {active} of {total} latent dimensions {'is' if active == 1 else 'are'} active; the other {rest} "
                         f"{'has' if rest == 1 else 'have'} collapsed to the prior (unused).")
     against_normal = [e for e in vaes if "aggregate_kl" in e.numbers]  # models with the N(0, I) prior
     if len(against_normal) >= 2:

@@ -359,6 +359,15 @@ def resolve_options(kind: str, name: str, options: dict[str, Any]) -> dict[str, 
     return _jsonable({**known, **given})
 
 
+def defaults_of(cls, options: dict[str, Any]) -> dict[str, Any]:
+    """The defaults of the options in ``options`` that differ from them: those a user (or a file) gave."""
+    try:
+        known = options_of(cls)
+    except Exception:  # noqa: BLE001 — a constructor whose signature cannot be read: no hint, the error stands
+        return {}
+    return {k: d for k, d in known.items() if k in options and options[k] != d}
+
+
 def build(kind: str, name: str, options: dict[str, Any] | None = None, *core: Any) -> tuple[Any, dict[str, Any]]:
     """The plugin ``name`` of ``kind`` built from ``options``, and the full options it was built with.
 
@@ -370,7 +379,8 @@ def build(kind: str, name: str, options: dict[str, Any] | None = None, *core: An
 
     resolved = resolve_options(kind, name, options or {})
     cls = get(kind, name)
-    with plugin_errors(kind, name, resolved):
+    given = {k: v for k, v in (options or {}).items() if v is not None}
+    with plugin_errors(kind, name, resolved, {k: v for k, v in options_of(cls).items() if k in given}):
         return cls(*core, **resolved), resolved
 
 

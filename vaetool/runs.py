@@ -87,7 +87,18 @@ def find_model(model: str | Path | None, root: Path) -> Path:
             raise VaetoolError(f"No trained model in {root}/; train one with `vaetool train --data shapes` "
                                "or pass --model.")
         return run / MODEL_FILE
-    path = model_path(model)
-    if not path.is_file():
-        raise no_file(path, "model file")
-    return path
+    return existing_model(model)
+
+
+def existing_model(given: str | Path) -> Path:
+    """The model file that ``given`` (a file, a run directory, ``RUN:best``) names, or the one sentence
+    saying what is missing: the file, the run, or a run's model in a folder."""
+    path = model_path(given)
+    if path.is_file():
+        return path
+    if path.name == MODEL_FILE and path.parent == Path(given) and path.parent.is_dir():
+        raise VaetoolError(f"{given} is a folder without a {MODEL_FILE}: not a run directory (pass a run, "
+                           f"such as runs/NAME, or a .safetensors file).")
+    if not path.exists() and path == Path(given) and not path.suffix:
+        raise VaetoolError(f"There is no model file or run directory at {given}.")
+    raise no_file(path, "model file")

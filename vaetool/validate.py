@@ -134,14 +134,22 @@ def check_config(config: Any, where: str | Path) -> dict[str, Any]:
 # -- building the model ----------------------------------------------------------------------------
 
 @contextlib.contextmanager
-def plugin_errors(kind: str, name: str, options: Any) -> Iterator[None]:
-    """Turn whatever a plugin's constructor raises into one sentence naming the plugin and its options."""
+def plugin_errors(kind: str, name: str, options: Any, defaults: dict[str, Any] | None = None) -> Iterator[None]:
+    """Turn whatever a plugin's constructor raises into one sentence naming the plugin and its options;
+    where an option given (in ``options``) is of another kind than its default (a word for a number,
+    say), that option is named instead."""
     try:
         yield
     except VaetoolError:
         raise
     except Exception as exc:
         text = " ".join(str(exc).split())
+        for key, default in (defaults or {}).items():
+            value = options.get(key) if isinstance(options, dict) else None
+            wanted = _kind_of(default)
+            if value is not None and wanted is not None and _kind_of(value) != wanted:
+                raise VaetoolError(f"The {kind} {name!r} could not use {key}={value!r}: it takes {wanted}, "
+                                   f"like its default {default!r}.") from exc
         asked = re.search(r"tried to allocate (\d+) bytes", text)
         if isinstance(exc, MemoryError) or "can't allocate memory" in text or asked:  # torch's own words
             size = f" ({int(asked.group(1)) / 2 ** 30:,.0f} GiB for one tensor)" if asked else ""
@@ -149,6 +157,17 @@ def plugin_errors(kind: str, name: str, options: Any) -> Iterator[None]:
                                f"there is{size}; choose smaller sizes.") from exc
         raise VaetoolError(f"The {kind} {name!r} could not be built with the options {_show(options)} "
                            f"({type(exc).__name__}: {text[:200]}).") from exc
+
+
+def _kind_of(value: Any) -> str | None:
+    """What kind of value an option holds, in words, for the kinds a command line gives."""
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a word"
+    return None  # a list, a mapping, None: plugins take those in too many shapes to say
 
 
 _SAFETENSORS_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",

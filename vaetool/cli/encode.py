@@ -117,9 +117,11 @@ def encode(
     if output is not None:
         written = results[0][1]
         latentfile.write(output, written)
-        what = "codes of" if written.discrete else "latents of dimension"
+        count = len(written.rows)
+        what = ("code" if written.discrete else "latent") + ("" if count == 1 else "s")
+        what += " of" if written.discrete else " of dimension"
         unit = " positions" if written.discrete else ""
-        typer.echo(f"Wrote {len(written.rows)} {what} {written.rows.shape[1]}{unit} to {output}")
+        typer.echo(f"Wrote {count} {what} {written.rows.shape[1]}{unit} to {output}")
     elif len(results) == 1:
         _print_table(results[0][1])
     if plot is not None:

@@ -210,6 +210,11 @@ def train(
                 # The folder is taken under its lock only now: a run started alongside under the same
                 # name, which found the same folder free, moves on to the next one instead of failing.
                 run_dir = held.enter_context(runs.claim_fresh(root, fresh))
+                if run_dir.name != fresh and distributed.is_main():
+                    from vaetool.cli import output
+
+                    output.note(f"{root / fresh} holds another run; this one goes to {run_dir} "
+                                "(--name chooses the name).")
             reporter, progress = _progress(run_dir, logger)
             with contextlib.closing(progress):  # however training ends, the loggers write out
                 result = training.train(config, run_dir, device=device, data_dir=data_dir, progress=progress,
@@ -340,7 +345,7 @@ class _RichProgress:
         self.bound = info.get("bound", "elbo")
         c = info["config"]
         t = c["training"]
-        objective = "deterministic autoencoder" if c["autoencoder"] else \
+        objective = "deterministic (no noise, no KL)" if c["autoencoder"] else \
             f"{c['objective']} objective ({_listed(c['objective_options'])})"
         shape = "×".join(map(str, c["input_shape"]))
         dims = c.get("latent_options", {}).get("dims")  # the layers above the first, of a hierarchical latent
@@ -356,8 +361,12 @@ class _RichProgress:
             + (", fused step" if info.get("fused_step") else "") \
             + (f", {t['precision']}" if t.get("precision") else "")
         resumed = f", resuming at epoch {info['start_epoch'] + 1}" if info["start_epoch"] or info["start_step"] else ""
+        if c.get("prior", "standard-normal") != "standard-normal":
+            options = c.get("prior_options") or {}
+            latent += f", {c['prior']} prior" + (f" ({_listed(options)})" if options else "")
+        kind = "autoencoder" if c["autoencoder"] else "VAE"
         self.console.print(
-            f"[bold]{c['architecture']}[/bold] VAE, [bold]{c['likelihood']}[/bold] likelihood, {latent}, "
+            f"[bold]{c['architecture']}[/bold] {kind}, [bold]{c['likelihood']}[/bold] likelihood, {latent}, "
             f"{objective}, {info['parameters']:,} parameters\n"
             f"data [bold]{c['dataset']}[/bold] ({info['train_size']:,} train / {info['test_size']:,} test, {shape}) "
             f"on {info['device']}{how} → {info['run_dir']}{resumed}", highlight=False)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 import torch.nn.functional as F
@@ -45,8 +46,9 @@ class Gaussian(Likelihood):
             raise VaetoolError(f"link must be one of {', '.join(LINKS)} for the gaussian likelihood, not {link!r}.")
         if sigma is not None and per_pixel:
             raise VaetoolError("Give either a fixed sigma or per_pixel=True for the gaussian likelihood, not both.")
-        if sigma is not None and not sigma > 0:
-            raise VaetoolError(f"sigma must be positive, not {sigma}.")
+        if sigma is not None and (isinstance(sigma, bool) or not isinstance(sigma, numbers.Real)
+                                  or not math.isfinite(sigma) or sigma <= 0):
+            raise VaetoolError(f"sigma must be a positive number for the gaussian likelihood, not {sigma!r}.")
         self.sigma = sigma
         self.per_pixel = per_pixel
         self.link = link

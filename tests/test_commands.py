@@ -865,3 +865,24 @@ def test_traverse_reads_factors_from_its_data_dir(tmp_path):
     assert any(f"({name})" in labelled.stdout for name in ("shape", "scale", "orientation", "pos_x", "pos_y"))
     error = assert_clean_error(invoke(*args, "-o", tmp_path / "u.png", "--data-dir", tmp_path / "empty"))
     assert "dsprites, cannot be loaded here" in error and "dsprites_ndarray" in error
+
+
+@pytest.mark.parametrize("command", [
+    ("decode", "--z", "0,0,0,0,0"),                    # 5 numbers for a 3-D latent: refused
+    ("traverse",),
+    ("sample", "-n", "2"),
+])
+def test_the_latest_run_is_named_at_once_when_model_is_left_out(tmp_path, command):
+    """Every command that falls back on the latest run says so first, on stderr, even when it then refuses."""
+    run = tmp_path / "runs" / "r"
+    run.mkdir(parents=True)
+    model = vaetool.create("mlp", "bernoulli", input_shape=(1, 8, 8), latent_dim=3, architecture_options={"hidden": [8]})
+    vaetool.save(model, run / "model.safetensors")
+    result = invoke(*command, "-o", tmp_path / "out.png", "--runs-dir", tmp_path / "runs", "--device", "cpu",
+                    *(["--no-factors"] if command[0] == "traverse" else []))
+    lines = result.stderr.strip().splitlines()
+    assert lines[0] == f"Using the latest run, {run} (--model picks another).", result.output
+    if command[0] == "decode":
+        assert result.exit_code == 2 and lines[1].startswith("Error: ") and len(lines) == 2
+    else:
+        assert result.exit_code == 0 and (tmp_path / "out.png").is_file()

@@ -109,6 +109,7 @@ def open_model(model, runs_dir, device: str, allow_nonfinite: bool = False, laye
     path = runs.find_model(model, runs.runs_root(runs_dir))
     loaded = io.load(path, devices.resolve(device), allow_nonfinite=allow_nonfinite)
     loaded.source = path  # so a command can say which run it used
+    say_latest(loaded, model)  # at once: a mistake found later is then read against the right model
     try:
         loaded.select_layer(layer)
     except VaetoolError as error:

@@ -8,7 +8,7 @@ import typer
 
 from vaetool.cli import options
 from vaetool.cli.common import (check_output, generator, handle_errors, labels_for, layer_note, literal, open_model,
-                                read_latents, say_latest, write_pictures)
+                                read_latents, write_pictures)
 from vaetool.errors import VaetoolError
 
 
@@ -85,6 +85,5 @@ def decode(
         y = labels_for(vae, label, len(zs))
     with torch.no_grad():
         pictures = vae.decode(zs, y, sample=sample_pixels, generator=generator(vae, seed))
-    say_latest(vae, model)
     write_pictures(pictures, output, zoom, fps)
     typer.echo(f"Wrote {len(pictures)} images to {output}")

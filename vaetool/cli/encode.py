@@ -9,7 +9,7 @@ import typer
 
 from vaetool import picking
 from vaetool.cli import options
-from vaetool.cli.common import check_output, condition_label, handle_errors, labels_for, open_model, say_latest
+from vaetool.cli.common import check_output, condition_label, handle_errors, labels_for, open_model
 from vaetool.errors import VaetoolError
 
 
@@ -108,8 +108,6 @@ def encode(
         if vae.autoencoder:
             log_var = np.full_like(mean, np.nan)  # a deterministic encoder has no variance
         results.append((vae, latentfile.Latents(mean, log_var, labels, names), mean))
-    if model is None and data:
-        say_latest(results[0][0], None)
     fewest = 3 if method.value == "tsne" else 2  # t-SNE's perplexity must stay below the count
     if plot is not None and len(results[0][1].names) < fewest:
         raise VaetoolError(f"--plot {'with --method tsne ' if fewest == 3 else ''}needs at least {fewest} images, "

@@ -9,7 +9,7 @@ import typer
 
 from vaetool.cli import options
 from vaetool.cli.common import (check_output, condition_label, dataset_images, handle_errors, labels_for, layer_note,
-                                literal, open_model, read_latents, say_latest, write_pictures)
+                                literal, open_model, read_latents, write_pictures)
 from vaetool.errors import VaetoolError
 
 
@@ -73,7 +73,6 @@ def interpolate(
     if data is not None:
         x, y, picked = dataset_images(vae, data, split=split, label=label, index=index, data_dir=data_dir,
                                       per_label=1, seed=seed)
-        say_latest(vae, model)
         with torch.no_grad():
             points.append(point(vae.encode(x, y)))
         # A conditional model's whole path is decoded with the first image's class.

@@ -9,7 +9,7 @@ import typer
 
 from vaetool.cli import options
 from vaetool.cli.common import (check_output, generator, handle_errors, labels_for, open_model, refuse_discrete,
-                                say_latest, write_pictures)
+                                write_pictures)
 from vaetool.errors import VaetoolError
 
 
@@ -75,7 +75,6 @@ def sample(
             z = latents.path(torch.cat([z, z[:1]]), steps=12, method="slerp")  # a loop through every sample
             y = y[:1].expand(len(z)) if y is not None else None
         pictures = vae.decode(z, y, sample=sample_pixels, generator=rng)
-    say_latest(vae, model)
     if vae.conditional and label is None and not manifold and output.suffix.lower() == ".png":
         from vaetool import images
 

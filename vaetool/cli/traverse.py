@@ -8,7 +8,7 @@ import typer
 
 from vaetool.cli import options
 from vaetool.cli.common import (check_output, condition_label, dataset_images, handle_errors, labels_for, literal,
-                                open_model, refuse_discrete, say_latest)
+                                open_model, refuse_discrete)
 from vaetool.errors import VaetoolError
 
 
@@ -70,7 +70,6 @@ def traverse(
         x, y, picked = dataset_images(vae, data, split=split, label=label, index=index, data_dir=data_dir, per_label=1)
         if len(x) != 1:
             raise VaetoolError(f"traverse starts from one image; {len(x)} were picked ({', '.join(picked.names)}).")
-        say_latest(vae, model)
     else:
         y = labels_for(vae, condition_label(label, index), 1)
     start_from = picked.names[0] if data is not None else "the image" if image is not None else "z = 0"

@@ -14,7 +14,7 @@ train conv-mnist --arch conv
 train mlp-mnist-2d --arch mlp --latent-dim 2
 train mlp-mnist-ae --arch mlp --autoencoder
 train mlp-mnist --arch mlp
-train cvae-mnist --arch cvae --arch-opt backbone=mlp --latent-dim 16
+train cvae-mlp --arch cvae --arch-opt backbone=mlp --latent-dim 16
 
 # The quick start's pictures, as train wrote them.
 cp "$runs/conv-shapes/samples.png" "$out/shapes-samples.png"
@@ -36,7 +36,7 @@ vaetool show --data mnist --label 3 -n 16 -o "$out/show-threes.png"
 vaetool show --data shapes --label heart -n 6 --factors -o "$out/show-hearts.png"
 vaetool sample -m "$(m conv-mnist)" -n 64 -o "$out/sample.png"
 vaetool sample -m "$(m mlp-mnist-2d)" --manifold -n 400 --zoom 1 -o "$out/manifold.png"
-vaetool sample -m "$(m cvae-mnist)" -n 80 -o "$out/cvae-samples.png"
+vaetool sample -m "$(m cvae-mlp)" -n 80 -o "$out/cvae-samples.png"
 vaetool encode --data mnist --split test --limit 5000 -m "$(m mlp-mnist-2d)" -o "$out/latents-2d.npy" --plot "$out/latents-2d.png"
 vaetool encode --data mnist --split test --limit 2000 -m "$(m conv-mnist)" -o "$out/latents-conv.json" --plot "$out/latents-tsne.png" --method tsne
 rm -f "$out/latents-2d.npy" "$out/latents-conv.json"

@@ -189,7 +189,10 @@ def train(
         if name and len(betas) > 1:
             fresh = f"{name}-beta{value:g}"
         elif not name:
-            suffix = "-ae" if config.autoencoder else (f"-beta{value:g}" if value is not None else "")
+            # What makes the model another kind (its prior, its latent) leads, then how it was trained.
+            suffix = "".join(f"-{chosen}" for chosen, default in ((config.prior, "standard-normal"),
+                                                                  (config.latent, "gaussian")) if chosen != default)
+            suffix += "-ae" if config.autoencoder else (f"-beta{value:g}" if value is not None else "")
             suffix += (f"-tc{config.tc_weight:g}" if config.tc_weight is not None
                        else f"-cap{config.capacity:g}" if config.capacity is not None else "")
             suffix += f"-{config.objective}" if config.objective else ""
@@ -438,6 +441,6 @@ class _RichProgress:
         table.add_row("time", f"{sum(m['seconds'] for m in result.metrics):.1f} s")
         files = ["model.safetensors", "metrics.jsonl", "reconstructions.png", "samples.png", "curves.png", CHECKPOINT_FILE,
                  "config.toml"]
-        files += [extra for extra in ("best.safetensors", "snapshots/") if (result.run_dir / extra).exists()]
+        files += [extra for extra in ("steps.jsonl", "best.safetensors", "snapshots/") if (result.run_dir / extra).exists()]
         table.add_row("files", "\n".join(files))
         self.results.print(table)

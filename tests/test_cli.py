@@ -79,6 +79,8 @@ def test_the_run_description_names_an_autoencoder_and_a_prior_other_than_the_nor
     vamp = ok(invoke("train", *TINY_SHAPES, *TINY_MODEL, "--prior", "vamp", "--prior-opt", "components=5",
                      "--runs-dir", runs))
     assert "mlp VAE, bernoulli likelihood, 4-D latent, vamp prior (components=5), elbo objective" in vamp.stdout
+    # Named apart from a run with the standard prior, rather than as mlp-shapes-2.
+    assert sorted(p.name for p in runs.iterdir()) == ["mlp-shapes-ae", "mlp-shapes-vamp"]
 
 
 def test_resume_continues_the_latest_run(tmp_path):

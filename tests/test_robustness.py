@@ -626,12 +626,15 @@ def test_plugins_check_lists_a_plugin_that_cannot_run_as_unusable(exploding):
     registry.register("architecture", "wrong-shape", _WrongShape)
     registry.register("objective", "nan-loss", _NaNObjective)
     try:
-        rows = {line.split("│")[2].strip(): line for line in ok(invoke("plugins", "--check")).stdout.splitlines()
-                if line.count("│") >= 6}
+        stdout = ok(invoke("plugins", "--check")).stdout
+        rows = {line.split("│")[2].strip(): line for line in stdout.splitlines() if line.count("│") >= 6}
     finally:
         registry.unregister("architecture", "wrong-shape")
         registry.unregister("objective", "nan-loss")
     assert "unusable" in rows["exploding"] and "ZeroDivisionError" in rows["exploding"]
+    listed = [line for line in stdout.splitlines() if line.count("│") >= 6]  # a row a plugin; names may repeat
+    unusable = sum("unusable" in line for line in listed)
+    assert f"Checked {len(listed)} plugins: each imported and tried on a tiny model; {unusable} unusable" in stdout
     assert "unusable" in rows["wrong-shape"] and "forward and backward" in rows["wrong-shape"]
     assert "unusable" in rows["nan-loss"] and "not one finite number" in rows["nan-loss"]
     for usable in ("mlp", "conv", "cvae", "linear", "bernoulli", "gaussian", "logistic", "standard-normal",

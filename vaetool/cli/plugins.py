@@ -34,10 +34,18 @@ def plugins(
     for column in ("kind", "name", "package", "version"):
         table.add_column(column, no_wrap=True)
     table.add_column("options", overflow="fold")
+    unusable, count = 0, 0
     for kind in registry.GROUPS:
         for info in registry.infos(kind):
-            table.add_row(kind, f"[bold]{info.name}[/bold]", info.package, info.version, _options(info, check))
-    output.console(wide=True).print(table)  # off a terminal, rows stay whole for grep
+            cell = _options(info, check)
+            unusable += cell.startswith("[red]unusable")
+            count += 1
+            table.add_row(kind, f"[bold]{info.name}[/bold]", info.package, info.version, cell)
+    console = output.console(wide=True)
+    console.print(table)  # off a terminal, rows stay whole for grep
+    if check:
+        console.print(f"Checked {count} plugins: each imported and tried on a tiny model; "
+                      + (f"{unusable} unusable (in red above)." if unusable else "all usable."), highlight=False)
 
 
 def _options(info: PluginInfo, check: bool) -> str:

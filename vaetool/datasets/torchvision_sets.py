@@ -49,10 +49,13 @@ class _TorchvisionImages(Dataset):
             for folder in made:
                 with contextlib.suppress(OSError):
                     folder.rmdir()  # only when empty: files another process put there stay
+            text = str(exc)
+            why = ("its server could not be reached" if "urlopen error" in text or "URLError" in type(exc).__name__
+                   else " ".join(text.split())[:160] or type(exc).__name__)
             raise RuntimeFailure(
-                f"{self._source} is not in {root / self._folder} and could not be downloaded "
-                f"({type(exc).__name__}); put torchvision's {self._source} files there "
-                f"({self._expected_files()}), or point --data-dir or $VAETOOL_DATA at a folder that has them."
+                f"{self._source} is not under {root} and could not be downloaded ({why}); put torchvision's "
+                f"{self._source} files at {root / self._expected_files()}, or point --data-dir or $VAETOOL_DATA "
+                "at a folder that has them."
             ) from exc
 
     def _expected_files(self) -> str:
@@ -96,4 +99,4 @@ class CIFAR10(_TorchvisionImages):
     class_names = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
     def _expected_files(self) -> str:
-        return "the extracted cifar-10-batches-py folder"
+        return "cifar-10-batches-py/ (the extracted archive)"

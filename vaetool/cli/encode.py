@@ -22,7 +22,7 @@ class Method(str, Enum):
 @handle_errors
 def encode(
     inputs: Annotated[Optional[list[Path]], typer.Argument(help="Image files or folders of images.", show_default=False)] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Latents as .npy, .csv, .json or .safetensors. \\[default: print a table]",
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Latents as .npy, .csv, .json or .safetensors. \\[default: print a table, unless --plot]",
                                                    rich_help_panel=options.OUTPUT_PANEL)] = None,
     data: Annotated[Optional[str], typer.Option("--data", "-d", help="Encode a dataset split instead of files, e.g. mnist.",
                                                 rich_help_panel=options.DATA_PANEL)] = None,
@@ -120,7 +120,7 @@ def encode(
         what += " of" if written.discrete else " of dimension"
         unit = " positions" if written.discrete else ""
         typer.echo(f"Wrote {count} {what} {written.rows.shape[1]}{unit} to {output}")
-    elif len(results) == 1:
+    elif len(results) == 1 and plot is None:  # a plot alone is what was asked for: no table of 2,000 rows
         _print_table(results[0][1])
     if plot is not None:
         show_names = annotate if annotate is not None else (not data and len(results[0][1].names) <= 50)

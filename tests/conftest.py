@@ -160,6 +160,7 @@ def refused_before_reading(tmp_path, monkeypatch, *flags) -> str:
     return error
 
 
+_LATEST_RUN = re.compile(r"Using the latest run, [^\n]+ \(--model picks another\)\.")
 _PROGRESS_LINE = re.compile(r"(?!Error: )(?:[^\n]* …|[^\n]*: (done, )?([\d,]+/[\d,]+ \(\d+%\), )?\d+\.\d s)")
 
 
@@ -168,8 +169,10 @@ def assert_clean_error(result, *fragments):
     assert result.exit_code not in (0, None), result.output
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
     # Staged progress (output.Stages) may precede the error on a slow machine: a stage that runs over
-    # a second is announced on stderr when it is not a terminal. Those lines are talk, not the error.
-    lines = [line for line in result.stderr.strip().splitlines() if not _PROGRESS_LINE.fullmatch(line)]
+    # a second is announced on stderr when it is not a terminal. So may the note naming the latest run a
+    # command fell back on, said as soon as it is loaded. Those lines are talk, not the error.
+    lines = [line for line in result.stderr.strip().splitlines()
+             if not _PROGRESS_LINE.fullmatch(line) and not _LATEST_RUN.fullmatch(line)]
     error = "\n".join(lines)
     assert error.startswith("Error: "), result.output
     assert "\n" not in error, error

@@ -297,7 +297,7 @@ def test_a_bad_beta_list_is_refused_before_training(tmp_path, value):
     ("sample", ["[default: the latest run in RUNS_DIR]", "[default: to about 96 px]"]),
     ("compare", ["[default: the whole test split]"]),
     ("traverse", ["[default: up to 10, most informative first]"]),
-    ("encode", ["[default: print a table]"]),
+    ("encode", ["[default: print a table, unless --plot]"]),
 ])
 def test_help_shows_the_defaults_written_in_it(command, shown):
     # Rich reads "[...]" as markup and drops what it cannot style; the help must escape it.

@@ -248,8 +248,10 @@ def test_encode_writes_codes_and_decode_turns_them_back_into_the_reconstructions
 
 
 def test_encode_prints_codes_and_plots_the_chosen_vectors(tmp_path, vq_file):
-    result = ok(invoke("encode", square_pngs(tmp_path / "in"), "--model", vq_file, "--plot", tmp_path / "p.png"))
-    assert "codes (4 positions)" in result.output and (tmp_path / "p.png").is_file()
+    images = square_pngs(tmp_path / "in")
+    assert "codes (4 positions)" in ok(invoke("encode", images, "--model", vq_file)).output
+    ok(invoke("encode", images, "--model", vq_file, "--plot", tmp_path / "p.png"))
+    assert (tmp_path / "p.png").is_file()
 
 
 def test_decode_takes_codes_inline_and_refuses_what_is_not_a_code(tmp_path, vq_file):

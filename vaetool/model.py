@@ -143,27 +143,23 @@ class VAE(nn.Module):
         """Rebuild a model from its config: registry names and options, nothing else."""
         config = upgrade_config(copy.deepcopy(config))
         likelihood_cls = registry.get("likelihood", config["likelihood"])
-        with plugin_errors("likelihood", config["likelihood"], config["likelihood_options"],
-                           registry.defaults_of(likelihood_cls, config["likelihood_options"])):
+        with plugin_errors("likelihood", config["likelihood"], config["likelihood_options"], likelihood_cls):
             likelihood = likelihood_cls(**config["likelihood_options"])
         # Files written before latents were plugins have no latent entry: theirs was the Gaussian.
         latent_cls = registry.get("latent", config.setdefault("latent", DEFAULT_LATENT))
-        with plugin_errors("latent", config["latent"], config.setdefault("latent_options", {}),
-                           registry.defaults_of(latent_cls, config["latent_options"])):
+        with plugin_errors("latent", config["latent"], config.setdefault("latent_options", {}), latent_cls):
             latent = latent_cls(config["latent_dim"], config["encoder_scale"], config["autoencoder"],
                                 **config["latent_options"])
         architecture_cls = registry.get("architecture", config["architecture"])
         # The latent kind says how wide the architecture's latent is: a code of latent_dim
         # vectors of a quantised latent is latent_dim · dim features wide.
-        with plugin_errors("architecture", config["architecture"], config["architecture_options"],
-                           registry.defaults_of(architecture_cls, config["architecture_options"])):
+        with plugin_errors("architecture", config["architecture"], config["architecture_options"], architecture_cls):
             architecture = architecture_cls(tuple(config["input_shape"]), latent.features,
                                             likelihood.params_per_channel, config["num_classes"],
                                             **config["architecture_options"])
         # Files written before priors were plugins have no prior entry: theirs was N(0, I).
         prior_cls = registry.get("prior", config.setdefault("prior", DEFAULT_PRIOR))
-        with plugin_errors("prior", config["prior"], config.setdefault("prior_options", {}),
-                           registry.defaults_of(prior_cls, config["prior_options"])):
+        with plugin_errors("prior", config["prior"], config.setdefault("prior_options", {}), prior_cls):
             # The prior scores the top stochastic layer: the code itself for a latent of one layer.
             prior = prior_cls(latent.layers[-1], **config["prior_options"])
         return cls(architecture, likelihood, config, prior, latent)

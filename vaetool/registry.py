@@ -379,8 +379,7 @@ def build(kind: str, name: str, options: dict[str, Any] | None = None, *core: An
 
     resolved = resolve_options(kind, name, options or {})
     cls = get(kind, name)
-    given = {k: v for k, v in (options or {}).items() if v is not None}
-    with plugin_errors(kind, name, resolved, {k: v for k, v in options_of(cls).items() if k in given}):
+    with plugin_errors(kind, name, resolved, cls):
         return cls(*core, **resolved), resolved
 
 

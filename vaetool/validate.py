@@ -134,18 +134,21 @@ def check_config(config: Any, where: str | Path) -> dict[str, Any]:
 # -- building the model ----------------------------------------------------------------------------
 
 @contextlib.contextmanager
-def plugin_errors(kind: str, name: str, options: Any, defaults: dict[str, Any] | None = None) -> Iterator[None]:
+def plugin_errors(kind: str, name: str, options: Any, plugin: type | None = None) -> Iterator[None]:
     """Turn whatever a plugin's constructor raises into one sentence naming the plugin and its options;
-    where an option given (in ``options``) is of another kind than its default (a word for a number,
-    say), that option is named instead."""
+    where an option in ``options`` is of another kind than ``plugin``'s default for it (a word for a
+    number, say), that option is named instead."""
     try:
         yield
     except VaetoolError:
         raise
     except Exception as exc:
+        from vaetool import registry
+
         text = " ".join(str(exc).split())
-        for key, default in (defaults or {}).items():
-            value = options.get(key) if isinstance(options, dict) else None
+        given = options if isinstance(options, dict) else {}
+        for key, default in (registry.defaults_of(plugin, given) if plugin is not None else {}).items():
+            value = given[key]
             wanted = _kind_of(default)
             if value is not None and wanted is not None and _kind_of(value) != wanted:
                 raise VaetoolError(f"The {kind} {name!r} could not use {key}={value!r}: it takes {wanted}, "

@@ -753,6 +753,8 @@ def _edit_checkpoint_header(path, edit):
     (lambda h: h["progress"].update(sums="zz"), "progress"),
     (lambda h: h["progress"].update(step=1_000_000), "steps into an epoch"),
     (lambda h: h["optimizer"]["param_groups"][0].update(params=[0, 1, 2]), "does not fit"),
+    (lambda h: h.update(metrics={"epoch": 1}), "metrics"),
+    (lambda h: h["metrics"].append({"epoch": 2}), "metrics"),
 ])
 def test_a_hand_edited_checkpoint_is_refused_and_the_run_left_as_it_was(tmp_path, edit, fragment):
     ok(invoke("train", *TINY_SHAPES, *TINY_MODEL, "--runs-dir", tmp_path / "runs", "--name", "r"))
@@ -764,12 +766,47 @@ def test_a_hand_edited_checkpoint_is_refused_and_the_run_left_as_it_was(tmp_path
     assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before
 
 
-def test_a_damaged_metrics_line_is_named_on_resume(tmp_path):
+def test_an_older_checkpoint_with_a_damaged_metrics_line_is_refused_naming_it(tmp_path):
     ok(invoke("train", *TINY_SHAPES, *TINY_MODEL, "--runs-dir", tmp_path / "runs", "--name", "r"))
-    metrics = tmp_path / "runs" / "r" / "metrics.jsonl"
-    metrics.write_text(metrics.read_text() + '{"epoch": 2, "train_lo')
+    run_dir = tmp_path / "runs" / "r"
+    _edit_checkpoint_header(run_dir / "checkpoint.safetensors", lambda h: h.pop("metrics"))  # as before they kept it
+    (run_dir / "metrics.jsonl").write_text((run_dir / "metrics.jsonl").read_text() + '{"epoch": 2, "train_lo')
     result = invoke("train", "--resume", "--epochs", "2", "--runs-dir", tmp_path / "runs", "--name", "r")
     assert_clean_error(result, "metrics.jsonl", "damaged line")
+
+
+@pytest.fixture
+def two_epoch_run(tmp_path):
+    """A run of two epochs and its metrics.jsonl's lines."""
+    ok(invoke("train", *TINY_SHAPES, *TINY_MODEL, "--epochs", "2", "--runs-dir", tmp_path / "runs", "--name", "r"))
+    run_dir = tmp_path / "runs" / "r"
+    return run_dir, (run_dir / "metrics.jsonl").read_text().splitlines()
+
+
+@pytest.mark.parametrize("spoil,said", [
+    (lambda path, lines: path.unlink(), "was missing"),
+    (lambda path, lines: path.write_text(lines[0] + "\n"), "lacked the last epoch"),  # stopped between the two files
+    (lambda path, lines: path.write_text(lines[0] + "\n" + lines[1][:40]), "damaged line"),
+])
+def test_a_lost_or_damaged_metrics_file_is_restored_from_the_checkpoint(two_epoch_run, spoil, said):
+    run_dir, lines = two_epoch_run
+    spoil(run_dir / "metrics.jsonl", lines)
+    result = invoke("train", "--resume", "--epochs", "3", "--runs-dir", run_dir.parent, "--name", "r")
+    ok(result)
+    assert said in result.stderr and "restored from its checkpoint" in result.stderr
+    after = (run_dir / "metrics.jsonl").read_text().splitlines()
+    assert after[:2] == lines and json.loads(after[2])["epoch"] == 3
+
+
+def test_a_checkpoint_of_another_run_copied_in_is_refused_and_nothing_written(two_epoch_run, tmp_path):
+    run_dir, _ = two_epoch_run
+    ok(invoke("train", *TINY_SHAPES, *TINY_MODEL, "--epochs", "2", "--seed", "1", "--runs-dir", tmp_path / "runs",
+              "--name", "other"))
+    (run_dir / "checkpoint.safetensors").write_bytes((tmp_path / "runs" / "other" / "checkpoint.safetensors").read_bytes())
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+    result = invoke("train", "--resume", "--epochs", "3", "--runs-dir", tmp_path / "runs", "--name", "r")
+    assert_clean_error(result, "metrics.jsonl", "another run")
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before
 
 
 def test_a_plugin_too_large_to_allocate_says_so_without_torchs_internals():

@@ -356,7 +356,7 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
     if checkpoint is not None:
         try:
             epoch, first_step, sums, metrics = _restore(checkpoint, model, optimizer, scaler, shuffle, device, run_dir,
-                                                        objective)
+                                                        objective, say=group.main)
         except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:  # a file edited or damaged by hand
             raise VaetoolError(f"The checkpoint in {run_dir} does not fit the model it describes, so the run cannot "
                                f"resume ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}).") from exc
@@ -657,7 +657,10 @@ def _save_checkpoint(run_dir: Path, model: VAE, optimizer, scaler, shuffle, shuf
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     header = {"schema": 1, "config": model.config,
               "progress": {"epoch": epoch, "step": step, "sums": totals.tolist() if totals is not None else None},
-              "optimizer": _optimizer_state(optimizer, "optimizer", tensors), "data": data_print}
+              "optimizer": _optimizer_state(optimizer, "optimizer", tensors), "data": data_print,
+              # The completed epochs' lines of metrics.jsonl: a resumption checks the file against them and
+              # restores it from here when it was lost, cut short or damaged.
+              "metrics": metrics}
     # An objective's own trainable state (FactorVAE's discriminator) and optimiser, when it has them.
     if objective.module is not None:
         tensors.update({f"objective.{k}": v for k, v in objective.module.state_dict().items()})
@@ -741,13 +744,16 @@ def _check_checkpoint_header(header, path: Path) -> None:
             and whole(progress.get("epoch")) and whole(progress.get("step"))
             and (sums is None or (isinstance(sums, list) and len(sums) == 3
                                   and all(isinstance(s, (int, float)) and not isinstance(s, bool) for s in sums)))
-            and isinstance(header.get("optimizer"), dict))
+            and isinstance(header.get("optimizer"), dict)
+            and (header.get("metrics") is None
+                 or (isinstance(header["metrics"], list) and len(header["metrics"]) == progress.get("epoch")
+                     and all(isinstance(m, dict) for m in header["metrics"]))))
     if not fine:
-        raise VaetoolError(f"{path} is damaged: its record of the run's progress, optimiser or config is missing or "
-                           "malformed, so the run cannot resume.")
+        raise VaetoolError(f"{path} is damaged: its record of the run's progress, optimiser, config or metrics is "
+                           "missing or malformed, so the run cannot resume.")
 
 
-def _restore(checkpoint, model: VAE, optimizer, scaler, shuffle, device, run_dir: Path, objective):
+def _restore(checkpoint, model: VAE, optimizer, scaler, shuffle, device, run_dir: Path, objective, say: bool = True):
     tensors, header = checkpoint
     model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
     _load_optimizer(optimizer, "optimizer", tensors, header["optimizer"])
@@ -763,13 +769,44 @@ def _restore(checkpoint, model: VAE, optimizer, scaler, shuffle, device, run_dir
         torch.cuda.set_rng_state(tensors["rng.cuda"], device)
     shuffle.set_state(tensors["rng.shuffle"])
     progress = header["progress"]
-    metrics_file = run_dir / METRICS_FILE
+    metrics = _restored_metrics(run_dir, header, progress["epoch"], say)
+    return progress["epoch"], progress["step"], progress["sums"], metrics
+
+
+def _restored_metrics(run_dir: Path, header: dict[str, Any], epochs: int, say: bool) -> list[dict[str, Any]]:
+    """The metrics of the ``epochs`` epochs a checkpoint was saved after. Checkpoints keep them (those of
+    earlier vaetool versions do not: their metrics.jsonl is read as before), so a metrics.jsonl that is
+    missing, damaged or a line short (the process stopped between writing the two) is restored from the
+    checkpoint, and one that records other epochs (a checkpoint or metrics file of another run copied in)
+    is refused before anything is written."""
+    metrics_file, saved = run_dir / METRICS_FILE, header.get("metrics")
+    damaged = None
     try:
-        metrics = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()] \
-            if metrics_file.exists() else []
+        on_disk = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()] \
+            if metrics_file.is_file() else None
     except ValueError as exc:
-        raise VaetoolError(f"{metrics_file} has a damaged line ({exc}); remove that line to resume.") from None
-    return progress["epoch"], progress["step"], progress["sums"], metrics[:progress["epoch"]]
+        on_disk, damaged = None, exc
+    if saved is None:
+        if damaged is not None:
+            raise VaetoolError(f"{metrics_file} has a damaged line ({damaged}); remove that line to resume.")
+        return (on_disk or [])[:epochs]
+    lines = [json.dumps(m, sort_keys=True) for m in saved]
+    if on_disk is not None:
+        lines_on_disk = [json.dumps(m, sort_keys=True) for m in on_disk]
+        shorter = min(len(lines), len(lines_on_disk))
+        if lines_on_disk[:shorter] != lines[:shorter]:
+            raise VaetoolError(f"{metrics_file} records other epochs than the checkpoint beside it, so one of the two "
+                               "comes from another run; put back this run's own file, or train under another --name.")
+        if len(lines_on_disk) >= len(lines):
+            return saved
+    short = len(lines) - len(on_disk or [])
+    why = (f"had a damaged line ({damaged})" if damaged is not None else "was missing" if on_disk is None
+           else f"lacked the last {'epoch' if short == 1 else f'{short} epochs'}")
+    if saved and say:
+        epochs_saved = "its epoch" if len(saved) == 1 else f"its {len(saved)} epochs"
+        print(f"vaetool: {metrics_file} {why}; the run's metrics of {epochs_saved} are restored from its checkpoint.",
+              file=sys.stderr)
+    return saved
 
 
 # -- pictures -----------------------------------------------------------------------------------

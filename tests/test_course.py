@@ -115,6 +115,13 @@ def test_train_limit_on_the_command_line(tmp_path):
                        "train-limit must be at least 1")
 
 
+def test_a_limit_above_the_split_says_the_run_uses_all_of_it(tmp_path):
+    result = ok(invoke("train", "--data", TINY_DATASET, "--arch", "mlp", "--hidden", "8", "--epochs", "1",
+                       "--train-limit", "5000", "--name", "r", "--runs-dir", tmp_path, "--device", "cpu"))
+    assert "--train-limit 5,000 is more than the 256 training images" in result.stderr
+    assert "--test-limit" not in result.stderr and "256 train / 64 test" in result.stdout
+
+
 # -- scale_init ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("architecture,options", [("linear", {}), ("mlp", {"hidden": [16]}),

@@ -313,6 +313,11 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
     root = data_root(data_dir)
     train_split, test_split = dataset.load("train", root), dataset.load("test", root)
     # --train-limit / --test-limit: seeded subsets, recorded in the training settings.
+    for limit, split, part, flag in ((config.train_limit, train_split, "training", "--train-limit"),
+                                     (config.test_limit, test_split, "test", "--test-limit")):
+        if limit is not None and limit > len(split) and group.main:
+            print(f"vaetool: {flag} {limit:,} is more than the {len(split):,} {part} images of {config.dataset}; "
+                  "the run uses all of them.", file=sys.stderr)
     train_split = picking.subset(train_split, config.train_limit, config.seed)
     test_split = picking.subset(test_split, config.test_limit, config.seed)
     for split, part in ((train_split, "training"), (test_split, "test")):

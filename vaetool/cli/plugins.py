@@ -37,8 +37,8 @@ def plugins(
     unusable, count = 0, 0
     for kind in registry.GROUPS:
         for info in registry.infos(kind):
-            cell = _options(info, check)
-            unusable += cell.startswith("[red]unusable")
+            cell, usable = _options(info, check)
+            unusable += not usable
             count += 1
             table.add_row(kind, f"[bold]{info.name}[/bold]", info.package, info.version, cell)
     console = output.console(wide=True)
@@ -48,8 +48,9 @@ def plugins(
                       + (f"{unusable} unusable (in red above)." if unusable else "all usable."), highlight=False)
 
 
-def _options(info: PluginInfo, check: bool) -> str:
-    """The options cell: read from the source, or with --check from the imported class, or why not."""
+def _options(info: PluginInfo, check: bool) -> tuple[str, bool]:
+    """The options cell, read from the source or with --check from the imported class, and whether the
+    plugin is usable (False only when --check found it is not, the cell then saying why)."""
     from rich.markup import escape
 
     from vaetool import registry
@@ -63,10 +64,10 @@ def _options(info: PluginInfo, check: bool) -> str:
             smoke.check(info.kind, info.name)
         except Exception as exc:  # whatever a plugin does wrong, the listing goes on
             text = str(exc) if isinstance(exc, VaetoolError) else f"{type(exc).__name__}: {exc}"
-            return f"[red]unusable: {escape(' '.join(text.split()))}[/red]"
+            return f"[red]unusable: {escape(' '.join(text.split()))}[/red]", False
     else:
         # By the entry point's value, already at hand: by name would scan every installed package again.
         options = registry.source_options(info.target)
         if options is None:
-            return "[dim](run `vaetool plugins --check` to see)[/dim]"
-    return escape(", ".join(f"{k}={v!r}" for k, v in options.items())) or "—"
+            return "[dim](run `vaetool plugins --check` to see)[/dim]", True
+    return escape(", ".join(f"{k}={v!r}" for k, v in options.items())) or "—", True

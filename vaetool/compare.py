@@ -286,7 +286,8 @@ GLOSSARY = {
                               "the optimum a linear Gaussian VAE can reach."),
     "beta_vae": ("accuracy", "β-VAE score (Higgins et al. 2017): accuracy of predicting the fixed factor."),
     "factor_vae": ("accuracy", "FactorVAE score (Kim & Mnih 2018): majority-vote accuracy on the "
-                               "least-varying dimension."),
+                               "least-varying dimension; 0 when every dimension is collapsed "
+                               "(variance of its posterior mean below 0.05)."),
     "mig": ("0–1", "Mutual Information Gap (Chen et al. 2018)."),
     "dci_d": ("0–1", "DCI disentanglement (Eastwood & Williams 2018)."),
     "dci_c": ("0–1", "DCI completeness."),

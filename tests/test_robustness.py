@@ -798,6 +798,19 @@ def test_a_lost_or_damaged_metrics_file_is_restored_from_the_checkpoint(two_epoc
     assert after[:2] == lines and json.loads(after[2])["epoch"] == 3
 
 
+def test_a_history_too_long_for_the_checkpoint_is_read_from_metrics_jsonl(tmp_path, monkeypatch):
+    from vaetool import training
+
+    monkeypatch.setattr(training, "METRICS_IN_CHECKPOINT", 100)  # less than one epoch's line
+    ok(invoke("train", *TINY_SHAPES, *TINY_MODEL, "--runs-dir", tmp_path / "runs", "--name", "r"))
+    run_dir = tmp_path / "runs" / "r"
+    with safe_open(str(run_dir / "checkpoint.safetensors"), framework="pt") as f:
+        assert "metrics" not in json.loads(f.metadata()["vaetool"])
+    first = (run_dir / "metrics.jsonl").read_text().splitlines()
+    ok(invoke("train", "--resume", "--epochs", "2", "--runs-dir", tmp_path / "runs", "--name", "r"))
+    assert (run_dir / "metrics.jsonl").read_text().splitlines()[:1] == first
+
+
 def test_a_checkpoint_of_another_run_copied_in_is_refused_and_nothing_written(two_epoch_run, tmp_path):
     run_dir, _ = two_epoch_run
     ok(invoke("train", *TINY_SHAPES, *TINY_MODEL, "--epochs", "2", "--seed", "1", "--runs-dir", tmp_path / "runs",

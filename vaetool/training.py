@@ -662,10 +662,12 @@ def _save_checkpoint(run_dir: Path, model: VAE, optimizer, scaler, shuffle, shuf
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     header = {"schema": 1, "config": model.config,
               "progress": {"epoch": epoch, "step": step, "sums": totals.tolist() if totals is not None else None},
-              "optimizer": _optimizer_state(optimizer, "optimizer", tensors), "data": data_print,
-              # The completed epochs' lines of metrics.jsonl: a resumption checks the file against them and
-              # restores it from here when it was lost, cut short or damaged.
-              "metrics": metrics}
+              "optimizer": _optimizer_state(optimizer, "optimizer", tensors), "data": data_print}
+    metrics_text = "".join(json.dumps(m) + "\n" for m in metrics)
+    if len(metrics_text) <= METRICS_IN_CHECKPOINT:
+        # The completed epochs' lines of metrics.jsonl: a resumption checks the file against them and
+        # restores it from here when it was lost, cut short or damaged.
+        header["metrics"] = metrics
     # An objective's own trainable state (FactorVAE's discriminator) and optimiser, when it has them.
     if objective.module is not None:
         tensors.update({f"objective.{k}": v for k, v in objective.module.state_dict().items()})
@@ -678,8 +680,13 @@ def _save_checkpoint(run_dir: Path, model: VAE, optimizer, scaler, shuffle, shuf
     if scaler.is_enabled():
         header["grad_scaler"] = scaler.state_dict()
     save_tensors(run_dir / CHECKPOINT_FILE, tensors, header)
-    atomic_write_text(run_dir / METRICS_FILE, "".join(json.dumps(m) + "\n" for m in metrics))
+    atomic_write_text(run_dir / METRICS_FILE, metrics_text)
 
+
+# The metrics a checkpoint keeps, in characters of JSON: 6,000 epochs of a 16-D model, a quarter of the
+# header size a load accepts (validate.MAX_HEADER_CHARS). A longer history is kept in metrics.jsonl only,
+# and a resumption reads that file as it is.
+METRICS_IN_CHECKPOINT = 4 << 20
 
 DATA_PRINT_BYTES = 1 << 30  # hashed whole up to this size (0.6 s in memory); a larger split by sampled rows
 
@@ -779,8 +786,9 @@ def _restore(checkpoint, model: VAE, optimizer, scaler, shuffle, device, run_dir
 
 
 def _restored_metrics(run_dir: Path, header: dict[str, Any], epochs: int, say: bool) -> list[dict[str, Any]]:
-    """The metrics of the ``epochs`` epochs a checkpoint was saved after. Checkpoints keep them (those of
-    earlier vaetool versions do not: their metrics.jsonl is read as before), so a metrics.jsonl that is
+    """The metrics of the ``epochs`` epochs a checkpoint was saved after. Checkpoints keep them (up to
+    :data:`METRICS_IN_CHECKPOINT`; beyond that, and for checkpoints of earlier vaetool versions,
+    metrics.jsonl is read as it is), so a metrics.jsonl that is
     missing, damaged or a line short (the process stopped between writing the two) is restored from the
     checkpoint, and one that records other epochs (a checkpoint or metrics file of another run copied in)
     is refused before anything is written."""

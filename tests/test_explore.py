@@ -186,7 +186,18 @@ BAD_REQUESTS = [
     ("post", "/api/decode", b'{"z": [0, 0, 0, 0], "size": 1}', "Unknown field"),
     ("post", "/api/interpolate", b'{"from": {"label": 0}}', "'to'"),
     ("post", "/api/interpolate", b'{"from": {"label": 0}, "to": {"label": 7}}', "no class 7"),
-    ("post", "/api/interpolate", b'{"from": {"label": 0}, "to": {"label": [1]}}', "no class"),
+    ("post", "/api/interpolate", b'{"from": {"label": 0}, "to": {"label": [1]}}', "must be a class, an integer"),
+    ("post", "/api/interpolate", b'{"from": {"label": "3"}, "to": {"label": 1}}', 'integer, not "3"'),
+    ("post", "/api/interpolate", b'{"from": {"label": 3.0}, "to": {"label": 1}}', "integer, not 3.0"),
+    ("post", "/api/interpolate", b'{"from": {"label": true}, "to": {"label": 1}}', "integer, not true"),
+    ("post", "/api/interpolate", b'{"from": {"label": 1e400}, "to": {"label": 1}}', "too large for a float"),
+    ("post", "/api/interpolate", b'{"from": {"label": 0}, "to": {"label": 1}, "fps": NaN}', "NaN, which is not"),
+    # Integers too large for a float, and too long for Python to read: no OverflowError, no echo of them.
+    ("post", "/api/decode", b'{"z": [1' + b"0" * 310 + b', 0, 0, 0]}', "integer of 311 digits"),
+    ("post", "/api/interpolate", b'{"from": {"z": [1' + b"0" * 25 + b', 0, 0, 0]}, "to": {"label": 1}}', "at most 100"),
+    ("post", "/api/decode", b'{"z": [1' + b"0" * 5000 + b', 0, 0, 0]}', "integer of 5,001 digits"),
+    ("post", "/api/interpolate", b'{"from": {"label": 0}, "to": {"label": 1}, "steps": 1' + b"0" * 28 + b"}",
+     "steps must lie in"),
     ("post", "/api/interpolate", b'{"from": [0, 0, 0, 0], "to": {"label": 1}}', '"from"'),
     ("post", "/api/interpolate", b'{"from": {"label": 0}, "to": {"label": 1}, "steps": 1}', "steps"),
     ("post", "/api/interpolate", b'{"from": {"label": 0}, "to": {"label": 1}, "steps": 10000}', "steps"),
@@ -195,6 +206,10 @@ BAD_REQUESTS = [
     ("post", "/api/interpolate", b'{"from": {"label": 0}, "to": {"label": 1}, "fps": 0}', "fps"),
     ("get", "/api/map?method=umap", None, "pca"),
     ("post", "/api/encode?label=one", b"x", "integer"),
+    ("post", "/api/encode?label=1" + "0" * 40, b"x", "at most 30 digits"),
+    ("get", "/api/map?foo=1", None, "Unknown query parameter \"foo\"; it takes method"),
+    ("get", "/api/model?method=pca", None, "it takes none"),
+    ("get", "/api/map?method=pca&method=tsne", None, "gives method 2 times"),
     ("post", "/api/encode?invert=maybe", square_png(), "invert"),
 ]
 
@@ -205,6 +220,20 @@ def test_bad_requests_get_a_4xx_with_one_sentence(client, method, url, body, fra
     assert 400 <= answer.status_code < 500, answer.text
     assert fragment in answer.json()["error"]
     assert client.post("/api/decode", json={"z": [0, 0, 0, 0]}).status_code == 200  # still serving
+
+
+def test_no_refusal_echoes_a_long_value_in_full(client):
+    answer = client.post("/api/interpolate", json={"from": {"label": 0}, "to": {"label": 1}, "method": "x" * 5000})
+    assert answer.status_code == 400 and len(answer.json()["error"]) < 200
+
+
+def test_a_request_for_another_host_is_refused_in_json(run_dir, model):
+    app = web.create_app(Explorer(model, run_dir / "model.safetensors"), allowed_hosts=["localhost", "127.0.0.1"])
+    with TestClient(app, base_url="http://attacker.example") as client:
+        answer = client.get("/api/model")
+        assert answer.status_code == 400 and "not for the host \"attacker.example\"" in answer.json()["error"]
+    with TestClient(app, base_url="http://127.0.0.1:8765") as client:
+        assert client.get("/api/model").status_code == 200
 
 
 def test_unknown_paths_and_methods_are_4xx(client):
@@ -282,6 +311,10 @@ def test_a_model_without_readable_test_data_still_serves_sliders(tmp_path, model
         assert client.post("/api/decode", json={"z": [0, 0, 0, 0]}).status_code == 200
         answer = client.get("/api/map")
         assert answer.status_code == 400 and "cannot be read here" in answer.json()["error"]
+        # A class's mean code needs the test images too: the refusal says so, not "no class 3".
+        answer = client.post("/api/interpolate", json={"from": {"label": 3}, "to": {"label": 4}})
+        assert answer.status_code == 400 and "no class means" in answer.json()["error"]
+        assert "cannot be read here" in answer.json()["error"]
 
 
 def test_a_discrete_latent_gets_a_sentence_instead_of_sliders(tmp_path, model):

@@ -17,11 +17,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import math
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
@@ -65,21 +67,25 @@ def create_app(explorer: Explorer, threads: int | None = None, allowed_hosts: li
         return Response(html, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-store"})
 
     async def model_info(request: Request) -> Response:
+        _query(request, set())
         return JSONResponse(await run(explorer.info))
 
     async def decode(request: Request) -> Response:
+        _query(request, set())
         body = await _json(request)
         _only(body, {"z", "label"}, required={"z"})
         png = await run(explorer.decode_png, body["z"], body.get("label"))
         return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
 
     async def encode(request: Request) -> Response:
+        query = _query(request, {"label", "invert"})
         data = await _body(request, MAX_IMAGE_BYTES, "image")
-        label = _int_param(request, "label")
-        answer = await run(explorer.encode_image, data, label, request.query_params.get("invert", "auto"))
+        label = _int_param(query, "label")
+        answer = await run(explorer.encode_image, data, label, query.get("invert", "auto"))
         return JSONResponse({"z": answer["z"], "input": _data_url(answer["input"], "image/png")})
 
     async def interpolate(request: Request) -> Response:
+        _query(request, set())
         body = await _json(request)
         _only(body, {"from", "to", "steps", "method", "label", "fps", "bounce"}, required={"from", "to"})
         steps = _typed(body, "steps", int, 16)
@@ -91,7 +97,7 @@ def create_app(explorer: Explorer, threads: int | None = None, allowed_hosts: li
         return Response(gif, media_type="image/gif", headers={"Content-Disposition": 'inline; filename="interpolation.gif"'})
 
     async def latent_map(request: Request) -> Response:
-        method = request.query_params.get("method", "pca")
+        method = _query(request, {"method"}).get("method", "pca")
         return JSONResponse(await run(explorer.latent_map, method))
 
     async def refused(request: Request, exc: Exception) -> Response:
@@ -110,9 +116,24 @@ def create_app(explorer: Explorer, threads: int | None = None, allowed_hosts: li
         Route("/api/map", latent_map),
         Mount("/static", StaticFiles(packages=[("vaetool.explore", "static")]), name="static"),
     ]
-    middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)] if allowed_hosts else []
+    middleware = [Middleware(_KnownHosts, allowed_hosts=allowed_hosts)] if allowed_hosts else []
     return Starlette(routes=routes, middleware=middleware,
                      exception_handlers={VaetoolError: refused, BadRequest: refused, HTTPException: http_error})
+
+
+class _KnownHosts(TrustedHostMiddleware):
+    """Starlette's Host check, answering a refused request with ``{"error": …}`` as every other refusal is."""
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            given = Headers(scope=scope).get("host", "")
+            host = given.split("]")[0] + "]" if given.startswith("[") else given.split(":")[0]  # less the port
+            if host not in self.allowed_hosts:
+                response = JSONResponse({"error": f"This explorer serves requests for {', '.join(self.allowed_hosts)}, "
+                                                  f"not for the host {_shown(host)}."}, status_code=400)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 async def _body(request: Request, limit: int, what: str) -> bytes:
@@ -129,10 +150,37 @@ async def _body(request: Request, limit: int, what: str) -> bytes:
     return b"".join(chunks)
 
 
+MAX_DIGITS = 30  # no number a request means has more; Python refuses integers of over 4,300
+
+
+def _json_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_DIGITS:
+        raise BadRequest(f"The request holds an integer of {len(text.lstrip('-')):,} digits; "
+                         f"numbers here have at most {MAX_DIGITS}.")
+    return int(text)
+
+
+def _json_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise BadRequest(f"The request holds a number too large for a float ({text[:30]}).")
+    return value
+
+
+def _json_constant(name: str):
+    raise BadRequest(f"The request holds {name}, which is not a JSON number; send finite numbers.")
+
+
+def _shown(value: Any) -> str:
+    """A value a client sent, as JSON, cut short when long (a request can hold a 100,000-character string)."""
+    text = json.dumps(value)
+    return text if len(text) <= 40 else f"{text[:30]}… ({len(text):,} characters)"
+
+
 async def _json(request: Request) -> dict[str, Any]:
     data = await _body(request, MAX_JSON_BYTES, "request")
     try:
-        body = json.loads(data)
+        body = json.loads(data, parse_int=_json_int, parse_float=_json_float, parse_constant=_json_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"The request body must be JSON ({exc}).") from exc
     if not isinstance(body, dict):
@@ -153,18 +201,32 @@ def _typed(body: dict[str, Any], key: str, kind, default):
     value = body.get(key, default)
     if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
         names = {int: "an integer", str: "a string", bool: "true or false"}
-        raise BadRequest(f"{key!r} must be {names.get(kind, 'a number')}, not {json.dumps(value)}.")
+        raise BadRequest(f"{key!r} must be {names.get(kind, 'a number')}, not {_shown(value)}.")
     return value
 
 
-def _int_param(request: Request, key: str) -> int | None:
-    text = request.query_params.get(key)
+def _query(request: Request, allowed: set[str]) -> dict[str, str]:
+    """The query's parameters, each given at most once and each one this request takes."""
+    params = request.query_params
+    for key in params.keys():
+        if key not in allowed:
+            takes = f"it takes {', '.join(sorted(allowed))}" if allowed else "it takes none"
+            raise BadRequest(f"Unknown query parameter {_shown(key)}; {takes}.")
+        if len(params.getlist(key)) > 1:
+            raise BadRequest(f"The query gives {key} {len(params.getlist(key))} times; give it once.")
+    return dict(params)
+
+
+def _int_param(query: dict[str, str], key: str) -> int | None:
+    text = query.get(key)
     if text is None or text == "":
         return None
+    if len(text.strip().lstrip("+-")) > MAX_DIGITS:
+        raise BadRequest(f"{key} must be an integer of at most {MAX_DIGITS} digits, not {_shown(text)}.")
     try:
         return int(text)
     except ValueError:
-        raise BadRequest(f"{key} must be an integer, not {text!r}.") from None
+        raise BadRequest(f"{key} must be an integer, not {_shown(text)}.") from None
 
 
 def _data_url(data: bytes, media_type: str) -> str:

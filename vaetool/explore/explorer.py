@@ -136,7 +136,7 @@ class Explorer:
         if not data:
             raise VaetoolError("No image was sent.")
         if invert not in INVERT:
-            raise VaetoolError(f"invert must be one of {', '.join(INVERT)}, not {invert!r}.")
+            raise VaetoolError(f"invert must be one of {', '.join(INVERT)}, not {_shown(invert)}.")
         picture = images.open_image(io.BytesIO(data), name="The upload", max_pixels=MAX_PIXELS)
         x = images.to_tensor(picture, self.model.input_shape)[None].float() / 255
         x = images.match_background(x, INVERT[invert], self.model.config.get("background"))
@@ -155,6 +155,9 @@ class Explorer:
             raise VaetoolError(f"steps must lie in 2 to {MAX_STEPS}, not {steps}.")
         if not 1 <= fps <= 50:
             raise VaetoolError(f"fps must lie in 1 to 50, not {fps}.")
+        if method not in latents.METHODS:
+            raise VaetoolError(f"The interpolation method must be one of {', '.join(latents.METHODS)}, "
+                               f"not {_shown(method)}.")
         points = torch.cat([self._endpoint(start, "from"), self._endpoint(end, "to")])
         route = latents.path(points, steps, method)
         y = self.label(label, len(route))
@@ -168,7 +171,7 @@ class Explorer:
         """Test codes in 2-D (PCA of all of them, or t-SNE of the first ``TSNE_POINTS``), with their
         labels and the codes themselves, so that a click can decode the point."""
         if method not in PROJECTIONS:
-            raise VaetoolError(f"The map's projection must be one of {', '.join(PROJECTIONS)}, not {method!r}.")
+            raise VaetoolError(f"The map's projection must be one of {', '.join(PROJECTIONS)}, not {_shown(method)}.")
         codes = self._codes
         if codes["means"] is None:
             raise VaetoolError(codes["reason"])
@@ -192,7 +195,7 @@ class Explorer:
             raise VaetoolError("z must be a list of numbers.")
         if len(z) != self.model.latent_dim:
             raise VaetoolError(f"z must have {self.model.latent_dim} numbers, one per latent dimension, not {len(z)}.")
-        if not all(math.isfinite(v) and abs(v) <= Z_LIMIT for v in z):
+        if not all(abs(v) <= Z_LIMIT for v in z):  # false for NaN and ±inf; an integer of any size compares exactly
             raise VaetoolError(f"Every number in z must be finite and at most {Z_LIMIT:g} in size.")
         return torch.tensor([z], dtype=torch.float32, device=self.model.device)
 
@@ -205,7 +208,7 @@ class Explorer:
         classes = self.model.num_classes
         if not isinstance(label, int) or isinstance(label, bool) or not 0 <= label < classes:
             raise VaetoolError(f"This model is conditional: give a class from 0 to {classes - 1}"
-                               + (f", not {label!r}." if label is not None else "."))
+                               + (f", not {_shown(label)}." if label is not None else "."))
         return torch.full((n,), label, dtype=torch.long, device=self.model.device)
 
     def _endpoint(self, endpoint, which: str) -> torch.Tensor:
@@ -214,9 +217,14 @@ class Explorer:
         if "z" in endpoint:
             return self.latent(endpoint["z"])
         means, label = self._codes["class_means"], endpoint["label"]
-        if not isinstance(label, int) or isinstance(label, bool) or label not in means:
-            raise VaetoolError(f"There is no class {label!r} among the test codes; "
-                               f"classes: {', '.join(map(str, sorted(means))) or 'none'}.")
+        if not isinstance(label, int) or isinstance(label, bool):
+            raise VaetoolError(f'The interpolation\'s "{which}" label must be a class, an integer, not {_shown(label)}.')
+        if not means:
+            reason = self._codes["reason"] or "The model's test images have no labels."
+            raise VaetoolError(f"There are no class means to start from here: {reason[0].lower()}{reason[1:].rstrip('.')}.")
+        if label not in means:
+            raise VaetoolError(f"There is no class {label} among the test codes; "
+                               f"classes: {', '.join(map(str, sorted(means)))}.")
         return means[label][None].to(self.model.device, torch.float32)
 
     # -- the model's test codes, computed once ----------------------------------------------------
@@ -271,6 +279,12 @@ class Explorer:
 
         with self._lock:
             return disentanglement.captured_factors(self.model, self.data_dir)
+
+
+def _shown(value) -> str:
+    """A value a client sent, as JSON, cut short when long."""
+    text = json.dumps(value)
+    return text if len(text) <= 40 else f"{text[:30]}… ({len(text):,} characters)"
 
 
 def _named(name: str, options: dict | None) -> str:

@@ -456,3 +456,46 @@ def test_the_memory_check_counts_half_precision_activations_at_two_bytes(tmp_pat
     with pytest.raises(VaetoolError, match="activations"):
         training.train(config(**conv), tmp_path / "fp32", device="cpu")
     assert training.train(config(**conv, precision="bf16"), tmp_path / "bf16", device="cpu").status == "finished"
+
+
+# -- what --nproc shows of torchrun ---------------------------------------------------------------------
+
+def _shown_of_torchrun(text: str):
+    import io
+
+    from vaetool.cli.torchrun import TorchrunOutput
+
+    shown = io.StringIO()
+    output = TorchrunOutput(shown)
+    for line in text.splitlines(keepends=True):
+        output.line(line)
+    output.close()
+    return shown.getvalue(), output.exit_code
+
+
+def test_torchruns_traceback_and_report_are_dropped_and_the_processs_status_kept():
+    # What torchrun 2.14 printed when both processes refused a setting (tests/data/torchrun_failure.txt).
+    from pathlib import Path
+
+    captured = (Path(__file__).parent / "data" / "torchrun_failure.txt").read_text()
+    shown, code = _shown_of_torchrun(captured)
+    assert shown == ("Error: The vq latent updates its codebook from each batch within one process; "
+                     "train it without --nproc.\n")
+    assert code == 2  # the first failure's status; torchrun itself exits with 1
+
+
+def test_a_processs_own_traceback_and_a_different_error_are_shown():
+    bug = "Traceback (most recent call last):\n  File \"x.py\", line 1, in <module>\nZeroDivisionError: division by zero\n"
+    shown, code = _shown_of_torchrun("epoch 1\n" + bug + "Error: one thing\nError (process 1): another thing\n"
+                                     "Error (process 2): one thing\n")
+    assert shown == "epoch 1\n" + bug + "Error: one thing\nError (process 1): another thing\n" and code is None
+
+
+def test_a_setting_refused_under_nproc_is_one_sentence_with_status_2(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}  # torchrun's banner would say it sets it
+    done = subprocess.run([sys.executable, "-m", "vaetool", "train", *SHAPES_FLAGS, "--latent", "vq", "--epochs", "1",
+                           "--runs-dir", str(tmp_path / "runs"), "--nproc", "2"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "Error: The vq latent updates its codebook from each batch within one process; train it without --nproc."]

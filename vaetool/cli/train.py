@@ -248,13 +248,23 @@ def _launch(nproc: int) -> None:
             skip = True
         elif not arg.startswith("--nproc="):
             args.append(arg)
+    from vaetool.cli.torchrun import TorchrunOutput
+
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
                "-m", "vaetool", *args]
+    # torchrun sets one OpenMP thread per process where none is set, and prints a banner saying so.
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     # Ctrl-C reaches torchrun and the training processes from the terminal; they stop and save,
-    # and this process only waits for them.
+    # and this process only waits for them, passing on what they print without torchrun's own
+    # traceback and report of a failed process (TorchrunOutput).
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        code = subprocess.call(command)
+        with subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True, errors="replace") as process:
+            output = TorchrunOutput(sys.stderr)
+            for line in process.stderr:
+                output.line(line)
+            output.close()
+        code = output.exit_code if process.returncode and output.exit_code else process.returncode
     finally:
         signal.signal(signal.SIGINT, previous)
     raise typer.Exit(code)

@@ -184,6 +184,7 @@ def test_vq_learns_to_reconstruct_better_than_its_first_steps(tmp_path):
 @pytest.mark.parametrize(("flags", "fragment"), [
     (["--tc-weight", "6"], "The tcvae objective needs the Gaussian posterior"),
     (["--capacity", "25"], "The capacity objective needs a stochastic encoder and its KL term"),
+    (["--free-bits", "1"], "The elbo objective needs a stochastic encoder and its KL term"),
     (["--objective", "iwae"], "The iwae objective needs several samples of z"),
     (["--prior", "vamp"], "brings its own prior over codes"),
     (["--autoencoder"], "deterministic already"),

@@ -151,6 +151,7 @@ def test_decode_writes_a_gif_with_one_frame_per_latent(tmp_path, vae):
               *use(tmp_path)))
     frames = gif_frames(tmp_path / "d.gif")
     assert len(frames) == 3
+    assert "Wrote 1 image to one.png" in ok(invoke("decode", "--z", "0,0,0,0", "-o", "one.png", *use(tmp_path))).stdout
     with torch.no_grad():
         pictures = vae.decode(torch.tensor(z, dtype=torch.float32))
     for frame, picture in zip(frames, pictures):

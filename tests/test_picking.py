@@ -113,6 +113,7 @@ def test_show_by_index_writes_each_image_as_a_png_file(tmp_path, mnist_root, mni
 
 def test_show_without_label_or_index_draws_a_seeded_random_sample(tmp_path, tiny_dataset):
     ok(invoke("show", "--data", tiny_dataset, "-n", "6", "--seed", "4", "-o", "a.png"))
+    assert "Wrote one.png: 1 image (" in ok(invoke("show", "--data", tiny_dataset, "-n", "1", "-o", "one.png")).stdout
     split = TinySquares().load("test")
     order = torch.randperm(len(split), generator=torch.Generator().manual_seed(4))[:6]
     np.testing.assert_array_equal(png(tmp_path / "a.png"), images.grid(split.images[order].float() / 255, nrow=8))

@@ -86,4 +86,4 @@ def decode(
     with torch.no_grad():
         pictures = vae.decode(zs, y, sample=sample_pixels, generator=generator(vae, seed))
     write_pictures(pictures, output, zoom, fps)
-    typer.echo(f"Wrote {len(pictures)} images to {output}")
+    typer.echo(f"Wrote {len(pictures)} image{'' if len(pictures) == 1 else 's'} to {output}")

@@ -67,7 +67,7 @@ def show(
     else:
         array = images.grid(pictures, nrow=nrow, zoom=zoom)
     images.save_png(array, output)
-    typer.echo(f"Wrote {output}: {len(chosen)} images ({_what(chosen, label)})")
+    typer.echo(f"Wrote {output}: {len(chosen)} image{'' if len(chosen) == 1 else 's'} ({_what(chosen, label)})")
 
 
 def _what(chosen, label: str | None) -> str:

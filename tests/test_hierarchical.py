@@ -316,7 +316,8 @@ def test_compare_scores_the_iw_bound_over_all_layers_and_counts_active_units_per
 def test_a_layer_that_is_not_there_is_one_sentence(trained, tmp_path, command, args):
     _, run_dir = trained
     out = tmp_path / ("o.npy" if command == "encode" else "o.png")
-    assert_clean_error(invoke(command, *args, "--model", run_dir, "--layer", "3", "-o", out), "there is no layer 3")
+    assert_clean_error(invoke(command, *args, "--model", run_dir, "--layer", "3", "-o", out),
+                       "--layer 3: this model has stochastic layers 1", "there is no layer 3")
 
 
 def test_latents_of_the_wrong_layer_are_one_sentence(trained, tmp_path):

@@ -113,7 +113,8 @@ def open_model(model, runs_dir, device: str, allow_nonfinite: bool = False, laye
     try:
         loaded.select_layer(layer)
     except VaetoolError as error:
-        raise VaetoolError(f"--layer: {error}") from None
+        text = str(error)
+        raise VaetoolError(f"--layer {layer}: {text[0].lower()}{text[1:]}") from None
     return loaded
 
 

@@ -70,6 +70,9 @@ def test_a_second_run_with_the_same_settings_goes_to_a_new_directory(tmp_path):
     assert run_files(runs / "mlp-shapes") == first
     # Said, so that a user who looks for the run under its usual name knows where it went.
     assert f"{runs / 'mlp-shapes'} holds another run; this one goes to {runs / 'mlp-shapes-2'}" in result.stderr
+    # Not before a setting is refused, when the run goes nowhere.
+    refused = invoke("train", *TINY_SHAPES, *TINY_MODEL, "--arch-opt", "activation=swish", "--runs-dir", runs)
+    assert refused.exit_code == 2 and "holds another run" not in refused.stderr and "activation" in refused.stderr
 
 
 def test_the_run_description_names_an_autoencoder_and_a_prior_other_than_the_normal(tmp_path):

@@ -213,12 +213,10 @@ def train(
                 # The folder is taken under its lock only now: a run started alongside under the same
                 # name, which found the same folder free, moves on to the next one instead of failing.
                 run_dir = held.enter_context(runs.claim_fresh(root, fresh))
-                if run_dir.name != fresh and distributed.is_main():
-                    from vaetool.cli import output
-
-                    output.note(f"{root / fresh} holds another run; this one goes to {run_dir} "
-                                "(--name chooses the name).")
             reporter, progress = _progress(run_dir, logger)
+            if fresh and run_dir.name != fresh:  # said once the run starts, not before a refused setting
+                reporter.note = (f"{root / fresh} holds another run; this one goes to {run_dir} "
+                                 "(--name chooses the name).")
             with contextlib.closing(progress):  # however training ends, the loggers write out
                 result = training.train(config, run_dir, device=device, data_dir=data_dir, progress=progress,
                                         options=options)
@@ -352,8 +350,14 @@ class _RichProgress:
         self.bar = None
         self.task = None
         self.bound = "elbo"
+        self.note: str | None = None  # said on stderr as the run begins
 
     def begin(self, info: dict) -> None:
+        from vaetool import distributed
+        from vaetool.cli import output
+
+        if self.note and distributed.is_main():
+            output.note(self.note)
         # Trained on no likelihood bound (the WAE family): its ELBO is reported by nobody as its score.
         self.bound = info.get("bound", "elbo")
         c = info["config"]

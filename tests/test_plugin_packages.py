@@ -196,7 +196,7 @@ def test_vaetool_plugins_lists_each_package_with_kind_name_and_version(plugin_si
 
 def test_a_broken_plugin_is_listed_as_unusable_and_the_others_still_work(listing_with_bad_plugins):
     done = listing_with_bad_plugins
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 1, done.stderr  # --check fails when a plugin would
     rows = _rows(done.stdout)
     package, version, shown = rows["architecture", "broken"]
     assert (package, version) == ("vaetool-broken-plugin", "0.0.1")

@@ -332,5 +332,12 @@ def test_vaetool_plugins_lists_the_built_ins_with_their_options(check):
 def test_only_vaetool_plugins_check_reports_a_broken_plugin(broken_architecture):
     listed = _rows(ok(invoke("plugins")).stdout)["architecture", "broken"]
     assert listed[2] == "(run `vaetool plugins --check` to see)"
-    checked = _rows(ok(invoke("plugins", "--check")).stdout)["architecture", "broken"]
+    result = invoke("plugins", "--check")
+    assert result.exit_code == 1
+    checked = _rows(result.stdout)["architecture", "broken"]
     assert checked[2].startswith("unusable:") and "ImportError" in checked[2]
+
+
+def test_plugins_check_passes_when_every_plugin_is_usable():
+    result = ok(invoke("plugins", "--check"))  # status 0: the built-ins and this environment's plugins all work
+    assert "all usable." in result.stdout and "unusable" not in result.stdout

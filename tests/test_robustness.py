@@ -626,7 +626,9 @@ def test_plugins_check_lists_a_plugin_that_cannot_run_as_unusable(exploding):
     registry.register("architecture", "wrong-shape", _WrongShape)
     registry.register("objective", "nan-loss", _NaNObjective)
     try:
-        stdout = ok(invoke("plugins", "--check")).stdout
+        result = invoke("plugins", "--check")
+        stdout = result.stdout
+        assert result.exit_code == 1, result.output  # a CI job's check fails
         rows = {line.split("│")[2].strip(): line for line in stdout.splitlines() if line.count("│") >= 6}
     finally:
         registry.unregister("architecture", "wrong-shape")

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from vaetool.cli.common import handle_errors
+from vaetool.errors import RUNTIME_EXIT
 
 if TYPE_CHECKING:
     from vaetool.registry import PluginInfo
@@ -23,7 +24,7 @@ def plugins(
     schedules. The options are read from each plugin's source, so the listing imports no plugin; --check
     imports them all and builds a tiny model with each architecture, likelihood and prior for one
     forward and backward pass (a training step for an objective, a run's rates for a schedule),
-    listing one that fails as unusable with its error.
+    listing one that fails as unusable with its error and then exiting with status 1.
     """
     from rich.table import Table
 
@@ -46,6 +47,8 @@ def plugins(
     if check:
         console.print(f"Checked {count} plugins: each imported and tried on a tiny model; "
                       + (f"{unusable} unusable (in red above)." if unusable else "all usable."), highlight=False)
+        if unusable:  # a check a CI job can run: it fails when a plugin would
+            raise typer.Exit(RUNTIME_EXIT)
 
 
 def _options(info: PluginInfo, check: bool) -> tuple[str, bool]:

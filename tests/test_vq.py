@@ -323,6 +323,9 @@ def test_compare_reports_codebook_usage_and_perplexity_and_no_iw_bound(straight,
     assert numbers["codes_used"] == expected["codes_used"] and numbers["perplexity"] == pytest.approx(expected["perplexity"])
     assert 1 <= numbers["perplexity"] <= numbers["codes_used"] <= 16
     assert any("codes on the test images" in v for v in report["verdicts"])
+    # On the terminal, with fewer IW images than test images: no footnote for a column that is not there.
+    shown = ok(invoke("compare", run_dir, "--iw-images", "8", "--no-sample-quality")).stdout
+    assert "codes on the test images" in shown and "log p(x) IW: K" not in shown
 
 
 def test_a_damaged_code_file_is_one_clear_sentence(tmp_path, vq_file):

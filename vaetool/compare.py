@@ -491,7 +491,7 @@ def verdicts(entries: list[Entry]) -> list[str]:
         if used < size / 2:
             sentence += "; most of the codebook is dead"
         said.append(sentence + f"; its KL, {e.numbers['kl']:.1f} nats, is −log p(codes) under its learned code prior, "
-                               "and with one code per image its ELBO is its only bound (no importance-weighted log p(x)).")
+                               "and with a single code as its posterior its ELBO is its only bound (no importance-weighted log p(x)).")
     return said
 
 

@@ -209,7 +209,8 @@ def _print_table(entries, verdicts, config, count, settings) -> None:
             console.print(f"{e.name}: {e.label}", markup=False)
     if not transposed:
         console.print("Units: " + _units_line(cols), markup=False)
-    if settings.get("iw_images") and settings["iw_images"] < count:
+    shown = {key for key, _, _, _ in cols}
+    if settings.get("iw_images") and settings["iw_images"] < count and "iw_ll" in shown:  # only under its column
         console.print(f"log p(x) IW: K = {settings['iw_samples']} on the first {settings['iw_images']:,} test images "
                       "(--iw-images, --full for all).", markup=False)
     for verdict in verdicts:

@@ -46,7 +46,7 @@ class Entry:
         kind = "AE" if c["autoencoder"] else objective_label(c)
         conditional = ", conditional: log p(x|y)" if getattr(self.model, "conditional", False) else ""
         latent = f"{c['latent_dim']}-D" if c.get("latent", "gaussian") == "gaussian" else \
-            f"{c['latent']} {c['latent_dim']} codes of {self.model.latent.codebook_size}" \
+            f"{c['latent']} {c['latent_dim']} positions, {self.model.latent.codebook_size} codes" \
             if getattr(self.model, "discrete", False) else \
             f"{c['latent']} {'-'.join(str(w) for w in self.model.latent.layers)}-D"  # 100-50-D: a width per layer
         prior = f", {c['prior']} prior" if c.get("prior", "standard-normal") != "standard-normal" else ""

@@ -369,7 +369,7 @@ class _RichProgress:
         widths = "-".join(str(w) for w in [c["latent_dim"], *(dims if isinstance(dims, list) else [dims])])
         latent = (f"{c['latent_dim']}-D latent" if c.get("latent", "gaussian") == "gaussian"
                   else f"{c['latent']} latent of layers {widths}-D" if dims is not None
-                  else f"{c['latent']} latent of {c['latent_dim']} codes")
+                  else f"{c['latent']} latent of {c['latent_dim']} code positions")
         if t.get("lr_schedule"):  # recorded only when not constant
             options = t.get("lr_schedule_options") or {}
             objective += f", lr {t['lr']:g} on the {t['lr_schedule']} schedule" + (f" ({_listed(options)})" if options else "")

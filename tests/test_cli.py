@@ -1,6 +1,7 @@
 """The command line: train and plugins, clean one-line errors, and a light ``--help``."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import urllib.error
@@ -307,3 +308,11 @@ def test_help_shows_the_defaults_written_in_it(command, shown):
     output = ok(invoke(command, "--help")).output
     for text in shown:
         assert text in output, output
+
+
+def test_verbose_training_says_an_epochs_two_stages(tmp_path):
+    plain = ok(invoke("train", *TINY_SHAPES, *TINY_MODEL, "--runs-dir", tmp_path, "--name", "a")).stdout
+    verbose = ok(invoke("-v", "train", *TINY_SHAPES, *TINY_MODEL, "--runs-dir", tmp_path, "--name", "b")).stdout
+    assert "(steps " not in plain
+    line = next(line for line in verbose.splitlines() if line.startswith("epoch   1"))
+    assert re.search(r"\d s \(steps \d+\.\d s, test evaluation \d+\.\d s\)$", line), line

@@ -41,7 +41,7 @@ def _root(
     version: bool = typer.Option(False, "--version", "-V", callback=_version, is_eager=True,
                                  help="Print the version and exit."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only results: no progress, no notes on stderr."),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="More detail: each stage's time, compare's glossary."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="More detail: each stage's time (train: an epoch's steps and test evaluation), compare's glossary."),
     debug: bool = typer.Option(False, "--debug", help="Show the traceback of an unexpected error "
                                "(also VAETOOL_DEBUG=1)."),
 ) -> None:

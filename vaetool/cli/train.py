@@ -414,15 +414,20 @@ class _RichProgress:
         self.bar.update(self.task, completed=step, stats=text)
 
     def epoch_end(self, m: dict) -> None:
+        from vaetool.cli import output
+
         bpd = f"  {m['test_bits_per_dim']:.3f} bits/dim" if "test_bits_per_dim" in m else ""
         lr = f"  lr {m['lr']:.3g}" if "lr" in m else ""  # only under a schedule that moves it
+        took = f"{m['seconds']:.1f} s"
+        if output.verbosity == output.VERBOSE:  # -v: the epoch's two stages
+            took += f" (steps {m['train_seconds']:.1f} s, test evaluation {m['seconds'] - m['train_seconds']:.1f} s)"
         if self.bound == "none":
             self.console.print(f"epoch {m['epoch']:>3}  train loss {m['train_loss']:9.2f}  "
-                               f"test log p(x|z) {m['test_rec']:9.2f}{bpd}{lr}  {m['seconds']:.1f} s")
+                               f"test log p(x|z) {m['test_rec']:9.2f}{bpd}{lr}  {took}")
             return
         self.console.print(f"epoch {m['epoch']:>3}  train ELBO {m['train_elbo']:9.2f}  "
                            f"test ELBO {m['test_elbo']:9.2f}  (log p(x|z) {m['test_rec']:9.2f}, KL {m['test_kl']:7.2f})"
-                           f"{bpd}{lr}  {m['seconds']:.1f} s")
+                           f"{bpd}{lr}  {took}")
 
     def finish(self, result) -> None:
         from rich.table import Table

@@ -109,7 +109,8 @@ def test_piwae_trains_the_decoder_on_iwae_and_the_encoder_on_miwae():
     ({"k": 0}, "k must be a whole number"),
     ({"variant": "tiwae"}, "variant must be one of iwae, miwae, ciwae, piwae"),
     ({"m": 3}, "m (groups of samples) applies to miwae and piwae"),
-    ({"variant": "ciwae", "beta": 2.0}, "must lie in [0, 1]"),
+    ({"variant": "ciwae", "beta": 2.0}, "must lie in [0, 1], not 2.0."),
+    ({"beta": 4.0}, "the iwae variant does not use it"),  # --objective iwae --beta 4
 ])
 def test_bad_iwae_options_are_one_sentence(options, fragment):
     with pytest.raises(VaetoolError) as error:

@@ -38,7 +38,8 @@ class IWAE(Objective):
         if variant in ("iwae", "ciwae") and m != 1:
             raise VaetoolError(f"m (groups of samples) applies to miwae and piwae, not {variant}; leave it at 1.")
         if not 0 <= beta <= 1:
-            raise VaetoolError(f"beta (CIWAE's weight of the ELBO) must lie in [0, 1], not {beta}.")
+            unused = "" if variant == "ciwae" else f"; the {variant} variant does not use it (there is no β-weighted KL)"
+            raise VaetoolError(f"beta (CIWAE's weight of the ELBO) must lie in [0, 1], not {beta}{unused}.")
         self.k, self.variant, self.m, self.beta = k, variant, m, float(beta)
         self.samples = k * m
         if variant == "piwae":  # its encoder's gradient is rescaled at the Gaussian posterior's μ and log σ²

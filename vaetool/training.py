@@ -28,6 +28,7 @@ import contextlib
 import functools
 import hashlib
 import json
+import logging
 import math
 import signal
 import sys
@@ -381,7 +382,7 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
     progress.begin({"config": model.config, "device": str(device), "run_dir": run_dir, "train_size": n,
                     "test_size": len(test_split), "parameters": sum(p.numel() for p in model.parameters()),
                     "start_epoch": epoch, "start_step": first_step, "processes": group.world,
-                    "streamed": data.streamed, "fused_step": fused_step is not None,
+                    "streamed": data.streamed, "fused_step": fused_step is not None, "compiled": bool(options.compile),
                     "bound": objective.bound})
     refresh_every = max(1, steps // REFRESHES_PER_EPOCH)
     watch = Watch(math.prod(model.input_shape), objective.schedule(config.epochs).get("beta", 1.0), config.lr, run_dir,
@@ -544,6 +545,8 @@ def _network(model: VAE, device, options: RunOptions, group: distributed.Group):
         if backend not in _compile_backends(everything=True):  # torch's InvalidBackend comes from deep inside it
             raise VaetoolError(f"compile = {backend!r} names no torch.compile backend; use true, or one of "
                                f"{', '.join(_compile_backends())}.")
+        if device.type != "cuda":  # inductor's C++ toolchain looks for CUDA too, and warns when there is none
+            logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
         model.architecture.encode = torch.compile(model.architecture.encode, backend=backend)
         model.architecture.decode = torch.compile(model.architecture.decode, backend=backend)
     if not group.active:

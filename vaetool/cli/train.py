@@ -376,6 +376,7 @@ class _RichProgress:
         how = (f", {info['processes']} processes" if info["processes"] > 1 else "") \
             + (", streamed from disk" if info["streamed"] else "") \
             + (", fused step" if info.get("fused_step") else "") \
+            + (", compiled (torch.compile)" if info.get("compiled") else "") \
             + (f", {t['precision']}" if t.get("precision") else "")
         resumed = f", resuming at epoch {info['start_epoch'] + 1}" if info["start_epoch"] or info["start_step"] else ""
         if c.get("prior", "standard-normal") != "standard-normal":

@@ -766,6 +766,8 @@ def test_an_unsupported_latent_or_plot_format(tmp_path, vae):
     assert_clean_error(invoke("encode", a, "-o", "z.txt", *use(tmp_path)), "z.txt", ".npy")
     assert_clean_error(invoke("encode", a, "--plot", "p.jpg", *use(tmp_path)), "p.jpg", ".png")
     assert not (tmp_path / "z.txt").exists() and not (tmp_path / "p.jpg").exists()
+    # --plot without its file takes the next flag as one: said as that, not "-o: the output must end in .png".
+    assert_clean_error(invoke("encode", a, "--plot", "-o", "z.npy", *use(tmp_path)), "--plot takes the file", "'-o'")
 
 
 @pytest.mark.parametrize("command", [["encode", "a.png"], ["decode", "--z", "0,0,0,0"], ["sample"],

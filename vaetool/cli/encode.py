@@ -65,6 +65,9 @@ def encode(
 
     if output is not None:
         check_output(output, latentfile.SUFFIXES, force, inputs=inputs)
+    if plot is not None and str(plot).startswith("-"):  # `--plot -o z.png`: the flag after it taken as its file
+        raise VaetoolError(f"--plot takes the file to draw to, as in --plot z.png; it was given {str(plot)!r}, "
+                           "the next flag.")
     if plot is not None:
         check_output(plot, (".png",), inputs=inputs)
     if plot is None and (method.value != "auto" or annotate is not None):  # else silently nothing to apply to

@@ -212,6 +212,8 @@ def test_the_dip_penalty_vanishes_at_the_identity_and_weighs_off_diagonals_by_la
     terms = ELBOTerms(torch.zeros(4), torch.zeros(4, 2), decorrelated.mean, decorrelated)
     assert DIPVAE(kind="i").loss(terms, 0.0).item() == pytest.approx(0.0)
     assert DIPVAE(kind="ii").lambda_d == 10.0 and DIPVAE(kind="i").lambda_d == 100.0
+    # The value used is recorded (and shown), not the unset None.
+    assert DIPVAE(kind="ii", lambda_od=2.0).begin(None, None) == {"lambda_d": 2.0}
 
 
 # -- the command line, as the docs spell it -------------------------------------------------------------

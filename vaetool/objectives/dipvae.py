@@ -2,6 +2,8 @@
 from Unlabeled Observations", ICLR 2018."""
 from __future__ import annotations
 
+from typing import Any
+
 from torch import Tensor
 
 from vaetool.contracts import Objective
@@ -31,6 +33,9 @@ class DIPVAE(Objective):
         non_negative(lambda_od=lambda_od, lambda_d=lambda_d)
         self.kind, self.lambda_od = kind, float(lambda_od)
         self.lambda_d = float(lambda_d) if lambda_d is not None else (10.0 if kind == "i" else 1.0) * self.lambda_od
+
+    def begin(self, model, context) -> dict[str, Any]:
+        return {"lambda_d": self.lambda_d}  # the value used, recorded and shown, where "unset" said nothing
 
     def covariance(self, posterior) -> Tensor:
         """The batch estimate of Cov[μ(x)] (DIP-VAE-I), plus E[Σ(x)] for DIP-VAE-II: ``(L, L)``."""

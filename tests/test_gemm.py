@@ -103,3 +103,14 @@ def test_the_linear_module_leaves_autocast_its_low_precision_products():
     layer = gemm.Linear(300, 200)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert layer(torch.randn(64, 300)).dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("backend", ["tourch"], indirect=True)
+def test_an_unknown_choice_is_said_and_ignored(backend, capsys):
+    plain = gemm.onednn_available()
+    assert "VAETOOL_CPU_GEMM=tourch is not a choice" in capsys.readouterr().err
+    gemm.onednn_available.cache_clear()
+    import os
+
+    os.environ["VAETOOL_CPU_GEMM"] = "auto"  # the fixture's monkeypatch restores it
+    assert gemm.onednn_available() == plain and capsys.readouterr().err == ""

@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import os
 import platform
+import sys
 
 import torch
 import torch.nn.functional as F
@@ -36,8 +37,12 @@ ACTIVATIONS = ("none", "relu", "tanh")
 @functools.cache
 def onednn_available() -> bool:
     """Whether :func:`linear` uses oneDNN for float32 CPU tensors in this process."""
-    if os.environ.get("VAETOOL_CPU_GEMM", "").lower() == "torch":
+    chosen = os.environ.get("VAETOOL_CPU_GEMM", "").lower()
+    if chosen == "torch":
         return False
+    if chosen not in ("", "auto"):  # a typo would otherwise pass unseen
+        print(f"vaetool: VAETOOL_CPU_GEMM={os.environ['VAETOOL_CPU_GEMM']} is not a choice (torch turns oneDNN's "
+              "products off, auto or unset leaves them on); it is ignored.", file=sys.stderr)
     if platform.machine().lower() not in ("x86_64", "amd64") or not torch.backends.mkldnn.is_available():
         return False
     try:

@@ -390,8 +390,8 @@ class Objective:
     constructor (a :class:`~vaetool.errors.VaetoolError` for a bad value) and recorded in the model
     file as ``objective`` and ``objective_options``.
 
-    - ``needs``: names from :data:`NEEDS`; a model lacking one is refused in one sentence before
-      any data is read.
+    - ``needs``: names from :data:`NEEDS` (an instance attribute when an option adds one); a model
+      lacking one is refused in one sentence before any data is read.
     - ``samples``: z samples the model draws per image each step (an instance attribute when an
       option sets it). With more than one, the terms carry a leading sample dimension; 0 takes z
       as the posterior mean (a deterministic encoder).

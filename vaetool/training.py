@@ -791,10 +791,10 @@ def _restore(checkpoint, model: VAE, optimizer, scaler, shuffle, device, run_dir
 def _restored_metrics(run_dir: Path, header: dict[str, Any], epochs: int, say: bool) -> list[dict[str, Any]]:
     """The metrics of the ``epochs`` epochs a checkpoint was saved after. Checkpoints keep them (up to
     :data:`METRICS_IN_CHECKPOINT`; beyond that, and for checkpoints of earlier vaetool versions,
-    metrics.jsonl is read as it is), so a metrics.jsonl that is
-    missing, damaged or a line short (the process stopped between writing the two) is restored from the
-    checkpoint, and one that records other epochs (a checkpoint or metrics file of another run copied in)
-    is refused before anything is written."""
+    metrics.jsonl is read as it is), so a metrics.jsonl that is missing, damaged or a line short (the
+    process stopped between writing the two files) is restored from the checkpoint, and one that records
+    other epochs (a checkpoint or metrics file of another run copied in) is refused before anything is
+    written."""
     metrics_file, saved = run_dir / METRICS_FILE, header.get("metrics")
     damaged = None
     try:

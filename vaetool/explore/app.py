@@ -33,7 +33,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from vaetool.errors import VaetoolError
-from vaetool.explore.explorer import Explorer
+from vaetool.explore.explorer import Explorer, shown
 
 MAX_IMAGE_BYTES = 10_000_000
 MAX_JSON_BYTES = 100_000
@@ -130,7 +130,7 @@ class _KnownHosts(TrustedHostMiddleware):
             host = given.split("]")[0] + "]" if given.startswith("[") else given.split(":")[0]  # less the port
             if host not in self.allowed_hosts:
                 response = JSONResponse({"error": f"This explorer serves requests for {', '.join(self.allowed_hosts)}, "
-                                                  f"not for the host {_shown(host)}."}, status_code=400)
+                                                  f"not for the host {shown(host)}."}, status_code=400)
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
@@ -171,12 +171,6 @@ def _json_constant(name: str):
     raise BadRequest(f"The request holds {name}, which is not a JSON number; send finite numbers.")
 
 
-def _shown(value: Any) -> str:
-    """A value a client sent, as JSON, cut short when long (a request can hold a 100,000-character string)."""
-    text = json.dumps(value)
-    return text if len(text) <= 40 else f"{text[:30]}… ({len(text):,} characters)"
-
-
 async def _json(request: Request) -> dict[str, Any]:
     data = await _body(request, MAX_JSON_BYTES, "request")
     try:
@@ -201,7 +195,7 @@ def _typed(body: dict[str, Any], key: str, kind, default):
     value = body.get(key, default)
     if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
         names = {int: "an integer", str: "a string", bool: "true or false"}
-        raise BadRequest(f"{key!r} must be {names.get(kind, 'a number')}, not {_shown(value)}.")
+        raise BadRequest(f"{key!r} must be {names.get(kind, 'a number')}, not {shown(value)}.")
     return value
 
 
@@ -211,7 +205,7 @@ def _query(request: Request, allowed: set[str]) -> dict[str, str]:
     for key in params.keys():
         if key not in allowed:
             takes = f"it takes {', '.join(sorted(allowed))}" if allowed else "it takes none"
-            raise BadRequest(f"Unknown query parameter {_shown(key)}; {takes}.")
+            raise BadRequest(f"Unknown query parameter {shown(key)}; {takes}.")
         if len(params.getlist(key)) > 1:
             raise BadRequest(f"The query gives {key} {len(params.getlist(key))} times; give it once.")
     return dict(params)
@@ -222,11 +216,11 @@ def _int_param(query: dict[str, str], key: str) -> int | None:
     if text is None or text == "":
         return None
     if len(text.strip().lstrip("+-")) > MAX_DIGITS:
-        raise BadRequest(f"{key} must be an integer of at most {MAX_DIGITS} digits, not {_shown(text)}.")
+        raise BadRequest(f"{key} must be an integer of at most {MAX_DIGITS} digits, not {shown(text)}.")
     try:
         return int(text)
     except ValueError:
-        raise BadRequest(f"{key} must be an integer, not {_shown(text)}.") from None
+        raise BadRequest(f"{key} must be an integer, not {shown(text)}.") from None
 
 
 def _data_url(data: bytes, media_type: str) -> str:

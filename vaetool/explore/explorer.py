@@ -136,7 +136,7 @@ class Explorer:
         if not data:
             raise VaetoolError("No image was sent.")
         if invert not in INVERT:
-            raise VaetoolError(f"invert must be one of {', '.join(INVERT)}, not {_shown(invert)}.")
+            raise VaetoolError(f"invert must be one of {', '.join(INVERT)}, not {shown(invert)}.")
         picture = images.open_image(io.BytesIO(data), name="The upload", max_pixels=MAX_PIXELS)
         x = images.to_tensor(picture, self.model.input_shape)[None].float() / 255
         x = images.match_background(x, INVERT[invert], self.model.config.get("background"))
@@ -157,7 +157,7 @@ class Explorer:
             raise VaetoolError(f"fps must lie in 1 to 50, not {fps}.")
         if method not in latents.METHODS:
             raise VaetoolError(f"The interpolation method must be one of {', '.join(latents.METHODS)}, "
-                               f"not {_shown(method)}.")
+                               f"not {shown(method)}.")
         points = torch.cat([self._endpoint(start, "from"), self._endpoint(end, "to")])
         route = latents.path(points, steps, method)
         y = self.label(label, len(route))
@@ -171,7 +171,7 @@ class Explorer:
         """Test codes in 2-D (PCA of all of them, or t-SNE of the first ``TSNE_POINTS``), with their
         labels and the codes themselves, so that a click can decode the point."""
         if method not in PROJECTIONS:
-            raise VaetoolError(f"The map's projection must be one of {', '.join(PROJECTIONS)}, not {_shown(method)}.")
+            raise VaetoolError(f"The map's projection must be one of {', '.join(PROJECTIONS)}, not {shown(method)}.")
         codes = self._codes
         if codes["means"] is None:
             raise VaetoolError(codes["reason"])
@@ -208,7 +208,7 @@ class Explorer:
         classes = self.model.num_classes
         if not isinstance(label, int) or isinstance(label, bool) or not 0 <= label < classes:
             raise VaetoolError(f"This model is conditional: give a class from 0 to {classes - 1}"
-                               + (f", not {_shown(label)}." if label is not None else "."))
+                               + (f", not {shown(label)}." if label is not None else "."))
         return torch.full((n,), label, dtype=torch.long, device=self.model.device)
 
     def _endpoint(self, endpoint, which: str) -> torch.Tensor:
@@ -218,7 +218,7 @@ class Explorer:
             return self.latent(endpoint["z"])
         means, label = self._codes["class_means"], endpoint["label"]
         if not isinstance(label, int) or isinstance(label, bool):
-            raise VaetoolError(f'The interpolation\'s "{which}" label must be a class, an integer, not {_shown(label)}.')
+            raise VaetoolError(f'The interpolation\'s "{which}" label must be a class, an integer, not {shown(label)}.')
         if not means:
             reason = self._codes["reason"] or "The model's test images have no labels."
             raise VaetoolError(f"There are no class means to start from here: {reason[0].lower()}{reason[1:].rstrip('.')}.")
@@ -281,8 +281,8 @@ class Explorer:
             return disentanglement.captured_factors(self.model, self.data_dir)
 
 
-def _shown(value) -> str:
-    """A value a client sent, as JSON, cut short when long."""
+def shown(value) -> str:
+    """A value a client sent, as JSON, cut short when long (a request can hold a 100,000-character string)."""
     text = json.dumps(value)
     return text if len(text) <= 40 else f"{text[:30]}… ({len(text):,} characters)"
 

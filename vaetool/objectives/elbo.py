@@ -34,11 +34,8 @@ class ELBO(Objective):
     def __init__(self, beta: float = 1.0, warmup: float = 0.0, free_bits: float = 0.0):
         non_negative(beta=beta, warmup=warmup, free_bits=free_bits)
         self.beta, self.warmup, self.free_bits = float(beta), float(warmup), float(free_bits)
-
-    @property
-    def needs(self) -> tuple[str, ...]:
-        # Free bits floor each dimension's KL, which a discrete code (VQ) does not have.
-        return ("kl",) if self.free_bits > 0 else ()
+        if self.free_bits > 0:  # they floor each dimension's KL, which a discrete code (VQ) does not have
+            self.needs = ("kl",)
 
     def beta_at(self, epochs_done: float) -> float:
         return ramp(self.beta, self.warmup, epochs_done)

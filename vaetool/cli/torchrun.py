@@ -16,7 +16,9 @@ class TorchrunOutput:
     A traceback that is not torchrun's (a bug in a process) is shown whole.
     """
 
-    _LOG = re.compile(r"^[DIWE]\d{4} [\d:.]+ \d+ .*torch/distributed/")
+    # torchrun's log lines: "W1203 14:37:45.459000 992 torch/distributed/elastic/…] …" in torch 2.14,
+    # "[2024-…] torch.distributed.elastic.…: [WARNING] …" or "WARNING:torch.distributed.elastic…" before.
+    _LOG = re.compile(r"^(\[[^\]]*\] |[DIWE]\d{4} [\d:.]+ \d+ |[A-Z]+:)\S*torch[./]distributed[./]")
     _OTHER_RANK = re.compile(r"^Error \(process \d+\): (.*)$")
 
     def __init__(self, stream):

@@ -199,7 +199,7 @@ def _print_table(entries, verdicts, config, count, settings) -> None:
                 styles[(i, j)] = "bold green"
         rows.append((e.name, cells))
     units = [comparison.glossary(key)[0] for key, _, _, _ in cols]
-    title = f"{len(entries)} model{'s' if len(entries) != 1 else ''} on {count:,} {config['dataset']} test images"
+    title = f"{out.counted(len(entries), 'model')} on {count:,} {config['dataset']} test images"
     tables, transposed = out.fitted_tables(title, headings, rows, console.width, styles=styles, units=units,
                                            descriptions=[e.label for e in entries])
     for table in tables:

@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from vaetool.cli import options
+from vaetool.cli.output import counted
 from vaetool.cli.common import (check_output, generator, handle_errors, labels_for, layer_note, literal, open_model,
                                 read_latents, write_pictures)
 from vaetool.errors import VaetoolError
@@ -86,4 +87,4 @@ def decode(
     with torch.no_grad():
         pictures = vae.decode(zs, y, sample=sample_pixels, generator=generator(vae, seed))
     write_pictures(pictures, output, zoom, fps)
-    typer.echo(f"Wrote {len(pictures)} image{'' if len(pictures) == 1 else 's'} to {output}")
+    typer.echo(f"Wrote {counted(len(pictures), 'image')} to {output}")

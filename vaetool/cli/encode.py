@@ -9,6 +9,7 @@ import typer
 
 from vaetool import picking
 from vaetool.cli import options
+from vaetool.cli.output import counted
 from vaetool.cli.common import check_output, condition_label, handle_errors, labels_for, open_model
 from vaetool.errors import VaetoolError
 
@@ -118,11 +119,10 @@ def encode(
     if output is not None:
         written = results[0][1]
         latentfile.write(output, written)
-        count = len(written.rows)
-        what = ("code" if written.discrete else "latent") + ("" if count == 1 else "s")
+        what = counted(len(written.rows), "code" if written.discrete else "latent")
         what += " of" if written.discrete else " of dimension"
         unit = " positions" if written.discrete else ""
-        typer.echo(f"Wrote {count} {what} {written.rows.shape[1]}{unit} to {output}")
+        typer.echo(f"Wrote {what} {written.rows.shape[1]}{unit} to {output}")
     elif len(results) == 1 and plot is None:  # a plot alone is what was asked for: no table of 2,000 rows
         _print_table(results[0][1])
     if plot is not None:

@@ -58,6 +58,11 @@ def console(stderr: bool = False, *, talk: bool | None = None, wide: bool = Fals
                    highlight=False, width=None if terminal or not wide else 10_000)
 
 
+def counted(n: int, word: str) -> str:
+    """``n`` and ``word``, plural unless one: "1 image", "2 images"."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def note(message: str) -> None:
     """One line of talk on stderr (silenced by -q)."""
     console(stderr=True).print(message, markup=False)

@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from vaetool.cli import options
+from vaetool.cli.output import counted
 from vaetool.cli.common import handle_errors, key_values
 from vaetool.errors import VaetoolError
 
@@ -67,7 +68,7 @@ def show(
     else:
         array = images.grid(pictures, nrow=nrow, zoom=zoom)
     images.save_png(array, output)
-    typer.echo(f"Wrote {output}: {len(chosen)} image{'' if len(chosen) == 1 else 's'} ({_what(chosen, label)})")
+    typer.echo(f"Wrote {output}: {counted(len(chosen), 'image')} ({_what(chosen, label)})")
 
 
 def _what(chosen, label: str | None) -> str:

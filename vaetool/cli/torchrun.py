@@ -45,8 +45,8 @@ class TorchrunOutput:
             self._traceback = [line]
         elif self._LOG.match(text):
             pass
-        elif self._OTHER_RANK.match(text):
-            self._held.append((self._OTHER_RANK.match(text).group(1), line))
+        elif other := self._OTHER_RANK.match(text):
+            self._held.append((other.group(1), line))
         else:
             if text.startswith("Error: "):
                 self._said.add(text[len("Error: "):])

@@ -433,6 +433,7 @@ class _RichProgress:
     def finish(self, result) -> None:
         from rich.table import Table
 
+        from vaetool.cli import output
         from vaetool.runs import CHECKPOINT_FILE
 
         if self.bar is not None:
@@ -445,7 +446,7 @@ class _RichProgress:
                                + (f" --runs-dir {result.run_dir.parent}" if result.run_dir.parent != Path("runs") else ""))
             raise typer.Exit(130)
         last = result.metrics[-1]
-        table = Table(title=f"Trained {result.epoch} epoch{'s' if result.epoch != 1 else ''} → {result.run_dir}", title_justify="left", show_header=False)
+        table = Table(title=f"Trained {output.counted(result.epoch, 'epoch')} → {result.run_dir}", title_justify="left", show_header=False)
         table.add_column(style="bold")
         table.add_column(justify="right")
         if self.bound == "none":

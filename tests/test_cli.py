@@ -49,7 +49,7 @@ def run_files(run_dir):
 def test_train_on_shapes_writes_a_run(tmp_path):
     result = invoke("train", *TINY_SHAPES, *TINY_MODEL, "--runs-dir", tmp_path / "runs")
     assert result.exit_code == 0, result.output
-    run_dir = tmp_path / "runs" / "mlp-shapes"
+    run_dir = tmp_path / "runs" / "mlp-shapes-z4"
     for name in ("model.safetensors", "checkpoint.safetensors", "metrics.jsonl", "samples.png"):
         assert (run_dir / name).is_file()
     config = vaetool.load(run_dir).config
@@ -64,13 +64,13 @@ def test_train_on_shapes_writes_a_run(tmp_path):
 def test_a_second_run_with_the_same_settings_goes_to_a_new_directory(tmp_path):
     runs = tmp_path / "runs"
     assert invoke("train", *TINY_SHAPES, *TINY_MODEL, "--runs-dir", runs).exit_code == 0
-    first = run_files(runs / "mlp-shapes")
+    first = run_files(runs / "mlp-shapes-z4")
     result = invoke("train", *TINY_SHAPES, *TINY_MODEL, "--runs-dir", runs)
     assert result.exit_code == 0, result.output
-    assert (runs / "mlp-shapes-2" / "model.safetensors").is_file()
-    assert run_files(runs / "mlp-shapes") == first
+    assert (runs / "mlp-shapes-z4-2" / "model.safetensors").is_file()
+    assert run_files(runs / "mlp-shapes-z4") == first
     # Said, so that a user who looks for the run under its usual name knows where it went.
-    assert f"{runs / 'mlp-shapes'} holds another run; this one goes to {runs / 'mlp-shapes-2'}" in result.stderr
+    assert f"{runs / 'mlp-shapes-z4'} holds another run; this one goes to {runs / 'mlp-shapes-z4-2'}" in result.stderr
     # Not before a setting is refused, when the run goes nowhere.
     refused = invoke("train", *TINY_SHAPES, *TINY_MODEL, "--arch-opt", "activation=swish", "--runs-dir", runs)
     assert refused.exit_code == 2 and "holds another run" not in refused.stderr and "activation" in refused.stderr
@@ -83,8 +83,17 @@ def test_the_run_description_names_an_autoencoder_and_a_prior_other_than_the_nor
     vamp = ok(invoke("train", *TINY_SHAPES, *TINY_MODEL, "--prior", "vamp", "--prior-opt", "components=5",
                      "--runs-dir", runs))
     assert "mlp VAE, bernoulli likelihood, 4-D latent, vamp prior (components=5), elbo objective" in vamp.stdout
-    # Named apart from a run with the standard prior, rather than as mlp-shapes-2.
-    assert sorted(p.name for p in runs.iterdir()) == ["mlp-shapes-ae", "mlp-shapes-vamp"]
+    # Named apart from a run with the standard prior, rather than as mlp-shapes-z4-2.
+    assert sorted(p.name for p in runs.iterdir()) == ["mlp-shapes-vamp-z4", "mlp-shapes-z4-ae"]
+
+
+def test_the_run_name_carries_a_latent_size_other_than_the_default(tmp_path):
+    runs = tmp_path / "runs"
+    tiny = [w for w in TINY_MODEL if w not in ("--latent-dim", "4")]
+    ok(invoke("train", *TINY_SHAPES, *tiny, "--runs-dir", runs))  # the default, 16
+    ok(invoke("train", *TINY_SHAPES, *tiny, "--latent-dim", "2", "--runs-dir", runs))
+    assert sorted(p.name for p in runs.iterdir()) == ["mlp-shapes", "mlp-shapes-z2"]
+    assert vaetool.load(runs / "mlp-shapes-z2").latent_dim == 2
 
 
 def test_resume_continues_the_latest_run(tmp_path):
@@ -92,7 +101,7 @@ def test_resume_continues_the_latest_run(tmp_path):
     assert invoke("train", *TINY_SHAPES, *TINY_MODEL, "--runs-dir", runs).exit_code == 0
     result = invoke("train", "--resume", "--epochs", "2", "--device", "cpu", "--runs-dir", runs)
     assert result.exit_code == 0, result.output
-    lines = (runs / "mlp-shapes" / "metrics.jsonl").read_text().splitlines()
+    lines = (runs / "mlp-shapes-z4" / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 2
 
 
@@ -122,12 +131,12 @@ def test_ctrl_c_exits_130_and_says_how_to_resume(tmp_path, monkeypatch):
     runs = tmp_path / "runs"
     result = invoke("train", *TINY_SHAPES, *TINY_MODEL, "--batch-size", "32", "--runs-dir", runs)
     assert result.exit_code == 130, result.output
-    assert "--resume --name mlp-shapes" in result.stdout
-    assert (runs / "mlp-shapes" / "checkpoint.safetensors").is_file()
+    assert "--resume --name mlp-shapes-z4" in result.stdout
+    assert (runs / "mlp-shapes-z4" / "checkpoint.safetensors").is_file()
     monkeypatch.setattr(ELBO, "loss", real_loss)
-    result = invoke("train", "--resume", "--name", "mlp-shapes", "--device", "cpu", "--runs-dir", runs)
+    result = invoke("train", "--resume", "--name", "mlp-shapes-z4", "--device", "cpu", "--runs-dir", runs)
     assert result.exit_code == 0, result.output
-    assert len((runs / "mlp-shapes" / "metrics.jsonl").read_text().splitlines()) == 1
+    assert len((runs / "mlp-shapes-z4" / "metrics.jsonl").read_text().splitlines()) == 1
 
 
 def test_a_labelled_folder_trains_a_cvae(tmp_path):
@@ -137,7 +146,7 @@ def test_a_labelled_folder_trains_a_cvae(tmp_path):
     result = invoke("train", "--data", data, "--arch", "cvae", "--channels", "8,16", "--latent-dim", "4",
                     "--epochs", "1", "--batch-size", "4", "--device", "cpu", "--runs-dir", tmp_path / "runs")
     assert result.exit_code == 0, result.output
-    model = vaetool.load(tmp_path / "runs" / "cvae-pictures")
+    model = vaetool.load(tmp_path / "runs" / "cvae-pictures-z4")
     assert model.conditional and model.num_classes == 2
     assert model.config["class_names"] == ["cats", "dogs"]
     assert model.config["dataset"] == "folder"
@@ -278,7 +287,7 @@ def test_version():
 def test_a_beta_list_trains_one_run_per_value(tmp_path):
     result = invoke("train", *TINY_SHAPES, *TINY_MODEL, "--beta", "0,4", "--runs-dir", tmp_path / "runs")
     assert result.exit_code == 0, result.output
-    for beta, name in ((0.0, "mlp-shapes-beta0"), (4.0, "mlp-shapes-beta4")):
+    for beta, name in ((0.0, "mlp-shapes-z4-beta0"), (4.0, "mlp-shapes-z4-beta4")):
         model = vaetool.load(tmp_path / "runs" / name)
         assert model.config["objective_options"]["beta"] == beta
     assert "vaetool compare" in result.output

@@ -71,7 +71,7 @@ def test_quiet_prints_results_only_and_verbose_more(tmp_path):
     assert "epoch   1" in noisy.stdout and "parameters" in noisy.stdout
     quiet = ok(invoke("-q", "sample", "-n", "4", "--runs-dir", runs, "-o", tmp_path / "s.png"))
     assert quiet.stderr == ""  # not even which run was used
-    verbose = ok(invoke("-v", "compare", runs / "mlp-shapes", "--iw-samples", "2", "--limit", "16",
+    verbose = ok(invoke("-v", "compare", runs / "mlp-shapes-z3", "--iw-samples", "2", "--limit", "16",
                         "--no-sample-quality", "--no-disentanglement", "--device", "cpu"))
     assert "ELBO (nats/image): Evidence lower bound" in verbose.stdout  # the glossary
 
@@ -80,12 +80,12 @@ def test_commands_on_the_latest_run_say_which_on_stderr(tmp_path):
     runs = tmp_path / "runs"
     ok(invoke("train", *TINY, "--runs-dir", runs))
     result = ok(invoke("sample", "-n", "4", "--runs-dir", runs, "-o", tmp_path / "s.png"))
-    assert f"Using the latest run, {runs / 'mlp-shapes'}" in result.stderr
+    assert f"Using the latest run, {runs / 'mlp-shapes-z3'}" in result.stderr
     assert "Using the latest run" not in result.stdout
-    named = ok(invoke("sample", "-n", "4", "--model", runs / "mlp-shapes", "-o", tmp_path / "t.png"))
+    named = ok(invoke("sample", "-n", "4", "--model", runs / "mlp-shapes-z3", "-o", tmp_path / "t.png"))
     assert named.stderr == ""
     resumed = ok(invoke("train", "--resume", "--epochs", "2", "--device", "cpu", "--runs-dir", runs))
-    assert f"Resuming the latest run, {runs / 'mlp-shapes'}" in resumed.stderr
+    assert f"Resuming the latest run, {runs / 'mlp-shapes-z3'}" in resumed.stderr
 
 
 # -- the pieces ----------------------------------------------------------------------------------------

@@ -402,13 +402,13 @@ def test_an_automatic_name_another_process_holds_moves_on_to_the_next_name(tmp_p
 
     # The folder is free on disk but another run holds its lock (it has written nothing yet): a run
     # named automatically takes the next name instead of being refused.
-    held = tmp_path / "runs" / "mlp-shapes"
+    held = tmp_path / "runs" / "mlp-shapes-z4"
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(held)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
         result = ok(invoke("train", *TINY_SHAPES, *TINY_MODEL, "--runs-dir", tmp_path / "runs"))
-        assert "mlp-shapes-2" in result.output
-        assert (tmp_path / "runs" / "mlp-shapes-2" / "model.safetensors").is_file()
+        assert "mlp-shapes-z4-2" in result.output
+        assert (tmp_path / "runs" / "mlp-shapes-z4-2" / "model.safetensors").is_file()
         assert not held.exists()
     finally:
         holder.kill()
@@ -425,7 +425,7 @@ def test_two_automatically_named_runs_started_together_both_train(tmp_path):
     outcomes = [(run.wait(timeout=120), run.stderr.read()) for run in runs]
     assert [code for code, _ in outcomes] == [0, 0], outcomes
     folders = sorted(p.name for p in (tmp_path / "runs").iterdir())
-    assert folders == ["mlp-shapes", "mlp-shapes-2"], folders
+    assert folders == ["mlp-shapes-z4", "mlp-shapes-z4-2"], folders
     for folder in folders:
         assert len((tmp_path / "runs" / folder / "metrics.jsonl").read_text().splitlines()) == 2
 

@@ -192,6 +192,9 @@ def train(
             # What makes the model another kind (its prior, its latent) leads, then how it was trained.
             suffix = "".join(f"-{chosen}" for chosen, default in ((config.prior, "standard-normal"),
                                                                   (config.latent, "gaussian")) if chosen != default)
+            # A latent size other than the default is part of the model: -z2, where a bare -2 would read
+            # as the second run of that name.
+            suffix += f"-z{config.latent_dim}" if config.latent_dim != training.TrainConfig.latent_dim else ""
             suffix += "-ae" if config.autoencoder else (f"-beta{value:g}" if value is not None else "")
             suffix += (f"-tc{config.tc_weight:g}" if config.tc_weight is not None
                        else f"-cap{config.capacity:g}" if config.capacity is not None else "")

@@ -345,7 +345,7 @@ def test_train_streams_a_folder_from_the_command_line(tmp_path):
                     "--stream", "--workers", "1", "--threads", "1", "--runs-dir", runs, "--device", "cpu")
     assert result.exit_code == 0, result.output
     assert "streamed from disk" in result.output
-    assert (runs / "mlp-images" / "model.safetensors").is_file()
+    assert (runs / "mlp-images-z2" / "model.safetensors").is_file()
 
 
 # -- memory ----------------------------------------------------------------------------------------

@@ -12,6 +12,11 @@ the step — the latent, the Bernoulli, the activations' and biases' gradients, 
 
     python benchmarks/step_ops.py
     python benchmarks/step_ops.py --threads 1 --batch-size 64   # half the batch on one core
+    python benchmarks/step_ops.py --evict-mb 32   # each product alone after a 32 MB sweep
+
+With ``--evict-mb`` every call of a product alone comes after a sweep over a buffer of that many
+megabytes (not timed), so its operands come from wherever the sweep left them — past the cores' own
+caches, as between the step's other kernels — instead of staying cached from the call before.
 
 Prints a table (median µs per step) and, last, one JSON line.
 """
@@ -45,12 +50,15 @@ def alike(t: torch.Tensor) -> torch.Tensor:
     return torch.randn(t.shape)
 
 
-def alone_us(fn, calls: int = 200) -> float:
-    """The median µs of ``calls`` calls of ``fn`` back to back, after 20 to warm up."""
+def alone_us(fn, calls: int = 200, sweep: torch.Tensor | None = None) -> float:
+    """The median µs of ``calls`` calls of ``fn`` back to back, after 20 to warm up; with ``sweep``, each
+    call after an untimed pass over it."""
     for _ in range(20):
         fn()
     times = []
     for _ in range(calls):
+        if sweep is not None:
+            sweep.add_(1.0)
         started = time.perf_counter()
         fn()
         times.append(time.perf_counter() - started)
@@ -82,6 +90,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--threads", type=int, help="torch's threads (default: torch's own choice)")
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--evict-mb", type=float, default=0,
+                        help="sweep this many MB before each product timed alone (default: none, operands stay cached)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -128,18 +138,20 @@ def main() -> None:
     per_step = {key: statistics.median(t[warm * len(t) // len(steps):]) * len(t) / len(steps)
                 for key, t in timings.items()}
     step_us = statistics.median(steps[warm:])
+    sweep = torch.zeros(int(args.evict_mb * 2**20 / 4)) if args.evict_mb else None
     rows = []
     for key, us in per_step.items():
         row = {"op": key, "in_step_us": us}
         if key in operands:
             x, weight, bias, activation = operands[key]
             x, weight, bias = alike(x), alike(weight), (torch.randn(bias.shape) if bias is not None else None)
-            row["alone_us"] = alone_us(lambda: linear(x, weight, bias, activation))
+            row["alone_us"] = alone_us(lambda: linear(x, weight, bias, activation), sweep=sweep)
         rows.append(row)
     products = sum(r["in_step_us"] for r in rows if "alone_us" in r)
     adam = sum(r["in_step_us"] for r in rows if "alone_us" not in r)
     print(f"{torch.get_num_threads()} thread(s), torch {torch.__version__}, median of {args.steps} steps "
-          f"of {args.batch_size}: "
+          f"of {args.batch_size}"
+          f"{f', products alone after a {args.evict_mb:g} MB sweep' if sweep is not None else ''}: "
           f"step {step_us:.0f} µs")
     print("| op | µs in the step | µs alone | in the step / alone |")
     print("| --- | --- | --- | --- |")
@@ -151,7 +163,7 @@ def main() -> None:
     print(f"| Adam's updates | {adam:.0f} | | |")
     rest = step_us - products - adam
     print(f"| the rest (latent, Bernoulli, activations' and biases' gradients, copies) | {rest:.0f} | | |")
-    print(json.dumps({"threads": torch.get_num_threads(), "batch_size": args.batch_size, "torch": torch.__version__,
+    print(json.dumps({"threads": torch.get_num_threads(), "batch_size": args.batch_size, "evict_mb": args.evict_mb, "torch": torch.__version__,
                       "step_us": step_us,
                       "rows": rows, "products_us": products, "products_alone_us": alone_total, "adam_us": adam}))
 

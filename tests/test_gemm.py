@@ -1,4 +1,5 @@
-"""vaetool.gemm: dense layers' products through oneDNN on x86-64 CPUs, torch's elsewhere — the same numbers."""
+"""vaetool.gemm: dense layers' products through oneDNN on AMD's x86-64 CPUs, torch's (MKL's) on Intel's and
+elsewhere — the same numbers either way."""
 from __future__ import annotations
 
 import platform
@@ -11,7 +12,7 @@ from vaetool import gemm
 
 @pytest.fixture
 def backend(monkeypatch, request):
-    """The product's backend for one test: oneDNN where the machine has it ("auto"), or torch's."""
+    """The product's backend for one test: by the CPU ("auto"), torch's, or oneDNN's wherever it works."""
     monkeypatch.setenv("VAETOOL_CPU_GEMM", request.param)
     gemm.onednn_available.cache_clear()
     yield request.param
@@ -24,7 +25,7 @@ def reference(x, weight, bias, activation):
     return {"none": y, "relu": y.relu(), "tanh": y.tanh()}[activation]
 
 
-@pytest.mark.parametrize("backend", ["auto", "torch"], indirect=True)
+@pytest.mark.parametrize("backend", ["auto", "torch", "onednn"], indirect=True)
 @pytest.mark.parametrize("activation", gemm.ACTIVATIONS)
 @pytest.mark.parametrize("layout", ["contiguous", "transposed"])
 def test_linear_is_the_activation_of_x_times_w_transposed_plus_b(backend, activation, layout):
@@ -49,13 +50,40 @@ def test_turned_off_it_is_torchs_own_product_bit_for_bit(backend):
     assert torch.equal(gemm.linear(x, weight, bias, "relu"), torch.addmm(bias, x, weight.t()).relu())
 
 
-@pytest.mark.parametrize("backend", ["auto"], indirect=True)
+@pytest.mark.parametrize("backend", ["onednn"], indirect=True)
 def test_onednn_is_used_on_x86_64_builds_that_have_it_and_never_for_float64(backend):
     has_op = hasattr(torch.ops.mkldnn, "_linear_pointwise") and torch.backends.mkldnn.is_available()
     x86 = platform.machine().lower() in ("x86_64", "amd64")
-    assert gemm.onednn_available() == (has_op and x86)
+    assert gemm.onednn_available() == gemm.onednn_works() == (has_op and x86)
     x, weight = torch.randn(4, 6, dtype=torch.float64), torch.randn(2, 6, dtype=torch.float64)
     assert torch.equal(gemm.linear(x, weight, None, "tanh"), torch.mm(x, weight.t()).tanh())
+
+
+@pytest.mark.parametrize("backend", ["auto", "torch", "onednn"], indirect=True)
+@pytest.mark.parametrize("vendor", ["GenuineIntel", "AuthenticAMD", ""])
+def test_by_default_intel_cpus_keep_mkl_and_others_take_onednn(backend, vendor, monkeypatch):
+    monkeypatch.setattr(gemm, "cpu_vendor", lambda: vendor)
+    expected = {"torch": False, "onednn": gemm.onednn_works(),
+                "auto": gemm.onednn_works() and vendor != "GenuineIntel"}[backend]
+    assert gemm.onednn_available() == expected
+
+
+def test_the_vendor_is_read_where_the_system_says_it(monkeypatch):
+    def no_proc(*args, **kwargs):
+        raise OSError("no /proc here")
+
+    gemm.cpu_vendor.cache_clear()
+    monkeypatch.setattr("builtins.open", no_proc)
+    monkeypatch.setattr(platform, "processor", lambda: "Intel64 Family 6 Model 85 Stepping 7, GenuineIntel")
+    assert gemm.cpu_vendor() == "GenuineIntel"
+    gemm.cpu_vendor.cache_clear()
+    monkeypatch.setattr(platform, "processor", lambda: "arm")
+    assert gemm.cpu_vendor() == ""
+    monkeypatch.undo()
+    gemm.cpu_vendor.cache_clear()
+    if platform.system() == "Linux" and platform.machine().lower() in ("x86_64", "amd64"):
+        with open("/proc/cpuinfo") as cpuinfo:
+            assert gemm.cpu_vendor() in cpuinfo.read() and gemm.cpu_vendor() != ""
 
 
 @pytest.mark.parametrize("backend", ["auto"], indirect=True)

@@ -1,18 +1,22 @@
-"""Dense layers' matrix products on the CPU through oneDNN, where this torch build has it.
+"""Dense layers' matrix products on the CPU: through oneDNN on AMD's x86-64 cores, MKL's on Intel's.
 
 torch's own CPU matrix product (``torch.mm``, ``addmm``, ``nn.Linear``) calls MKL's sgemm. On the
 AMD EPYC machines vaetool is measured on, that ran at 40–45% of the rate oneDNN's kernels reach on
 the same cores, for every shape of the textbook MLP's step (``benchmarks/arithmetic.py`` times
 both; docs/benchmarks.md). oneDNN ships inside torch for its convolutions, and
 ``torch.ops.mkldnn._linear_pointwise`` — the operator torch's own compiler emits for linear layers
-on the CPU — computes ``activation(x Wᵀ + b)`` with it, the activation fused into the product.
+on the CPU — computes ``activation(x Wᵀ + b)`` with it, the activation fused into the product. On
+an Intel Xeon, MKL's own vendor's cores, MKL ran at oneDNN's rate and takes the backward pass's
+transposed operands as they are, where oneDNN needs a transposed copy of the gradient; the
+hand-written MLP step took 1.14–1.25 times as long through oneDNN there (``benchmarks/gemm_ab.py``).
 
-:func:`linear` is that product, or torch's where oneDNN does not apply: another device or dtype,
-a torch without the operator, a CPU that is not x86-64 (where torch's oneDNN may lack tuned
-kernels), or ``VAETOOL_CPU_GEMM=torch`` in the environment. The choice depends only on the
-machine and the environment, never on timings, so a run and its resumption on one machine use
-the same kernels. The results agree with torch's to float32 rounding (a different summation
-order), as a product on another thread count does.
+:func:`linear` is oneDNN's product on x86-64 CPUs that do not say they are Intel's, and torch's
+otherwise: on Intel's, another device or dtype, a torch without the operator, a CPU that is not
+x86-64 (where torch's oneDNN may lack tuned kernels). ``VAETOOL_CPU_GEMM`` in the environment
+overrides the CPU rule: ``torch`` for torch's product everywhere, ``onednn`` for oneDNN wherever it
+works. The choice depends only on the machine and the environment, never on timings, so a run and
+its resumption on one machine use the same kernels. The results agree with torch's to float32
+rounding (a different summation order), as a product on another thread count does.
 
 :func:`linear` has no autograd (the hand-written training step, :mod:`vaetool.fused`, calls it and writes
 its own backward pass). :class:`Linear` is an ``nn.Linear`` whose forward and backward products go
@@ -34,15 +38,26 @@ from torch import Tensor, nn
 ACTIVATIONS = ("none", "relu", "tanh")
 
 
+CHOICES = ("auto", "torch", "onednn")
+
+
 @functools.cache
 def onednn_available() -> bool:
     """Whether :func:`linear` uses oneDNN for float32 CPU tensors in this process."""
-    chosen = os.environ.get("VAETOOL_CPU_GEMM", "").lower()
-    if chosen == "torch":
+    chosen = os.environ.get("VAETOOL_CPU_GEMM", "").lower() or "auto"
+    if chosen not in CHOICES:  # a typo would otherwise pass unseen
+        print(f"vaetool: VAETOOL_CPU_GEMM={os.environ['VAETOOL_CPU_GEMM']} is not a choice (torch: torch's product "
+              "everywhere; onednn: oneDNN's wherever it works; auto or unset: by the CPU); it is ignored.",
+              file=sys.stderr)
+        chosen = "auto"
+    if chosen == "torch" or (chosen == "auto" and cpu_vendor() == "GenuineIntel"):
         return False
-    if chosen not in ("", "auto"):  # a typo would otherwise pass unseen
-        print(f"vaetool: VAETOOL_CPU_GEMM={os.environ['VAETOOL_CPU_GEMM']} is not a choice (torch turns oneDNN's "
-              "products off, auto or unset leaves them on); it is ignored.", file=sys.stderr)
+    return onednn_works()
+
+
+@functools.cache
+def onednn_works() -> bool:
+    """Whether this torch, on this machine, has oneDNN's linear operator and it computes the right products."""
     if platform.machine().lower() not in ("x86_64", "amd64") or not torch.backends.mkldnn.is_available():
         return False
     try:
@@ -55,6 +70,21 @@ def onednn_available() -> bool:
     except (AttributeError, RuntimeError, TypeError):  # an operator missing, or of another signature
         return False
     return bool(ok)
+
+
+@functools.cache
+def cpu_vendor() -> str:
+    """The x86 CPU's vendor string (``GenuineIntel``, ``AuthenticAMD``, …) where the system says it, else ''."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:  # Linux
+            for line in cpuinfo:
+                if line.startswith("vendor_id"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    # Windows names it last: "Intel64 Family 6 Model 85 Stepping 7, GenuineIntel".
+    name = platform.processor()
+    return next((vendor for vendor in ("GenuineIntel", "AuthenticAMD") if vendor in name), "")
 
 
 # oneDNN's call costs about 20–40 µs more than MKL's: below about two million multiply-adds (20×200 by 200×200,

@@ -24,7 +24,7 @@ def stack(widths: Sequence[int], activation: str = "relu", init: str = "default"
     started by ``init`` (see :mod:`vaetool.architectures.initialisation`)."""
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-        layers.append(Linear(a, b))  # nn.Linear, its products through oneDNN on x86-64 CPUs
+        layers.append(Linear(a, b))  # nn.Linear, its products through oneDNN on AMD's x86-64 CPUs
         if i < len(widths) - 2:
             layers.append(ACTIVATIONS[activation]())
     net = nn.Sequential(*layers)

@@ -144,7 +144,7 @@ class _Linear(torch.autograd.Function):
 
 
 class Linear(nn.Linear):
-    """``nn.Linear`` with its products through :func:`linear` (oneDNN on x86-64 CPUs, in float32)."""
+    """``nn.Linear`` with its products through :func:`linear` (oneDNN on AMD's x86-64 CPUs, in float32)."""
 
     def forward(self, x: Tensor) -> Tensor:
         if _autocast_on() or _compiling():

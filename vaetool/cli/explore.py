@@ -26,8 +26,10 @@ def explore(
     data_dir: Annotated[Optional[Path], typer.Option(help="Where the model's dataset is stored, for the map of its "
                                                           "test codes. \\[default: $VAETOOL_DATA, else the user cache]")] = None,
 ) -> None:
-    """Open a page to explore a model's latent space: a slider per latent dimension, your own images
-    and drawings encoded, interpolation GIFs, and the map of the test codes.
+    """Open a page to explore a model's latent space in the browser.
+
+    A slider per latent dimension, your own images and drawings encoded, interpolation GIFs, and the
+    map of the test codes.
 
       vaetool explore                                     [dim]# the latest run; opens the browser[/dim]
       vaetool explore -m runs/conv-mnist --port 8765 --no-browser

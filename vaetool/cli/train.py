@@ -51,7 +51,7 @@ def train(
     likelihood_opt: Annotated[Optional[list[str]], typer.Option(help="Any likelihood option as KEY=VALUE (repeatable).", rich_help_panel=MODEL)] = None,
     prior: Annotated[Optional[str], typer.Option(help="Prior p(z): standard-normal, vamp (the VampPrior) or a plugin's. \\[default: standard-normal]", rich_help_panel=MODEL)] = None,
     prior_opt: Annotated[Optional[list[str]], typer.Option(help="Any prior option as KEY=VALUE (repeatable).", rich_help_panel=MODEL)] = None,
-    latent: Annotated[Optional[str], typer.Option(help="What the latent code is: gaussian, vq (a vector-quantised codebook, VQ-VAE) or a plugin's. \\[default: gaussian]", rich_help_panel=MODEL)] = None,
+    latent: Annotated[Optional[str], typer.Option(help="What the latent code is: gaussian, vq (a vector-quantised codebook, VQ-VAE), hierarchical (stochastic layers, e.g. --latent-opt dims=50) or a plugin's. \\[default: gaussian]", rich_help_panel=MODEL)] = None,
     latent_opt: Annotated[Optional[list[str]], typer.Option(help="Any latent option as KEY=VALUE (repeatable), e.g. codebook=512.", rich_help_panel=MODEL)] = None,
     objective: Annotated[Optional[str], typer.Option(help="How the model is trained: elbo, tcvae, capacity, iwae, infovae, wae, factorvae, dipvae or a plugin's (see vaetool plugins). \\[default: elbo]", rich_help_panel=OBJECTIVE)] = None,
     objective_opt: Annotated[Optional[list[str]], typer.Option(help="Any objective option as KEY=VALUE (repeatable), e.g. k=5 for iwae.", rich_help_panel=OBJECTIVE)] = None,

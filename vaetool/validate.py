@@ -112,6 +112,9 @@ def check_config(config: Any, where: str | Path) -> dict[str, Any]:
     names = config.get("class_names", [])
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise VaetoolError(f"The model config in {where} has class_names {_show(names)}; it must be a list of names.")
+    if names and len(names) != config["num_classes"]:  # a name per class, as datasets give them; none in older files
+        raise VaetoolError(f"The model config in {where} has {len(names)} class_names for num_classes "
+                           f"{config['num_classes']}; it must name every class or none.")
     from vaetool import objectives, registry
 
     # vaetool's own objectives' shorthand options are read as numbers to describe the model; a plugin's are its own.

@@ -22,7 +22,7 @@ import statistics
 
 import torch
 
-from step_ops import random_batches, timed_step
+from step_ops import alternated, random_batches, timed_step
 
 
 def main() -> None:
@@ -55,19 +55,12 @@ def main() -> None:
         finally:
             gemm.onednn_available = chooses
 
-    for _ in range(20):  # warm-up, both
-        x = next(batches)
-        step("onednn", x), step("torch", x)
-    rounds = []
-    for r in range(args.rounds):
-        times = {"onednn": [], "torch": []}
-        for i in range(args.steps):
-            x = next(batches)
-            for library in (("onednn", "torch") if (i + r) % 2 else ("torch", "onednn")):
-                times[library].append(step(library, x))
-        a, b = (1e6 * statistics.median(times[k]) for k in ("onednn", "torch"))
-        rounds.append({"onednn_us": a, "torch_us": b, "ratio": a / b})
-        print(f"round {r + 1}: oneDNN {a:.0f} µs, torch's {b:.0f} µs, ratio {a / b:.3f}", flush=True)
+    def report(r, a, b):
+        print(f"round {r}: oneDNN {a:.0f} µs, torch's {b:.0f} µs, ratio {a / b:.3f}", flush=True)
+
+    rounds = [{"onednn_us": a, "torch_us": b, "ratio": a / b}
+              for a, b in alternated(lambda x: step("onednn", x), lambda x: step("torch", x),
+                                     batches, args.rounds, args.steps, report)]
     ratio = statistics.median(r["ratio"] for r in rounds)
     print(f"median of {args.rounds} per-round ratios (oneDNN's over torch's): {ratio:.3f} "
           f"({statistics.median(r['onednn_us'] for r in rounds):.0f} against "

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from step_ops import random_batches, timed_step
+from step_ops import alternated, random_batches, timed_step
 
 
 def load(name: str, path: Path):
@@ -64,23 +64,12 @@ def main() -> None:
     theirs = (other.FusedStep(theirs_model, ELBO(), theirs_opt), theirs_opt)
     batches = random_batches()
 
-    for _ in range(20):  # warm-up, both
-        x = next(batches)
-        timed_step(*ours, x), timed_step(*theirs, x)
-    rounds = []
-    for r in range(args.rounds):
-        mine, other_times = [], []
-        for i in range(args.steps):
-            x = next(batches)
-            if (i + r) % 2:
-                mine.append(timed_step(*ours, x))
-                other_times.append(timed_step(*theirs, x))
-            else:
-                other_times.append(timed_step(*theirs, x))
-                mine.append(timed_step(*ours, x))
-        a, b = 1e6 * statistics.median(other_times), 1e6 * statistics.median(mine)
-        rounds.append({"against_us": a, "this_us": b, "ratio": a / b})
-        print(f"round {r + 1}: {args.against} {a:.0f} µs, this checkout {b:.0f} µs, ratio {a / b:.3f}", flush=True)
+    def report(r, b, a):
+        print(f"round {r}: {args.against} {a:.0f} µs, this checkout {b:.0f} µs, ratio {a / b:.3f}", flush=True)
+
+    rounds = [{"against_us": a, "this_us": b, "ratio": a / b}
+              for b, a in alternated(lambda x: timed_step(*ours, x), lambda x: timed_step(*theirs, x),
+                                     batches, args.rounds, args.steps, report)]
     ratio = statistics.median(r["ratio"] for r in rounds)
     print(f"median of {args.rounds} per-round ratios: {ratio:.3f} "
           f"({statistics.median(r['against_us'] for r in rounds):.0f} against "

@@ -85,6 +85,25 @@ def timed_step(step, optimizer, x: torch.Tensor) -> float:
     return time.perf_counter() - started
 
 
+def alternated(first, second, batches, rounds: int, steps: int, report) -> list[tuple[float, float]]:
+    """The median µs a step of ``first`` and of ``second`` (each a function of a batch returning its seconds)
+    in each of ``rounds`` rounds of ``steps`` batches, both on every batch and the one to go first
+    alternating, after 20 batches of warm-up each; ``report(round, first_us, second_us)`` after each."""
+    for _ in range(20):
+        x = next(batches)
+        first(x), second(x)
+    medians = []
+    for r in range(rounds):
+        times: tuple[list[float], list[float]] = ([], [])
+        for i in range(steps):
+            x = next(batches)
+            for k in ((0, 1) if (i + r) % 2 else (1, 0)):
+                times[k].append((first, second)[k](x))
+        medians.append((1e6 * statistics.median(times[0]), 1e6 * statistics.median(times[1])))
+        report(r + 1, *medians[-1])
+    return medians
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=1000)
@@ -163,8 +182,8 @@ def main() -> None:
     print(f"| Adam's updates | {adam:.0f} | | |")
     rest = step_us - products - adam
     print(f"| the rest (latent, Bernoulli, activations' and biases' gradients, copies) | {rest:.0f} | | |")
-    print(json.dumps({"threads": torch.get_num_threads(), "batch_size": args.batch_size, "evict_mb": args.evict_mb, "torch": torch.__version__,
-                      "step_us": step_us,
+    print(json.dumps({"threads": torch.get_num_threads(), "batch_size": args.batch_size, "evict_mb": args.evict_mb,
+                      "torch": torch.__version__, "step_us": step_us,
                       "rows": rows, "products_us": products, "products_alone_us": alone_total, "adam_us": adam}))
 
 

@@ -30,6 +30,17 @@ def test_short_version_flag():
         assert ok(invoke(flag)).stdout.strip() == f"vaetool {vaetool.__version__}"
 
 
+@pytest.mark.parametrize("flag", ["-q", "--quiet", "-v", "--verbose", "--debug"])
+def test_a_root_option_after_the_command_is_told_where_it_goes(flag):
+    result = invoke("sample", flag, "--n", "4")
+    assert result.exit_code == 2
+    said = " ".join(result.output.replace("│", " ").split())
+    assert f"{flag} is an option of vaetool itself and goes before the command: vaetool {flag} sample" in said
+    # Other unknown options keep click's own message and its suggestions.
+    other = invoke("sample", "--zom")
+    assert other.exit_code == 2 and "No such option: --zom" in other.output and "--zoom" in other.output
+
+
 @pytest.mark.parametrize("command", COMMANDS)
 def test_flags_show_no_value_in_help(command):
     text = ok(invoke(command, "--help", columns=200)).stdout

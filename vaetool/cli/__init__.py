@@ -5,12 +5,34 @@ Nothing here imports torch at import time, so ``vaetool --help`` answers at once
 from __future__ import annotations
 
 import typer
+from typer.core import TyperGroup
 
 from vaetool import __version__
 from vaetool.cli import common, compare, decode, encode, explore, interpolate, plugins, sample, show, train, traverse
 
+_ROOT_OPTIONS = {"-q", "--quiet", "-v", "--verbose", "--debug", "-V", "--version"}
+
+
+class _Commands(TyperGroup):
+    """vaetool's commands; a root option given after the command is told where it goes."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except Exception as error:
+            # click's NoSuchOption, or the copy of it a newer typer carries: the class by its name.
+            usage = next((c for c in type(error).__mro__ if c.__name__ == "UsageError"), None)
+            if (type(error).__name__ != "NoSuchOption" or usage is None
+                    or getattr(error, "option_name", None) not in _ROOT_OPTIONS
+                    or getattr(error, "ctx", None) is None or error.ctx.parent is not ctx):
+                raise
+            raise usage(f"{error.option_name} is an option of vaetool itself and goes before the command: "
+                        f"vaetool {error.option_name} {error.ctx.info_name} ...", error.ctx) from None
+
+
 app = typer.Typer(
     name="vaetool",
+    cls=_Commands,
     help="Train, inspect and compare variational autoencoders.",
     no_args_is_help=True,
     add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell

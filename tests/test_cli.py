@@ -80,6 +80,9 @@ def test_the_run_description_names_an_autoencoder_and_a_prior_other_than_the_nor
     runs = tmp_path / "runs"
     ae = ok(invoke("train", *TINY_SHAPES, *TINY_MODEL, "--autoencoder", "--runs-dir", runs))
     assert "mlp autoencoder, bernoulli likelihood, 4-D latent, deterministic (no noise, no KL)" in ae.stdout
+    # Its score is its reconstruction, not called an ELBO: it bounds no likelihood.
+    assert "ELBO" not in ae.stdout and "test log p(x|z) (nats; no likelihood bound)" in ae.stdout
+    assert re.search(r"epoch +1 +train loss +[\d.]+ +test log p\(x\|z\) +-[\d.]+", ae.stdout), ae.stdout
     vamp = ok(invoke("train", *TINY_SHAPES, *TINY_MODEL, "--prior", "vamp", "--prior-opt", "components=5",
                      "--runs-dir", runs))
     assert "mlp VAE, bernoulli likelihood, 4-D latent, vamp prior (components=5), elbo objective" in vamp.stdout

@@ -383,7 +383,8 @@ def _run(config: TrainConfig, run_dir: Path, checkpoint, device, data_dir, progr
                     "test_size": len(test_split), "parameters": sum(p.numel() for p in model.parameters()),
                     "start_epoch": epoch, "start_step": first_step, "processes": group.world,
                     "streamed": data.streamed, "fused_step": fused_step is not None, "compiled": bool(options.compile),
-                    "bound": objective.bound})
+                    # An autoencoder's ELBO is its reconstruction, a deterministic one: no likelihood bound.
+                    "bound": "none" if model.autoencoder else objective.bound})
     refresh_every = max(1, steps // REFRESHES_PER_EPOCH)
     watch = Watch(math.prod(model.input_shape), objective.schedule(config.epochs).get("beta", 1.0), config.lr, run_dir,
                   metrics)

@@ -82,6 +82,7 @@ HOSTILE_CONFIGS = {
     "missing-options": (lambda c: c.pop("architecture_options"), "'architecture_options'"),
     "purple-background": (_set("background", "purple"), "dark or light"),
     "too-few-class-names": (lambda c: c.update(num_classes=3, class_names=["a"]), "1 class_names for num_classes 3"),
+    "kl-per-dim-too-short": (_set("test_kl_per_dim", [1.0, 2.0]), "2 test_kl_per_dim values for a latent of"),
     "objective-of-a-number": (_set("objective", 5), "objective 5"),
     "objective-options-list": (_set("objective_options", [1]), "objective_options"),
     "beta-of-a-string": (_set("objective_options", {"beta": "x"}), "objective option beta"),

@@ -209,6 +209,12 @@ def build_model(config: dict[str, Any], stored: dict[str, tuple[tuple[int, ...],
     model = VAE.from_config(config)
     if meta is None:
         _compare(model.state_dict(), stored, where)
+    # One test KL per dimension of every layer, or one for a Monte Carlo KL (contracts.LatentTerms):
+    # traverse and explore order the dimensions by it.
+    kl, widths = config.get("test_kl_per_dim"), model.latent.layers
+    if kl is not None and len(kl) not in (1, sum(widths)):
+        raise VaetoolError(f"The model config in {where} has {len(kl)} test_kl_per_dim values for a latent of "
+                           f"{sum(widths)} dimensions; it must have one for each dimension, or a single one.")
     return model
 
 

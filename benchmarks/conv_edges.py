@@ -15,6 +15,8 @@ patch form, batch 128, channels-last, median µs), and whole training steps of t
 loop's own calls: model, ELBO, backward, fused Adam — with the nn layers and with the patch forms
 swapped in (the last layer alone, and both), alternating round by round (median ms per step and
 the median of per-round ratios).
+The last layer's patch form is vaetool's own (``vaetool.architectures.patches``, which the conv net
+uses on the CPU since this measured 1.047× on an Intel host); "nn" here is torch's layer put back.
 The patch forms are checked against the nn layers first (outputs and gradients to float32 rounding).
 Beside them, every transposed convolution of the decoder in the sub-pixel form (a stride-1 2×2
 convolution onto one channel per output phase, interleaved), the usual other way to write one.
@@ -35,51 +37,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vaetool import gemm
+from vaetool.architectures.patches import PatchConvTranspose, channels_last, matrix, patches, rows_major, unmatrix, unpatch
 
 from step_ops import alone_us
-
-
-def patches(image: Tensor, rows: int, cols: int) -> Tensor:
-    """Every 4×4 stride-2 patch of ``image`` (B, C, H, W) padded by 1: (B · rows · cols, 16 C)."""
-    b, c, h, w = image.shape
-    padded = F.pad(image, (1, 2 * cols + 1 - w, 1, 2 * rows + 1 - h))
-    phased = padded.view(b, c, rows + 1, 2, cols + 1, 2).permute(0, 2, 4, 3, 5, 1).reshape(b, rows + 1, cols + 1, 4 * c)
-    windows = [phased[:, qy:qy + rows, qx:qx + cols] for qy in (0, 1) for qx in (0, 1)]
-    return torch.stack(windows, dim=3).view(b * rows * cols, 16 * c)
-
-
-def unpatch(columns: Tensor, b: int, c: int, rows: int, cols: int, h: int, w: int) -> Tensor:
-    """The adjoint of :func:`patches`: each patch added back where it came from, cropped to h × w."""
-    windows = columns.view(b, rows, cols, 4, 4 * c)
-    phased = columns.new_zeros(b, rows + 1, cols + 1, 4 * c)
-    for q, (qy, qx) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
-        phased[:, qy:qy + rows, qx:qx + cols] += windows[:, :, :, q]
-    full = phased.view(b, rows + 1, cols + 1, 2, 2, c).permute(0, 5, 1, 3, 2, 4).reshape(b, c, 2 * rows + 2,
-                                                                                        2 * cols + 2)
-    return full[:, :, 1:1 + h, 1:1 + w]
-
-
-def matrix(weight: Tensor) -> Tensor:
-    """A kernel (n, C, 4, 4) as (n, 16 C) in the column order of :func:`patches`."""
-    n, c = weight.shape[:2]
-    return weight.reshape(n, c, 2, 2, 2, 2).permute(0, 2, 4, 3, 5, 1).reshape(n, 16 * c)
-
-
-def unmatrix(columns: Tensor, weight_shape: torch.Size) -> Tensor:
-    """The inverse of :func:`matrix`: a (n, 16 C) gradient in the kernel's own shape."""
-    n, c = weight_shape[:2]
-    return columns.view(n, 2, 2, 2, 2, c).permute(0, 5, 1, 3, 2, 4).reshape(weight_shape)
-
-
-def channels_last(matrix_rows: Tensor, b: int, rows: int, cols: int) -> Tensor:
-    """A (B · rows · cols, C) matrix as the channels-last (B, C, rows, cols) tensor it is."""
-    return matrix_rows.view(b, rows, cols, -1).permute(0, 3, 1, 2)
-
-
-def rows_major(feature_map: Tensor) -> Tensor:
-    """(B, C, H, W) as (B · H · W, C): free for a channels-last tensor."""
-    b, c, h, w = feature_map.shape
-    return feature_map.permute(0, 2, 3, 1).reshape(b * h * w, c)
 
 
 class _PatchConv(torch.autograd.Function):
@@ -105,39 +65,11 @@ class _PatchConv(torch.autograd.Function):
         return grad_x, unmatrix(grad_rows.t() @ columns, ctx.weight_shape), grad_rows.sum(0)
 
 
-class _PatchConvTranspose(torch.autograd.Function):
-    """The unpatching of x @ W forward; its adjoint's products backward, by hand."""
-
-    @staticmethod
-    def forward(ctx, x, weight, bias, size):
-        b, _, rows, cols = x.shape
-        x_rows, kernel = rows_major(x), matrix(weight)
-        ctx.save_for_backward(x_rows, kernel)
-        ctx.dims, ctx.weight_shape = (b, weight.shape[1], rows, cols), weight.shape
-        return unpatch(gemm.linear(x_rows, kernel.t()), *ctx.dims, *size) + bias.view(1, -1, 1, 1)
-
-    @staticmethod
-    def backward(ctx, grad):
-        x_rows, kernel = ctx.saved_tensors
-        b, c, rows, cols = ctx.dims
-        columns = patches(grad, rows, cols)
-        grad_x = channels_last(gemm.linear(columns, kernel), b, rows, cols)
-        return grad_x, unmatrix(x_rows.t() @ columns, ctx.weight_shape), grad.sum((0, 2, 3)), None
-
-
 class PatchConv(nn.Conv2d):
     """Conv2d(C, n, 4, stride 2, padding 1) by :class:`_PatchConv`."""
 
     def forward(self, x: Tensor) -> Tensor:
         return _PatchConv.apply(x, self.weight, self.bias)
-
-
-class PatchConvTranspose(nn.ConvTranspose2d):
-    """ConvTranspose2d(n, C, 4, stride 2, padding 1) by :class:`_PatchConvTranspose`."""
-
-    def forward(self, x: Tensor, output_size=None) -> Tensor:
-        size = (2 * x.shape[2] + self.output_padding[0], 2 * x.shape[3] + self.output_padding[1])
-        return _PatchConvTranspose.apply(x, self.weight, self.bias, size)
 
 
 def subpixel(x: Tensor, weight: Tensor, bias: Tensor, output_padding) -> Tensor:
@@ -224,8 +156,8 @@ def main() -> None:
         m = vaetool.create("conv", "bernoulli").to(memory_format=torch.channels_last)
         if first:
             m.architecture.net.encoder[0].__class__ = PatchConv
-        if last:
-            m.architecture.net.decoder[-1].__class__ = PatchConvTranspose
+        # The conv net's own last layer is the patch form on the CPU; torch's for the others.
+        m.architecture.net.decoder[-1].__class__ = PatchConvTranspose if last else nn.ConvTranspose2d
         return m, training.adam(m, 1e-3)
 
     net = model(False, False)[0].architecture.net

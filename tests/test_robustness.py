@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.error
+import warnings
 
 import numpy as np
 import pytest
@@ -983,3 +984,18 @@ def test_an_option_of_the_wrong_kind_is_named(tmp_path, flag, option, words):
     result = invoke("train", "--data", "shapes", flag, option, *extra, "--epochs", "1", "--runs-dir", tmp_path)
     error = assert_clean_error(result, words)
     assert "Error" not in error[len("Error: "):] and "not supported between" not in error
+
+
+@pytest.mark.parametrize("suffix", [".json", ".csv"])
+def test_a_latent_past_float32s_range_is_refused_in_a_sentence_without_a_warning(saved, tmp_path, suffix):
+    path = tmp_path / f"big{suffix}"
+    if suffix == ".json":
+        path.write_text(json.dumps({"items": [{"mean": [1e300, 0, 0], "log_var": [0, 0, 0], "label": -1,
+                                                "name": "a"}]}))
+    else:
+        path.write_text("name,label,mean_0,mean_1,mean_2,log_var_0,log_var_1,log_var_2\na,-1,1e300,0,0,0,0,0\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's overflow warning would reach the user's terminal
+        result = invoke("decode", path, "--model", saved, "-o", tmp_path / "out.png", "--device", "cpu")
+    assert_clean_error(result, "not finite numbers")
+    assert not (tmp_path / "out.png").exists()

@@ -152,7 +152,9 @@ def read(path: str | Path) -> Latents:
     if not path.is_file():
         raise no_file(path, "latent file")
     try:
-        return _checked(_read(path, suffix), path)
+        # A number past float32's range becomes inf here, quietly: the command refuses it in a sentence.
+        with np.errstate(over="ignore"):
+            return _checked(_read(path, suffix), path)
     except VaetoolError:
         raise
     except KeyError as exc:

@@ -114,16 +114,18 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, activation: st
     return y
 
 
-def _autocast_on() -> bool:
+def autocast_on() -> bool:
+    """Whether CPU autocast is on: its bf16/fp16 products are then left to torch's own layers."""
     try:
         return torch.is_autocast_enabled("cpu")
     except TypeError:  # torch before 2.4 asks per device by name
         return torch.is_autocast_cpu_enabled()
 
 
-def _compiling() -> bool:
-    compiling = getattr(torch.compiler, "is_compiling", None)
-    return bool(compiling and compiling())
+def compiling() -> bool:
+    """Whether torch.compile is tracing: it sees through torch's own layers, not through a Function."""
+    is_compiling = getattr(torch.compiler, "is_compiling", None)
+    return bool(is_compiling and is_compiling())
 
 
 class _Linear(torch.autograd.Function):
@@ -147,7 +149,7 @@ class Linear(nn.Linear):
     """``nn.Linear`` with its products through :func:`linear` (oneDNN on AMD's x86-64 CPUs, in float32)."""
 
     def forward(self, x: Tensor) -> Tensor:
-        if _autocast_on() or _compiling():
+        if autocast_on() or compiling():
             return F.linear(x, self.weight, self.bias)
         flat = x.reshape(-1, x.shape[-1])
         if not _onednn_takes(flat, self.weight):  # including products too small for oneDNN to pay

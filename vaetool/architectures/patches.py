@@ -102,7 +102,7 @@ class PatchConvTranspose(nn.ConvTranspose2d):
                 and self.bias is not None and self.kernel_size == (4, 4) and self.stride == (2, 2)
                 and self.padding == (1, 1) and self.dilation == (1, 1) and self.groups == 1
                 and self.padding_mode == "zeros" and max(self.output_padding) <= 1
-                and not gemm._autocast_on() and not gemm._compiling())
+                and not gemm.autocast_on() and not gemm.compiling())
 
     def forward(self, x: Tensor, output_size: list[int] | None = None) -> Tensor:
         if output_size is not None or not self._patches_apply(x):

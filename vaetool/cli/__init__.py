@@ -10,9 +10,6 @@ from typer.core import TyperGroup
 from vaetool import __version__
 from vaetool.cli import common, compare, decode, encode, explore, interpolate, plugins, sample, show, train, traverse
 
-_ROOT_OPTIONS = {"-q", "--quiet", "-v", "--verbose", "--debug", "-V", "--version"}
-
-
 class _Commands(TyperGroup):
     """vaetool's commands; a root option given after the command is told where it goes."""
 
@@ -22,8 +19,9 @@ class _Commands(TyperGroup):
         except Exception as error:
             # click's NoSuchOption, or the copy of it a newer typer carries: the class by its name.
             usage = next((c for c in type(error).__mro__ if c.__name__ == "UsageError"), None)
+            own = {name for param in ctx.command.params for name in (*param.opts, *param.secondary_opts)}
             if (type(error).__name__ != "NoSuchOption" or usage is None
-                    or getattr(error, "option_name", None) not in _ROOT_OPTIONS
+                    or getattr(error, "option_name", None) not in own
                     or getattr(error, "ctx", None) is None or error.ctx.parent is not ctx):
                 raise
             raise usage(f"{error.option_name} is an option of vaetool itself and goes before the command: "

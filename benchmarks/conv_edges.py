@@ -1,27 +1,28 @@
 #!/usr/bin/env python3
-"""The conv VAE's first and last layers written as matrix products over image patches: do they pay?
+"""The conv VAE's layers written as matrix products over image patches: which of them pay?
 
-The default conv net opens with ``Conv2d(1, 32, 4, stride 2)`` on the grey image and ends with
-``ConvTranspose2d(32, 1, 4, stride 2)`` back to it. With one channel on a side oneDNN has little
-to vectorise over, and the last layer runs at a few GFLOP/s. Here both are written the other way:
-a 4×4 kernel at stride 2 splits into 2×2 phases (padded pixel ``2(i + q) + r`` meets tap ``2q + r``
-at output ``i``), so every patch is one of four shifted windows of the phase-split image, and the
-transposed convolution's scatter back is four shifted additions. The layer is then one product of
-``(B · rows · cols, 16)`` patches by a ``16 × C`` matrix, its backward two more (written by hand, with
-oneDNN's products where vaetool.gemm takes them).
+The default conv net opens with ``Conv2d(1, 32, 4, stride 2)`` on the grey image, and its decoder is three
+transposed convolutions, ``128 → 64`` (3×3 to 7×7, an output padding), ``64 → 32`` (7×7 to 14×14) and
+``32 → 1`` back to the image. A 4×4 kernel at stride 2 splits into 2×2 phases (padded pixel
+``2(i + q) + r`` meets tap ``2q + r`` at output ``i``), so every patch is one of four shifted windows of
+the phase-split image, and a transposed convolution's scatter back is four shifted additions. The first
+layer is then one product of ``(B · rows · cols, 16)`` patches by a ``16 × 32`` matrix (its backward by
+hand here); a transposed layer's forward pass one product of its input's rows by its ``n × 16 C`` taps —
+vaetool's own form (``vaetool.architectures.patches``, whose backward pass is oneDNN's), which the conv
+net uses where ``patches.pays`` says it measured faster.
 
 Reported, at the threads torch uses: each layer's forward and backward pass alone (nn against the
 patch form, batch 128, channels-last, median µs), and whole training steps of the conv VAE — the
-loop's own calls: model, ELBO, backward, fused Adam — with the nn layers and with the patch forms
-swapped in (the last layer alone, and both), alternating round by round (median ms per step and
-the median of per-round ratios).
-The last layer's patch form is vaetool's own (``vaetool.architectures.patches``, which the conv net
-uses on the CPU since this measured 1.047× on an Intel host); "nn" here is torch's layer put back.
+loop's own calls: model, ELBO, backward, fused Adam — with torch's layers everywhere ("nn"), the last
+layer alone as patches ("last", what vaetool did before the output-padded layer joined it), vaetool's
+net as it ships ("vaetool"), and that with the first layer as patches too ("first"), alternating round
+by round (median ms per step and the median of per-round ratios against "nn").
 The patch forms are checked against the nn layers first (outputs and gradients to float32 rounding).
 Beside them, every transposed convolution of the decoder in the sub-pixel form (a stride-1 2×2
 convolution onto one channel per output phase, interleaved), the usual other way to write one.
 
     python benchmarks/conv_edges.py --rounds 14
+    python benchmarks/conv_edges.py --sweep     # transposed layers of other shapes, alone
 
 Prints the rows and, last, one JSON line.
 """
@@ -37,9 +38,25 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vaetool import gemm
-from vaetool.architectures.patches import PatchConvTranspose, channels_last, matrix, patches, rows_major, unmatrix, unpatch
+from vaetool.architectures.patches import PatchConvTranspose, matrix, pays, rows_major, unpatch
 
 from step_ops import alone_us
+
+
+def patches(image: Tensor, rows: int, cols: int) -> Tensor:
+    """Every 4×4 stride-2 patch of ``image`` (B, C, H, W) padded by 1: (B · rows · cols, 16 C), columns in
+    the order of ``patches.matrix``."""
+    b, c, h, w = image.shape
+    padded = F.pad(image, (1, 2 * cols + 1 - w, 1, 2 * rows + 1 - h))
+    phased = padded.view(b, c, rows + 1, 2, cols + 1, 2).permute(0, 2, 4, 3, 5, 1).reshape(b, rows + 1, cols + 1, 4 * c)
+    windows = [phased[:, qy:qy + rows, qx:qx + cols] for qy in (0, 1) for qx in (0, 1)]
+    return torch.stack(windows, dim=3).view(b * rows * cols, 16 * c)
+
+
+def unmatrix(columns: Tensor, weight_shape: torch.Size) -> Tensor:
+    """The inverse of ``patches.matrix``: a (n, 16 C) gradient in the kernel's own shape."""
+    n, c = weight_shape[:2]
+    return columns.view(n, 2, 2, 2, 2, c).permute(0, 5, 1, 3, 2, 4).reshape(weight_shape)
 
 
 class _PatchConv(torch.autograd.Function):
@@ -52,7 +69,7 @@ class _PatchConv(torch.autograd.Function):
         columns, kernel = patches(x, rows, cols), matrix(weight)
         ctx.save_for_backward(columns, kernel)
         ctx.dims, ctx.weight_shape = (b, c, rows, cols, h, w), weight.shape
-        return channels_last(gemm.linear(columns, kernel, bias), b, rows, cols)
+        return gemm.linear(columns, kernel, bias).view(b, rows, cols, -1).permute(0, 3, 1, 2)
 
     @staticmethod
     def backward(ctx, grad):
@@ -61,7 +78,7 @@ class _PatchConv(torch.autograd.Function):
         grad_rows = rows_major(grad)
         grad_x = None
         if ctx.needs_input_grad[0]:
-            grad_x = unpatch(gemm.linear(grad_rows, kernel.t()), b, c, rows, cols, h, w)
+            grad_x = unpatch(gemm.linear(grad_rows, kernel.t()), grad.new_zeros(c), b, c, rows, cols, h, w)
         return grad_x, unmatrix(grad_rows.t() @ columns, ctx.weight_shape), grad_rows.sum(0)
 
 
@@ -109,17 +126,23 @@ def subpixel_rows(net) -> list[dict]:
 
 
 def layer_rows(net) -> list[dict]:
-    """The first and last layer alone, nn against the patch form; outputs and gradients compared."""
+    """The first layer and every transposed one alone, nn against the patch form; outputs and gradients compared."""
+    cases = [("first: Conv2d(1, 32)", net.encoder[0], PatchConv, torch.rand(128, 1, 28, 28), False)]
+    size = net.bottleneck[1:]
+    for layer in (m for m in net.decoder if isinstance(m, nn.ConvTranspose2d)):
+        name = (f"ConvTranspose2d({layer.in_channels}, {layer.out_channels}), {size[0]}×{size[1]}"
+                f"{', output padding' if any(layer.output_padding) else ''}")
+        cases.append((name, layer, PatchConvTranspose, torch.randn(128, layer.in_channels, *size), True))
+        size = tuple(2 * s + p for s, p in zip(size, layer.output_padding))
     rows = []
-    cases = (("first: Conv2d(1, 32)", net.encoder[0], PatchConv, torch.rand(128, 1, 28, 28), False),
-             ("last: ConvTranspose2d(32, 1)", net.decoder[-1], PatchConvTranspose, torch.randn(128, 32, 14, 14), True))
     for name, layer, patch_class, x, input_grad in cases:
         x = x.contiguous(memory_format=torch.channels_last).requires_grad_(input_grad)
-        patch = patch_class.__new__(patch_class)
-        patch.__dict__ = dict(layer.__dict__)  # the same parameters, the other forward
-        grad = torch.randn_like(layer(x))
+        plain, patch = (layer.__class__.__new__(cls) for cls in (nn.Conv2d if patch_class is PatchConv
+                                                                  else nn.ConvTranspose2d, patch_class))
+        plain.__dict__ = patch.__dict__ = dict(layer.__dict__)  # the same parameters, the two forwards
+        grad = torch.randn_like(plain(x))
         results = {}
-        for label, module in (("nn", layer), ("patches", patch)):
+        for label, module in (("nn", plain), ("patches", patch)):
             module.zero_grad(set_to_none=True)
             x.grad = None
             out = module(x)
@@ -139,11 +162,50 @@ def layer_rows(net) -> list[dict]:
     return rows
 
 
+# (in channels, out channels, input side, output padding): transposed layers of conv nets at other sizes.
+SWEEP = [(32, 1, 28, 0), (16, 1, 14, 0), (32, 2, 14, 0), (32, 3, 14, 0), (32, 3, 32, 0), (64, 3, 16, 0),
+         (32, 6, 14, 0), (32, 6, 32, 0), (32, 16, 7, 0), (64, 32, 4, 0), (64, 32, 16, 0), (128, 64, 4, 0),
+         (128, 64, 8, 0), (64, 32, 3, 1), (128, 32, 3, 1), (256, 128, 3, 1), (128, 64, 4, 1), (64, 32, 7, 1),
+         (128, 64, 7, 1), (32, 16, 14, 1)]
+
+
+def sweep_rows(batch_size: int) -> list[dict]:
+    """Transposed layers of other shapes alone, forward and backward: torch's against the patch form."""
+    rows = []
+    for c_in, c_out, side, output_padding in SWEEP:
+        torch.manual_seed(0)
+        plain = nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, output_padding=output_padding)
+        patch = PatchConvTranspose(c_in, c_out, 4, 2, 1, output_padding=output_padding)
+        patch.load_state_dict(plain.state_dict())
+        x = torch.randn(batch_size, c_in, side, side).contiguous(memory_format=torch.channels_last).requires_grad_()
+        grad = torch.randn_like(plain(x))
+        times = {}
+        for label, module in (("nn", plain), ("patches", patch)):
+            times[label] = alone_us(lambda module=module: module(x).backward(grad), calls=10)
+        rows.append({"layer": f"ConvTranspose2d({c_in}, {c_out}), {side}×{side}"
+                              f"{', output padding' if output_padding else ''}",
+                     "nn_us": times["nn"], "patches_us": times["patches"],
+                     "patches_pay": pays(c_out, (output_padding, output_padding))})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=14)
     parser.add_argument("--steps", type=int, default=25, help="training steps per model and round")
+    parser.add_argument("--sweep", action="store_true",
+                        help="time transposed layers of other shapes alone instead (what patches.pays rests on)")
+    parser.add_argument("--batch-size", type=int, default=128, help="the sweep's batch")
     args = parser.parse_args()
+    if args.sweep:
+        rows = sweep_rows(args.batch_size)
+        for row in rows:
+            print(f"{row['layer']}: {row['nn_us']:.0f} µs (nn), {row['patches_us']:.0f} µs (patches), "
+                  f"{row['nn_us'] / row['patches_us']:.2f}× — vaetool's conv net takes "
+                  f"{'patches' if row['patches_pay'] else 'nn'}")
+        print(json.dumps({"threads": torch.get_num_threads(), "torch": torch.__version__,
+                          "batch_size": args.batch_size, "sweep": rows}))
+        return
 
     import vaetool
     from vaetool import allocator, training
@@ -151,16 +213,19 @@ def main() -> None:
 
     allocator.reuse_freed_memory()  # as CPU training does
 
-    def model(first: bool, last: bool):
+    def model(variant: str):
         torch.manual_seed(0)
         m = vaetool.create("conv", "bernoulli").to(memory_format=torch.channels_last)
-        if first:
+        if variant == "first":
             m.architecture.net.encoder[0].__class__ = PatchConv
-        # The conv net's own last layer is the patch form on the CPU; torch's for the others.
-        m.architecture.net.decoder[-1].__class__ = PatchConvTranspose if last else nn.ConvTranspose2d
+        transposed = [layer for layer in m.architecture.net.decoder if isinstance(layer, nn.ConvTranspose2d)]
+        for layer in transposed:
+            patched = {"nn": False, "last": layer is transposed[-1]}.get(
+                variant, pays(layer.out_channels, layer.output_padding))  # "vaetool", "first": as it ships
+            layer.__class__ = PatchConvTranspose if patched else nn.ConvTranspose2d
         return m, training.adam(m, 1e-3)
 
-    net = model(False, False)[0].architecture.net
+    net = model("nn")[0].architecture.net
     layers = layer_rows(net)
     for row in layers:
         print(f"{row['layer']}: forward and backward {row['nn_us']:.0f} µs (nn), {row['patches_us']:.0f} µs "
@@ -170,7 +235,7 @@ def main() -> None:
         print(f"{row['layer']}: forward and backward {row['nn_us']:.0f} µs (nn), {row['subpixel_us']:.0f} µs "
               f"(sub-pixel); largest difference {row['largest_relative_difference']:.1e} of the largest value")
 
-    models = {"nn": model(False, False), "last": model(False, True), "both": model(True, True)}
+    models = {name: model(name) for name in ("nn", "last", "vaetool", "first")}
     objective = ELBO()
     data = (torch.rand(5000, 1, 28, 28) * 255).to(torch.uint8)
     generator = torch.Generator().manual_seed(1)
@@ -196,8 +261,8 @@ def main() -> None:
     ratio = {name: statistics.median(a / b for a, b in zip(times["nn"], t))
              for name, t in times.items() if name != "nn"}
     print(f"training step, median of {args.rounds} rounds of {args.steps}: nn layers {step['nn']:.2f} ms; "
-          f"the last layer as patches {step['last']:.2f} ms ({ratio['last']:.3f}× faster); both "
-          f"{step['both']:.2f} ms ({ratio['both']:.3f}×; medians of the per-round ratios)")
+          + "; ".join(f"{name} {step[name]:.2f} ms ({ratio[name]:.3f}× faster)" for name in ratio)
+          + " (medians of the per-round ratios against nn)")
     print(json.dumps({"threads": torch.get_num_threads(), "torch": torch.__version__, "layers": layers,
                       "subpixel": subpixels, "step_ms": step, "speedup": ratio}))
 

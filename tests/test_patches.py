@@ -1,4 +1,4 @@
-"""The conv decoder's last layer onto one channel as patches: the same layer as nn.ConvTranspose2d."""
+"""The conv decoder's transposed convolutions as patches on the CPU: the same layers as nn.ConvTranspose2d."""
 from __future__ import annotations
 
 import pytest
@@ -10,10 +10,10 @@ from vaetool.architectures import patches
 from vaetool.architectures.patches import PatchConvTranspose
 
 
-def pair(c_in: int, output_padding: int):
+def pair(c_in: int, c_out: int, output_padding: int):
     torch.manual_seed(0)
-    plain = nn.ConvTranspose2d(c_in, 1, 4, stride=2, padding=1, output_padding=output_padding)
-    patch = PatchConvTranspose(c_in, 1, 4, stride=2, padding=1, output_padding=output_padding)
+    plain = nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1, output_padding=output_padding)
+    patch = PatchConvTranspose(c_in, c_out, 4, stride=2, padding=1, output_padding=output_padding)
     patch.load_state_dict(plain.state_dict())
     return plain, patch
 
@@ -26,21 +26,29 @@ def forward_backward(layer, x, grad):
     return y.detach(), x.grad, layer.weight.grad, layer.bias.grad
 
 
+@pytest.mark.parametrize("c_out", [1, 3, 8])
 @pytest.mark.parametrize("size,output_padding", [(14, 0), (7, 1), (5, 0), (3, 1)])
 @pytest.mark.parametrize("layout", [torch.channels_last, torch.contiguous_format])
-def test_output_and_gradients_match_the_transposed_convolution(size, output_padding, layout):
-    plain, patch = pair(8, output_padding)
+def test_output_and_gradients_match_the_transposed_convolution(c_out, size, output_padding, layout):
+    plain, patch = pair(8, c_out, output_padding)
     x = torch.randn(6, 8, size, size + 1).contiguous(memory_format=layout)
     y = plain(x)
-    assert y.shape == (6, 1, 2 * size + output_padding, 2 * size + 2 + output_padding)
+    assert y.shape == (6, c_out, 2 * size + output_padding, 2 * size + 2 + output_padding)
     grad = torch.randn_like(y)
     for a, b in zip(forward_backward(plain, x, grad), forward_backward(patch, x, grad)):
         assert a.shape == b.shape
         torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
 
 
+def test_its_output_is_channels_last_for_the_next_layer():
+    _, patch = pair(8, 4, 1)
+    y = patch(torch.randn(2, 8, 3, 3).contiguous(memory_format=torch.channels_last))
+    assert y.stride(1) == 1  # channels innermost, as oneDNN wants the next layer's input
+    assert y.relu().is_contiguous(memory_format=torch.channels_last)
+
+
 def test_the_patch_form_is_what_runs_on_the_cpu_in_float32(monkeypatch):
-    _, patch = pair(4, 0)
+    _, patch = pair(4, 1, 0)
     calls = []
     real = patches._PatchConvTranspose.apply
     monkeypatch.setattr(patches._PatchConvTranspose, "apply", lambda *a: calls.append(1) or real(*a))
@@ -53,8 +61,9 @@ def test_the_patch_form_is_what_runs_on_the_cpu_in_float32(monkeypatch):
     assert calls == [1]
 
 
-def test_a_double_backward_differentiates_through_it():
-    plain, patch = pair(4, 1)
+@pytest.mark.parametrize("c_out", [1, 3])
+def test_a_double_backward_differentiates_through_it(c_out):
+    plain, patch = pair(4, c_out, 1)
     x = torch.randn(3, 4, 5, 5)
     penalties = []
     for layer in (plain, patch):
@@ -66,20 +75,23 @@ def test_a_double_backward_differentiates_through_it():
     torch.testing.assert_close(penalties[1], penalties[0], rtol=1e-4, atol=1e-4)
 
 
-def test_the_conv_net_ends_in_it_onto_one_channel_only_and_its_model_file_is_unchanged(tmp_path):
+def test_the_conv_net_uses_it_where_it_pays_and_its_model_file_is_unchanged(tmp_path):
     grey = vaetool.create("conv", "bernoulli", input_shape=(1, 28, 28), latent_dim=4)
-    colour = vaetool.create("conv", "bernoulli", input_shape=(3, 16, 16), latent_dim=4)
-    assert type(grey.architecture.net.decoder[-1]) is PatchConvTranspose
-    assert type(colour.architecture.net.decoder[-1]) is nn.ConvTranspose2d
-    assert all(type(m) is nn.ConvTranspose2d for m in list(grey.architecture.net.decoder)[:-1]
-               if isinstance(m, nn.ConvTranspose2d))
+    wide = vaetool.create("conv", "logistic", input_shape=(3, 16, 16), latent_dim=4)
+    kinds = [type(m) for m in grey.architecture.net.decoder if isinstance(m, nn.ConvTranspose2d)]
+    # 128 → 64 channels from 3×3 to 7×7 (an output padding), 64 → 32 from 7×7 to 14×14, 32 → 1 to 28×28.
+    assert kinds == [PatchConvTranspose, nn.ConvTranspose2d, PatchConvTranspose]
+    # 16 → 8 → 4 → 2 and back, no output padding, onto 6 channels (RGB locations and scales): torch's layers.
+    assert all(type(m) is nn.ConvTranspose2d for m in wide.architecture.net.decoder if isinstance(m, nn.ConvTranspose2d))
     # The same parameters under the same names: a model file saved before loads, and decodes alike.
     vaetool.save(grey, tmp_path / "m.safetensors")
     loaded = vaetool.load(tmp_path / "m.safetensors")
     z = torch.randn(5, 4)
     with torch.no_grad():
         out = loaded.decode_params(z)
-        loaded.architecture.net.decoder[-1].__class__ = nn.ConvTranspose2d
+        for m in loaded.architecture.net.decoder:
+            if isinstance(m, PatchConvTranspose):
+                m.__class__ = nn.ConvTranspose2d
         reference = loaded.decode_params(z)
     assert out.shape == (5, 1, 28, 28)
     torch.testing.assert_close(out, reference, rtol=1e-5, atol=1e-5)

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from vaetool.architectures import patches
 from vaetool.architectures.conditioning import OneHot
 from vaetool.architectures.initialisation import start_scale_at
-from vaetool.architectures.patches import PatchConvTranspose
 from vaetool.contracts import Architecture
 from vaetool.errors import VaetoolError
 
@@ -50,9 +50,9 @@ class ConvNet(nn.Module):
         for i, (c_in, c_out) in enumerate(zip(reversed(channels), outs)):
             (h_in, w_in), (h_out, w_out) = sizes[-1 - i], sizes[-2 - i]
             padding = (h_out - 2 * h_in, w_out - 2 * w_in)  # transposed k=4, s=2, p=1 gives 2·size + padding
-            # Onto one channel (a grey image) the layer is a matrix product and four shifted adds on the
-            # CPU, where oneDNN's kernel for it is slow (vaetool/architectures/patches.py).
-            layer = PatchConvTranspose if c_out == 1 else nn.ConvTranspose2d
+            # Onto few channels or with an output padding, oneDNN's forward kernel is slow on the CPU and the
+            # layer's forward pass is a matrix product and four shifted adds (vaetool/architectures/patches.py).
+            layer = patches.PatchConvTranspose if patches.pays(c_out, padding) else nn.ConvTranspose2d
             decoder.append(layer(c_in, c_out, 4, stride=2, padding=1, output_padding=padding))
             if i < len(channels) - 1:
                 decoder.append(nn.ReLU())

@@ -119,6 +119,10 @@ def test_a_sweep_prints_one_config_per_run(tmp_path):
     ('[train]\nautoencoder = "false"\n', "autoencoder must be true or false"),
     ("[train]\narchitecture_options = 5\n", "architecture_options must be a table"),
     ("train = 5\n", "train must be a table"),
+    # A setting above the table headers: where it belongs, not "a table".
+    ("epochs = 3\n[train]\nlr = 0.1\n", "epochs = 3 is outside any table; put it under [train]"),
+    ('device = "cpu"\n', "put it under [run]"),
+    ("epoch = 3\n", "[train] and [run] have no such setting"),
     ("[run]\nworkers = -4\n", "workers must be at least 0"),
     # Inside an objective's own options, which its constructor checks.
     ('[train]\nobjective_options = {beta = "x"}\n', "beta must be a number, not 'x'"),

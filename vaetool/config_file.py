@@ -163,7 +163,16 @@ def load(path: str | Path):
     data = loads(text, str(path))
     unknown = sorted(set(data) - {"train", "run"})
     if unknown:
-        raise VaetoolError(f"{path} has a table [{unknown[0]}]; a config has [train] and [run].")
+        key = unknown[0]
+        if isinstance(data[key], dict):
+            raise VaetoolError(f"{path} has a table [{key}]; a config has [train] and [run].")
+        # A setting above every table header, the likeliest slip in a file written by hand.
+        homes = [table for table, cls in (("train", TrainConfig), ("run", RunOptions))
+                 if key in {f.name for f in dataclasses.fields(cls)} or (table, key) == ("run", "device")]
+        if homes:
+            raise VaetoolError(f"{path}: {key} = {_value(data[key])} is outside any table; put it under [{homes[0]}].")
+        raise VaetoolError(f"{path}: {key} = {_value(data[key])} is outside any table, and a config's [train] and "
+                           "[run] have no such setting (`vaetool train --print-config` shows theirs).")
     for table in ("train", "run"):
         if not isinstance(data.get(table, {}), dict):
             raise VaetoolError(f"{path}: {table} must be a table, [{table}], not {_value(data[table])}.")

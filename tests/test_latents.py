@@ -270,6 +270,47 @@ def test_a_plain_array_of_latents_is_readable(tmp_path):
     assert read.labels.tolist() == [-1, -1, -1] and np.isnan(read.log_var).all()
 
 
+@pytest.mark.parametrize("name, text", [("z.csv", "0.5,-1,2e-1\n3,4,5\n"), ("z.json", "[[0.5, -1, 0.2], [3, 4, 5]]")])
+def test_rows_of_numbers_alone_are_readable(tmp_path, name, text):
+    (tmp_path / name).write_text(text)
+    read = latentfile.read(tmp_path / name)
+    assert not read.discrete and read.plain
+    np.testing.assert_array_equal(read.mean, np.array([[0.5, -1, 0.2], [3, 4, 5]], dtype=np.float32))
+    assert read.labels.tolist() == [-1, -1] and np.isnan(read.log_var).all()
+    # Whole numbers alone are codes, and become means for a model that takes those.
+    (tmp_path / name).write_text(text.replace("0.5", "1").replace("2e-1", "2").replace("0.2", "2"))
+    read = latentfile.read(tmp_path / name)
+    assert read.discrete and read.codes.tolist() == [[1, -1, 2], [3, 4, 5]]
+    means = latentfile.as_kind(read, discrete=False, path=tmp_path / name)
+    assert not means.discrete and means.mean.tolist() == [[1, -1, 2], [3, 4, 5]]
+
+
+def test_a_single_json_row_is_one_latent(tmp_path):
+    (tmp_path / "z.json").write_text("[0.25, 1.5]")
+    assert latentfile.read(tmp_path / "z.json").mean.tolist() == [[0.25, 1.5]]
+
+
+def test_a_file_written_by_encode_is_never_reinterpreted(tmp_path):
+    latentfile.write(tmp_path / "z.json", Latents.of_codes(np.zeros((2, 3), dtype=np.int64)))
+    read = latentfile.read(tmp_path / "z.json")
+    assert not read.plain and latentfile.as_kind(read, discrete=False, path=tmp_path / "z.json") is read
+
+
+@pytest.mark.parametrize("name, text, fragment", [
+    ("z.csv", "1,2\n3\n", "rows of 1 to 2 numbers"),
+    ("z.csv", "a,b\n1,2\n", "header without mean_0"),
+    ("z.csv", "", "is empty"),
+    ("z.json", "[[1, true]]", "something other than numbers"),
+    ("z.json", "[[1, 2], [3]]", "rows of 1 to 2 numbers"),
+    ("z.json", "[]", "no rows of numbers"),
+    ("z.json", '"x"', "holds a string"),
+])
+def test_bad_rows_of_numbers_are_one_sentence(tmp_path, name, text, fragment):
+    (tmp_path / name).write_text(text)
+    with pytest.raises(VaetoolError, match=fragment):
+        latentfile.read(tmp_path / name)
+
+
 @pytest.mark.parametrize("name", ["z.txt", "z", "z.pkl"])
 def test_an_unknown_extension_is_refused_on_both_sides(tmp_path, name):
     with pytest.raises(VaetoolError, match="npy"):

@@ -265,6 +265,25 @@ def test_decode_takes_codes_inline_and_refuses_what_is_not_a_code(tmp_path, vq_f
     assert "holds continuous latents" in assert_clean_error(invoke("decode", means, "--model", vq_file))
 
 
+def test_rows_of_numbers_written_by_hand_decode_as_codes_or_means_whichever_the_model_takes(tmp_path, vq_file):
+    (tmp_path / "codes.csv").write_text("0,1,2,7\n3,3,3,3\n")
+    (tmp_path / "codes.json").write_text("[[0, 1, 2, 7], [3, 3, 3, 3]]")
+    inline = tmp_path / "inline.png"
+    ok(invoke("decode", "--z", "0,1,2,7", "--z", "3,3,3,3", "-o", inline, "--model", vq_file))
+    for name in ("codes.csv", "codes.json"):
+        out = tmp_path / f"{name}.png"
+        ok(invoke("decode", tmp_path / name, "-o", out, "--model", vq_file))
+        assert out.read_bytes() == inline.read_bytes()
+    (tmp_path / "halves.csv").write_text("0.5,1,2,3\n")
+    assert "not whole" in assert_clean_error(invoke("decode", tmp_path / "halves.csv", "--model", vq_file))
+    # A Gaussian model takes the same whole numbers as a point in its latent space.
+    model = vaetool.create("mlp", input_shape=(1, 16, 16), latent_dim=4, architecture_options={"hidden": [16]})
+    vaetool.save(model, tmp_path / "g.safetensors")
+    ok(invoke("decode", "--z", "0,1,2,7", "--z", "3,3,3,3", "-o", inline, "--model", tmp_path / "g.safetensors"))
+    ok(invoke("decode", tmp_path / "codes.csv", "-o", tmp_path / "g.png", "--model", tmp_path / "g.safetensors"))
+    assert (tmp_path / "g.png").read_bytes() == inline.read_bytes()
+
+
 def test_a_gaussian_model_refuses_a_file_of_codes(tmp_path):
     model = vaetool.create("mlp", input_shape=(1, 16, 16), latent_dim=4, architecture_options={"hidden": [16]})
     vaetool.save(model, tmp_path / "g.safetensors")

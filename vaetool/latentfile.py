@@ -11,8 +11,10 @@ A model with a discrete latent (``--latent vq``) writes code indices instead: th
 key or tensor ``code`` (int64, ``(L,)`` per image, ``code_0`` … ``code_{L-1}`` in CSV) in place of
 ``mean`` and ``log_var``.
 
-A label of −1 means "none". ``read`` also accepts a plain ``(N, L)`` ``.npy`` array of latents:
-floats are posterior means, integers are codes.
+A label of −1 means "none". ``read`` also accepts latents written by hand or by other tools: a plain
+``(N, L)`` ``.npy`` array, a ``.csv`` of numbers alone (no header), a ``.json`` list of rows of numbers.
+Integers are codes, any other number makes the rows posterior means; a model of the other kind takes
+them as its own (:attr:`Latents.plain`).
 """
 from __future__ import annotations
 
@@ -43,6 +45,7 @@ class Latents:
     labels: np.ndarray | None = None  # (N,) int64
     names: list[str] | None = None
     codes: np.ndarray | None = None  # (N, L) int64: a discrete latent's code indices
+    plain: bool = False  # a bare matrix of numbers: whether its rows are codes or means was guessed
 
     @classmethod
     def of_codes(cls, codes: np.ndarray, labels: np.ndarray | None = None, names: list[str] | None = None) -> Latents:
@@ -154,7 +157,10 @@ def read(path: str | Path) -> Latents:
     try:
         # A number past float32's range becomes inf here, quietly: the command refuses it in a sentence.
         with np.errstate(over="ignore"):
-            return _checked(_read(path, suffix), path)
+            latents = _read(path, suffix)
+            checked = _checked(latents, path)
+        checked.plain = latents.plain
+        return checked
     except VaetoolError:
         raise
     except KeyError as exc:
@@ -179,13 +185,17 @@ def _read(path: Path, suffix: str) -> Latents:
         if array.ndim > 2:
             raise VaetoolError(f"{path} holds an array of shape {array.shape}; latents are one row per image, (N, L).")
         if np.issubdtype(array.dtype, np.integer):
-            return Latents.of_codes(np.atleast_2d(array))
+            return _plain(Latents.of_codes(np.atleast_2d(array)))
         if array.dtype.kind not in "bf":  # complex numbers would lose their imaginary part without a word
             raise VaetoolError(f"{path} holds {array.dtype} values; latents are real numbers.")
-        return Latents(np.atleast_2d(array).astype(np.float32))
+        return _plain(Latents(np.atleast_2d(array).astype(np.float32)))
     if suffix == ".csv":
         with path.open(newline="") as f:
             rows = list(csv.reader(f))
+        if not rows:
+            raise VaetoolError(f"{path} is empty.")
+        if all(_number(cell) is not None for cell in rows[0]):  # no header: a matrix of numbers alone
+            return _matrix([[_number(cell) for cell in row] for row in rows if row], path)
         header, rows = rows[0], rows[1:]
         code_columns = [i for i, h in enumerate(header) if h.startswith("code_")]
         if code_columns:
@@ -194,12 +204,22 @@ def _read(path: Path, suffix: str) -> Latents:
                                     [r[0] for r in rows])
         means = [i for i, h in enumerate(header) if h.startswith("mean_")]
         log_vars = [i for i, h in enumerate(header) if h.startswith("log_var_")]
+        if not means:
+            raise VaetoolError(f"{path} has a header without mean_0, mean_1, … or code_0, … columns; a latent CSV "
+                               "is what `vaetool encode` writes, or rows of numbers alone.")
         value = lambda s: float(s) if s != "" else np.nan  # noqa: E731
         return Latents(np.array([[value(r[i]) for i in means] for r in rows], dtype=np.float32),
                        np.array([[value(r[i]) for i in log_vars] for r in rows], dtype=np.float32),
                        np.array([int(r[header.index("label")]) for r in rows], dtype=np.int64), [r[0] for r in rows])
     if suffix == ".json":
-        items = validate.loads_json(path.read_bytes(), str(path), max_chars=MAX_JSON_CHARS)["items"]
+        data = validate.loads_json(path.read_bytes(), str(path), max_chars=MAX_JSON_CHARS)
+        if isinstance(data, list):  # rows of numbers alone
+            return _matrix(data if all(isinstance(row, list) for row in data) else [data], path)
+        if not isinstance(data, dict):
+            kind = {str: "a string", bool: "true or false", type(None): "null"}.get(type(data), "a number")
+            raise VaetoolError(f"{path} holds {kind}; a latent file is a JSON object with "
+                               "\"items\", as `vaetool encode` writes, or a list of rows of numbers.")
+        items = data["items"]
         if not isinstance(items, list) or not all(isinstance(it, dict) for it in items):
             raise VaetoolError(f"{path}: its \"items\" must be a list of objects, one per image.")
         if items and isinstance(items[0], dict) and "code" in items[0]:
@@ -214,6 +234,48 @@ def _read(path: Path, suffix: str) -> Latents:
     if "code" in tensors:
         return Latents.of_codes(tensors["code"].numpy(), tensors["label"].numpy(), header["names"])
     return Latents(tensors["mean"].numpy(), tensors["log_var"].numpy(), tensors["label"].numpy(), header["names"])
+
+
+def _number(text: str) -> int | float | None:
+    """A CSV cell as the number it spells (an int if it is one), or None."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return None
+
+
+def _matrix(rows: list, path: Path) -> Latents:
+    """Rows of numbers, one per image: codes if every one is a whole number written as such, else means."""
+    if not rows or any(not isinstance(row, list) or not row for row in rows):
+        raise VaetoolError(f"{path} holds no rows of numbers; latents are one row per image, (N, L).")
+    if len({len(row) for row in rows}) > 1:
+        raise VaetoolError(f"{path} holds rows of {min(map(len, rows))} to {max(map(len, rows))} numbers; every row "
+                           "(one per image) must have the same length.")
+    values = [v for row in rows for v in row]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        raise VaetoolError(f"{path} holds rows with something other than numbers in them.")
+    if all(isinstance(v, int) for v in values):
+        return _plain(Latents.of_codes(np.array(rows, dtype=np.int64)))
+    return _plain(Latents(np.array(rows, dtype=np.float32)))
+
+
+def _plain(latents: Latents) -> Latents:
+    latents.plain = True
+    return latents
+
+
+def as_kind(latents: Latents, discrete: bool, path: Path) -> Latents:
+    """Plain rows of numbers as codes or as means, whichever the model takes; others unchanged."""
+    if not latents.plain or latents.discrete == discrete:
+        return latents
+    if not discrete:
+        return _plain(Latents(latents.codes.astype(np.float32), labels=latents.labels, names=latents.names))
+    mean = latents.mean
+    if not (np.isfinite(mean).all() and (mean == np.round(mean)).all()):
+        raise VaetoolError(f"{path} holds numbers that are not whole, but this model's latent takes code indices.")
+    return _plain(Latents.of_codes(mean.astype(np.int64), latents.labels, latents.names))
 
 
 def _checked(latents: Latents, path: Path) -> Latents:

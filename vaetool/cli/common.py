@@ -159,7 +159,7 @@ def read_latents(model, path):
     """A latent file for ``model``: codes for a discrete latent, posterior means otherwise, or one sentence."""
     from vaetool import latentfile
 
-    read = latentfile.read(path)
+    read = latentfile.as_kind(latentfile.read(path), model.discrete, path)
     if read.discrete != model.discrete:
         held, taken = ("codes", "continuous latents") if read.discrete else ("continuous latents", "codes")
         raise VaetoolError(f"{path} holds {held}, but this model's {model.config['latent']} latent takes {taken}.")

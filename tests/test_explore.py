@@ -407,7 +407,10 @@ def test_the_command_serves_over_http_and_ctrl_c_stops_it_cleanly(run_dir, tmp_p
         host, port = url.split("//")[1].rstrip("/").split(":")
         connection = http.client.HTTPConnection(host, int(port), timeout=30)
         connection.request("GET", "/api/model", headers={"Host": f"attacker.example:{port}"})
-        assert connection.getresponse().status == 400
+        answer = connection.getresponse()
+        assert answer.status == 400
+        error = json.loads(answer.read())["error"]
+        assert "attacker.example" in error and error.count("127.0.0.1") == 1  # each name it serves, once
         connection.close()
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=30)

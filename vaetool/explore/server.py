@@ -88,7 +88,8 @@ def serve(model, model_file: str | Path, *, host: str = "127.0.0.1", port: int =
     url = url_of(sock)
     # On a loopback address only requests for a loopback name are served: a web page elsewhere cannot
     # reach the explorer by pointing a name of its own at 127.0.0.1 (DNS rebinding).
-    allowed = ["localhost", "127.0.0.1", "[::1]", host if ":" not in host else f"[{host}]"] if is_loopback(host) else None
+    named = host if ":" not in host else f"[{host}]"
+    allowed = list(dict.fromkeys(["localhost", "127.0.0.1", "[::1]", named])) if is_loopback(host) else None
     app = create_app(Explorer(model, model_file, data_dir), threads, allowed_hosts=allowed)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
     say(f"Exploring {model_file} at {url}  (Ctrl-C stops)")

@@ -295,6 +295,17 @@ def test_an_unknown_report_format_is_refused_before_any_evaluation(runs, tmp_pat
     assert not (tmp_path / "report.pdf").exists()
 
 
+def test_the_same_report_named_twice_is_refused_before_any_evaluation(runs, tmp_path, monkeypatch):
+    def never(*args, **kwargs):
+        raise AssertionError("compare evaluated models before checking the reports")
+
+    monkeypatch.setattr(compare, "load_entries", never)
+    monkeypatch.setattr(compare, "evaluate", never)
+    monkeypatch.chdir(tmp_path)
+    assert_clean_error(invoke("compare", runs["mlp-b1"], runs["mlp-ae"], "-o", "r.html", "-o", tmp_path / "r.html"),
+                       "r.html", "once")
+
+
 def test_a_file_where_a_markdown_reports_pictures_go_is_refused_before_any_evaluation(runs, tmp_path, monkeypatch):
     def never(*args, **kwargs):
         raise AssertionError("compare evaluated models before checking where the report's pictures go")

@@ -153,6 +153,8 @@ def test_resume_continues_exactly(straight_run, tmp_path):
     run_dir = tmp_path / "run"
     first = training.train(config(epochs=1), run_dir, device="cpu")
     assert first.status == "finished" and first.epoch == 1
+    with pytest.raises(VaetoolError, match="already trained 1 epoch;"):
+        training.resume(run_dir, epochs=1, device="cpu")
     result = training.resume(run_dir, epochs=2, device="cpu")
     assert result.status == "finished" and result.epoch == 2
     assert state_dicts_equal(weights(run_dir / "model.safetensors"), weights(reference / "model.safetensors"))

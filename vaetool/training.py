@@ -263,7 +263,8 @@ def resume(run_dir: str | Path, *, epochs: int | None = None, device: str = "aut
         config.epochs = epochs
     config.check()
     if header["progress"]["epoch"] >= config.epochs:
-        raise VaetoolError(f"The run in {run_dir} has already trained {header['progress']['epoch']} epochs; "
+        done = header["progress"]["epoch"]
+        raise VaetoolError(f"The run in {run_dir} has already trained {done} epoch{'' if done == 1 else 's'}; "
                            "pass a larger --epochs to train further.")
     with _claimed(run_dir, group):
         return _run(config, run_dir, (tensors, header), device, data_dir, progress or Progress(),

@@ -722,6 +722,19 @@ def test_an_output_that_is_one_of_the_inputs_is_refused_even_with_force(saved, t
     assert first.read_bytes() == before and (tmp_path / "z.npy").read_bytes() == z
 
 
+@pytest.mark.parametrize("command", [["sample"], ["decode", "--z", "0,0,0,0"], ["traverse"], ["interpolate", "A", "B"]])
+@pytest.mark.parametrize("folder", ["out", "out.png"])
+def test_an_output_that_is_a_folder_is_named_as_one(saved, tmp_path, command, folder):
+    images_dir = tmp_path / "pics"
+    make_images(images_dir, 2, size=8)
+    (tmp_path / folder).mkdir()
+    command = [{"A": images_dir / "0.png", "B": images_dir / "1.png"}.get(part, part) for part in command]
+    message = assert_clean_error(invoke(*command, "-o", tmp_path / folder, "--model", saved, "--device", "cpu"),
+                                 "is a folder")
+    assert "out" + (".gif" if command[0] in ("interpolate",) else ".png") in message
+    assert list((tmp_path / folder).iterdir()) == []
+
+
 @pytest.mark.parametrize("count,method,fragment", [(1, "auto", "at least 2"), (2, "tsne", "at least 3")])
 def test_encode_plot_needs_enough_images_for_its_projection(saved, tmp_path, count, method, fragment):
     images_dir = tmp_path / "pics"

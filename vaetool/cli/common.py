@@ -226,6 +226,9 @@ def check_output(path, allowed: tuple[str, ...], force: bool | None = None, inpu
 
     from vaetool import io
 
+    if Path(path).is_dir():
+        raise VaetoolError(f"{path} is a folder; the output is a file ending in {', '.join(allowed)} "
+                           f"(for instance {Path(path) / ('out' + allowed[0])}).")
     if Path(path).suffix.lower() not in allowed:
         raise VaetoolError(f"{Path(path).name}: the output must end in {', '.join(allowed)}.")
     for given in inputs or ():

@@ -48,8 +48,9 @@ class Latents:
     plain: bool = False  # a bare matrix of numbers: whether its rows are codes or means was guessed
 
     @classmethod
-    def of_codes(cls, codes: np.ndarray, labels: np.ndarray | None = None, names: list[str] | None = None) -> Latents:
-        return cls(None, None, labels, names, codes=np.ascontiguousarray(codes))
+    def of_codes(cls, codes: np.ndarray, labels: np.ndarray | None = None, names: list[str] | None = None,
+                 plain: bool = False) -> Latents:
+        return cls(None, None, labels, names, codes=np.ascontiguousarray(codes), plain=plain)
 
     @property
     def discrete(self) -> bool:
@@ -157,10 +158,7 @@ def read(path: str | Path) -> Latents:
     try:
         # A number past float32's range becomes inf here, quietly: the command refuses it in a sentence.
         with np.errstate(over="ignore"):
-            latents = _read(path, suffix)
-            checked = _checked(latents, path)
-        checked.plain = latents.plain
-        return checked
+            return _checked(_read(path, suffix), path)
     except VaetoolError:
         raise
     except KeyError as exc:
@@ -185,10 +183,10 @@ def _read(path: Path, suffix: str) -> Latents:
         if array.ndim > 2:
             raise VaetoolError(f"{path} holds an array of shape {array.shape}; latents are one row per image, (N, L).")
         if np.issubdtype(array.dtype, np.integer):
-            return _plain(Latents.of_codes(np.atleast_2d(array)))
+            return Latents.of_codes(np.atleast_2d(array), plain=True)
         if array.dtype.kind not in "bf":  # complex numbers would lose their imaginary part without a word
             raise VaetoolError(f"{path} holds {array.dtype} values; latents are real numbers.")
-        return _plain(Latents(np.atleast_2d(array).astype(np.float32)))
+        return Latents(np.atleast_2d(array).astype(np.float32), plain=True)
     if suffix == ".csv":
         with path.open(newline="") as f:
             rows = list(csv.reader(f))
@@ -257,13 +255,8 @@ def _matrix(rows: list, path: Path) -> Latents:
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
         raise VaetoolError(f"{path} holds rows with something other than numbers in them.")
     if all(isinstance(v, int) for v in values):
-        return _plain(Latents.of_codes(np.array(rows, dtype=np.int64)))
-    return _plain(Latents(np.array(rows, dtype=np.float32)))
-
-
-def _plain(latents: Latents) -> Latents:
-    latents.plain = True
-    return latents
+        return Latents.of_codes(np.array(rows, dtype=np.int64), plain=True)
+    return Latents(np.array(rows, dtype=np.float32), plain=True)
 
 
 def as_kind(latents: Latents, discrete: bool, path: Path) -> Latents:
@@ -271,11 +264,11 @@ def as_kind(latents: Latents, discrete: bool, path: Path) -> Latents:
     if not latents.plain or latents.discrete == discrete:
         return latents
     if not discrete:
-        return _plain(Latents(latents.codes.astype(np.float32), labels=latents.labels, names=latents.names))
+        return Latents(latents.codes.astype(np.float32), labels=latents.labels, names=latents.names, plain=True)
     mean = latents.mean
     if not (np.isfinite(mean).all() and (mean == np.round(mean)).all()):
         raise VaetoolError(f"{path} holds numbers that are not whole, but this model's latent takes code indices.")
-    return _plain(Latents.of_codes(mean.astype(np.int64), latents.labels, latents.names))
+    return Latents.of_codes(mean.astype(np.int64), latents.labels, latents.names, plain=True)
 
 
 def _checked(latents: Latents, path: Path) -> Latents:
@@ -295,7 +288,7 @@ def _checked(latents: Latents, path: Path) -> Latents:
     if labels.dtype.kind == "f" and not (np.isfinite(labels) & (labels == np.round(labels))).all():
         raise VaetoolError(f"The labels in {path} must be whole numbers.")
     return Latents(mean.astype(np.float32), log_var.astype(np.float32), labels.astype(np.int64),
-                   [str(n) for n in latents.names])
+                   [str(n) for n in latents.names], plain=latents.plain)
 
 
 def _checked_codes(latents: Latents, path: Path) -> Latents:
@@ -308,4 +301,5 @@ def _checked_codes(latents: Latents, path: Path) -> Latents:
     if labels.dtype.kind not in "biu" or labels.shape != (len(codes),) or not isinstance(latents.names, list) \
             or len(latents.names) != len(codes):
         raise VaetoolError(f"{path} holds {len(codes)} codes but not one whole-number label and one name for each.")
-    return Latents.of_codes(codes.astype(np.int64), labels.astype(np.int64), [str(n) for n in latents.names])
+    return Latents.of_codes(codes.astype(np.int64), labels.astype(np.int64), [str(n) for n in latents.names],
+                            plain=latents.plain)

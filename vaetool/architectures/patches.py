@@ -66,12 +66,12 @@ class _PatchConvTranspose(torch.autograd.Function):
     """The unpatching of x @ W forward; oneDNN's convolution backward."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor, size: tuple[int, int],
-                output_padding: tuple[int, int]) -> Tensor:
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor, output_padding: tuple[int, int]) -> Tensor:
         b, _, rows, cols = x.shape
         ctx.save_for_backward(x, weight)
         ctx.output_padding = list(output_padding)
-        return unpatch(gemm.linear(rows_major(x), matrix(weight).t()), bias, b, weight.shape[1], rows, cols, *size)
+        h, w = 2 * rows + output_padding[0], 2 * cols + output_padding[1]
+        return unpatch(gemm.linear(rows_major(x), matrix(weight).t()), bias, b, weight.shape[1], rows, cols, h, w)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
@@ -80,7 +80,7 @@ class _PatchConvTranspose(torch.autograd.Function):
         grad_x, grad_w, grad_b = torch.ops.aten.convolution_backward(
             grad, x, weight, [weight.shape[1]], [2, 2], [1, 1], [1, 1], True, ctx.output_padding, 1,
             list(ctx.needs_input_grad[:3]))
-        return grad_x, grad_w, grad_b, None, None
+        return grad_x, grad_w, grad_b, None
 
 
 class PatchConvTranspose(nn.ConvTranspose2d):
@@ -96,5 +96,4 @@ class PatchConvTranspose(nn.ConvTranspose2d):
     def forward(self, x: Tensor, output_size: list[int] | None = None) -> Tensor:
         if output_size is not None or not self._patches_apply(x):
             return super().forward(x, output_size)
-        size = (2 * x.shape[2] + self.output_padding[0], 2 * x.shape[3] + self.output_padding[1])
-        return _PatchConvTranspose.apply(x, self.weight, self.bias, size, self.output_padding)
+        return _PatchConvTranspose.apply(x, self.weight, self.bias, self.output_padding)

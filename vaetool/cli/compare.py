@@ -53,15 +53,15 @@ def compare(
     from vaetool.cli import output as out
 
     _wait_passively()
+    reports = set()
     for path in output or []:
         from vaetool import io, report
 
         report.check_path(path)
         io.refuse_to_replace(path)
-    resolved = [Path(p).resolve() for p in output or []]
-    for i, path in enumerate(resolved):
-        if path in resolved[:i]:
-            raise VaetoolError(f"-o {output[i]} names a report already given; give each -o once.")
+        if Path(path).resolve() in reports:
+            raise VaetoolError(f"-o {path} names a report already given; give each -o once.")
+        reports.add(Path(path).resolve())
     protocol = FULL if full else QUICK
     iw_samples = protocol["iw_samples"] if iw_samples is None else iw_samples
     iw_images = protocol["iw_images"] if iw_images is None else iw_images

@@ -8,15 +8,16 @@ transposed convolutions, ``128 → 64`` (3×3 to 7×7, an output padding), ``64 
 the phase-split image, and a transposed convolution's scatter back is four shifted additions. The first
 layer is then one product of ``(B · rows · cols, 16)`` patches by a ``16 × 32`` matrix (its backward by
 hand here); a transposed layer's forward pass one product of its input's rows by its ``n × 16 C`` taps —
-vaetool's own form (``vaetool.architectures.patches``, whose backward pass is oneDNN's), which the conv
-net uses where ``patches.pays`` says it measured faster.
+vaetool's own form (``vaetool.architectures.transposed``, whose backward pass is oneDNN's but for the
+bias's gradient, a sum), which the conv net uses where ``transposed.pays`` says it measured faster.
 
-Reported, at the threads torch uses: each layer's forward and backward pass alone (nn against the
-patch form, batch 128, channels-last, median µs), and whole training steps of the conv VAE — the
-loop's own calls: model, ELBO, backward, fused Adam — with torch's layers everywhere ("nn"), the last
-layer alone as patches ("last", what vaetool did before the output-padded layer joined it), vaetool's
-net as it ships ("vaetool"), and that with the first layer as patches too ("first"), alternating round
-by round (median ms per step and the median of per-round ratios against "nn").
+Reported, at the threads torch uses: each layer's forward and backward pass alone (nn, vaetool's layer
+with oneDNN's forward — its summed bias gradient alone — and the patch form, batch 128, channels-last,
+median µs), and whole training steps of the conv VAE — the loop's own calls: model, ELBO, backward,
+fused Adam — with torch's layers everywhere ("nn"), vaetool's transposed layers with no patch form
+("bias"), the last layer alone as patches ("last"), vaetool's net as it ships ("vaetool"), and that with
+the first layer as patches too ("first"), alternating round by round (median ms per step and the median
+of per-round ratios against "nn").
 The patch forms are checked against the nn layers first (outputs and gradients to float32 rounding).
 Beside them, every transposed convolution of the decoder in the sub-pixel form (a stride-1 2×2
 convolution onto one channel per output phase, interleaved), the usual other way to write one.
@@ -38,14 +39,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vaetool import gemm
-from vaetool.architectures.patches import PatchConvTranspose, matrix, pays, rows_major, unpatch
+from vaetool.architectures.transposed import ConvTranspose, matrix, pays, rows_major, unpatch
 
 from step_ops import alone_us
 
 
 def patches(image: Tensor, rows: int, cols: int) -> Tensor:
     """Every 4×4 stride-2 patch of ``image`` (B, C, H, W) padded by 1: (B · rows · cols, 16 C), columns in
-    the order of ``patches.matrix``."""
+    the order of ``transposed.matrix``."""
     b, c, h, w = image.shape
     padded = F.pad(image, (1, 2 * cols + 1 - w, 1, 2 * rows + 1 - h))
     phased = padded.view(b, c, rows + 1, 2, cols + 1, 2).permute(0, 2, 4, 3, 5, 1).reshape(b, rows + 1, cols + 1, 4 * c)
@@ -54,7 +55,7 @@ def patches(image: Tensor, rows: int, cols: int) -> Tensor:
 
 
 def unmatrix(columns: Tensor, weight_shape: torch.Size) -> Tensor:
-    """The inverse of ``patches.matrix``: a (n, 16 C) gradient in the kernel's own shape."""
+    """The inverse of ``transposed.matrix``: a (n, 16 C) gradient in the kernel's own shape."""
     n, c = weight_shape[:2]
     return columns.view(n, 2, 2, 2, 2, c).permute(0, 5, 1, 3, 2, 4).reshape(weight_shape)
 
@@ -126,39 +127,43 @@ def subpixel_rows(net) -> list[dict]:
 
 
 def layer_rows(net) -> list[dict]:
-    """The first layer and every transposed one alone, nn against the patch form; outputs and gradients compared."""
-    cases = [("first: Conv2d(1, 32)", net.encoder[0], PatchConv, torch.rand(128, 1, 28, 28), False)]
+    """The first layer and every transposed one alone: nn, vaetool's transposed layer with oneDNN's forward,
+    and the patch form; outputs and gradients compared with nn's."""
+    first = [("nn", nn.Conv2d, None), ("patches", PatchConv, None)]
+    cases = [("first: Conv2d(1, 32)", net.encoder[0], first, torch.rand(128, 1, 28, 28), False)]
+    forms = [("nn", nn.ConvTranspose2d, None), ("bias", ConvTranspose, False), ("patches", ConvTranspose, True)]
     size = net.bottleneck[1:]
     for layer in (m for m in net.decoder if isinstance(m, nn.ConvTranspose2d)):
         name = (f"ConvTranspose2d({layer.in_channels}, {layer.out_channels}), {size[0]}×{size[1]}"
                 f"{', output padding' if any(layer.output_padding) else ''}")
-        cases.append((name, layer, PatchConvTranspose, torch.randn(128, layer.in_channels, *size), True))
+        cases.append((name, layer, forms, torch.randn(128, layer.in_channels, *size), True))
         size = tuple(2 * s + p for s, p in zip(size, layer.output_padding))
     rows = []
-    for name, layer, patch_class, x, input_grad in cases:
+    for name, layer, kinds, x, input_grad in cases:
         x = x.contiguous(memory_format=torch.channels_last).requires_grad_(input_grad)
-        plain, patch = (layer.__class__.__new__(cls) for cls in (nn.Conv2d if patch_class is PatchConv
-                                                                  else nn.ConvTranspose2d, patch_class))
-        plain.__dict__ = patch.__dict__ = dict(layer.__dict__)  # the same parameters, the two forwards
-        grad = torch.randn_like(plain(x))
-        results = {}
-        for label, module in (("nn", plain), ("patches", patch)):
+        row, results = {"layer": name}, {}
+        grad = torch.randn_like(layer(x))
+        for label, cls, patches in kinds:
+            module = cls.__new__(cls)
+            module.__dict__ = dict(layer.__dict__)  # the same parameters, another forward
+            if patches is not None:
+                module.patches = patches
             module.zero_grad(set_to_none=True)
             x.grad = None
             out = module(x)
             out.backward(grad)
-            results[label] = (out.detach(), module.weight.grad.clone(), x.grad)
+            results[label] = (out.detach(), module.weight.grad.clone(), module.bias.grad.clone(), x.grad)
 
             def step(module=module):
                 module.zero_grad(set_to_none=True)
                 x.grad = None
                 module(x).backward(grad)
 
-            results[label + "_us"] = alone_us(step, calls=30)
-        error = max(((a - b).abs().max() / a.abs().max()).item()
-                    for a, b in zip(results["nn"], results["patches"]) if a is not None)
-        rows.append({"layer": name, "nn_us": results["nn_us"], "patches_us": results["patches_us"],
-                     "largest_relative_difference": error})
+            row[label + "_us"] = alone_us(step, calls=30)
+        row["largest_relative_difference"] = max(((a - b).abs().max() / a.abs().max()).item()
+                                                 for label, _, _ in kinds[1:]
+                                                 for a, b in zip(results["nn"], results[label]) if a is not None)
+        rows.append(row)
     return rows
 
 
@@ -170,22 +175,23 @@ SWEEP = [(32, 1, 28, 0), (16, 1, 14, 0), (32, 2, 14, 0), (32, 3, 14, 0), (32, 3,
 
 
 def sweep_rows(batch_size: int) -> list[dict]:
-    """Transposed layers of other shapes alone, forward and backward: torch's against the patch form."""
+    """Transposed layers of other shapes alone, forward and backward: torch's, and vaetool's with oneDNN's
+    forward and with the patch form (what ``pays`` chooses between)."""
     rows = []
     for c_in, c_out, side, output_padding in SWEEP:
         torch.manual_seed(0)
         plain = nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, output_padding=output_padding)
-        patch = PatchConvTranspose(c_in, c_out, 4, 2, 1, output_padding=output_padding)
-        patch.load_state_dict(plain.state_dict())
+        forms = {"nn": plain}
+        for label, patches in (("bias", False), ("patches", True)):
+            forms[label] = ConvTranspose(c_in, c_out, 4, 2, 1, output_padding=output_padding, patches=patches)
+            forms[label].load_state_dict(plain.state_dict())
         x = torch.randn(batch_size, c_in, side, side).contiguous(memory_format=torch.channels_last).requires_grad_()
         grad = torch.randn_like(plain(x))
-        times = {}
-        for label, module in (("nn", plain), ("patches", patch)):
-            times[label] = alone_us(lambda module=module: module(x).backward(grad), calls=10)
-        rows.append({"layer": f"ConvTranspose2d({c_in}, {c_out}), {side}×{side}"
-                              f"{', output padding' if output_padding else ''}",
-                     "nn_us": times["nn"], "patches_us": times["patches"],
-                     "patches_pay": pays(c_out, (output_padding, output_padding))})
+        row = {"layer": f"ConvTranspose2d({c_in}, {c_out}), {side}×{side}{', output padding' if output_padding else ''}",
+               "patches_pay": pays(c_out, (output_padding, output_padding))}
+        for label, module in forms.items():
+            row[label + "_us"] = alone_us(lambda module=module: module(x).backward(grad), calls=10)
+        rows.append(row)
     return rows
 
 
@@ -194,15 +200,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=14)
     parser.add_argument("--steps", type=int, default=25, help="training steps per model and round")
     parser.add_argument("--sweep", action="store_true",
-                        help="time transposed layers of other shapes alone instead (what patches.pays rests on)")
+                        help="time transposed layers of other shapes alone instead (what transposed.pays rests on)")
     parser.add_argument("--batch-size", type=int, default=128, help="the sweep's batch")
     args = parser.parse_args()
     if args.sweep:
         rows = sweep_rows(args.batch_size)
         for row in rows:
-            print(f"{row['layer']}: {row['nn_us']:.0f} µs (nn), {row['patches_us']:.0f} µs (patches), "
-                  f"{row['nn_us'] / row['patches_us']:.2f}× — vaetool's conv net takes "
-                  f"{'patches' if row['patches_pay'] else 'nn'}")
+            print(f"{row['layer']}: {row['nn_us']:.0f} µs (nn), {row['bias_us']:.0f} µs (oneDNN's forward, "
+                  f"summed bias), {row['patches_us']:.0f} µs (patches): patches {row['bias_us'] / row['patches_us']:.2f}× "
+                  f"— vaetool's conv net takes {'patches' if row['patches_pay'] else 'oneDNN'}'s forward")
         print(json.dumps({"threads": torch.get_num_threads(), "torch": torch.__version__,
                           "batch_size": args.batch_size, "sweep": rows}))
         return
@@ -220,22 +226,24 @@ def main() -> None:
             m.architecture.net.encoder[0].__class__ = PatchConv
         transposed = [layer for layer in m.architecture.net.decoder if isinstance(layer, nn.ConvTranspose2d)]
         for layer in transposed:
-            patched = {"nn": False, "last": layer is transposed[-1]}.get(
+            layer.patches = {"nn": False, "bias": False, "last": layer is transposed[-1]}.get(
                 variant, pays(layer.out_channels, layer.output_padding))  # "vaetool", "first": as it ships
-            layer.__class__ = PatchConvTranspose if patched else nn.ConvTranspose2d
+            layer.__class__ = nn.ConvTranspose2d if variant == "nn" else ConvTranspose
         return m, training.adam(m, 1e-3)
 
     net = model("nn")[0].architecture.net
     layers = layer_rows(net)
     for row in layers:
-        print(f"{row['layer']}: forward and backward {row['nn_us']:.0f} µs (nn), {row['patches_us']:.0f} µs "
-              f"(patches); largest difference {row['largest_relative_difference']:.1e} of the largest value")
+        print(f"{row['layer']}: forward and backward {row['nn_us']:.0f} µs (nn), "
+              + (f"{row['bias_us']:.0f} µs (oneDNN's forward, summed bias), " if "bias_us" in row else "")
+              + f"{row['patches_us']:.0f} µs (patches); largest difference {row['largest_relative_difference']:.1e} "
+              "of the largest value")
     subpixels = subpixel_rows(net)
     for row in subpixels:
         print(f"{row['layer']}: forward and backward {row['nn_us']:.0f} µs (nn), {row['subpixel_us']:.0f} µs "
               f"(sub-pixel); largest difference {row['largest_relative_difference']:.1e} of the largest value")
 
-    models = {name: model(name) for name in ("nn", "last", "vaetool", "first")}
+    models = {name: model(name) for name in ("nn", "bias", "last", "vaetool", "first")}
     objective = ELBO()
     data = (torch.rand(5000, 1, 28, 28) * 255).to(torch.uint8)
     generator = torch.Generator().manual_seed(1)

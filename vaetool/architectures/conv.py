@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from vaetool.architectures import patches
+from vaetool.architectures import transposed
 from vaetool.architectures.conditioning import OneHot
 from vaetool.architectures.initialisation import start_scale_at
 from vaetool.contracts import Architecture
@@ -51,9 +51,9 @@ class ConvNet(nn.Module):
             (h_in, w_in), (h_out, w_out) = sizes[-1 - i], sizes[-2 - i]
             padding = (h_out - 2 * h_in, w_out - 2 * w_in)  # transposed k=4, s=2, p=1 gives 2·size + padding
             # Onto few channels or with an output padding, oneDNN's forward kernel is slow on the CPU and the
-            # layer's forward pass is a matrix product and four shifted adds (vaetool/architectures/patches.py).
-            layer = patches.PatchConvTranspose if patches.pays(c_out, padding) else nn.ConvTranspose2d
-            decoder.append(layer(c_in, c_out, 4, stride=2, padding=1, output_padding=padding))
+            # layer's forward pass is a matrix product and four shifted adds (vaetool/architectures/transposed.py).
+            decoder.append(transposed.ConvTranspose(c_in, c_out, 4, stride=2, padding=1, output_padding=padding,
+                                                    patches=transposed.pays(c_out, padding)))
             if i < len(channels) - 1:
                 decoder.append(nn.ReLU())
         self.decoder = nn.Sequential(*decoder)

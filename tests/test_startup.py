@@ -56,3 +56,51 @@ def test_answers_without_importing_torch_or_any_plugin(args):
     assert "vaetool.architectures.conv" in heavy  # the plugins were found, so their absence means something
     imported = [m for m in result["modules"] if any(m == h or m.startswith(f"{h}.") for h in heavy)]
     assert imported == []
+
+
+IMPORT_TORCH = """
+import gc, json
+
+from vaetool.cli import common
+
+collections = []
+gc.callbacks.append(lambda phase, info: phase == "stop" and collections.append(info["generation"]))
+common.import_torch()
+print(json.dumps({"collections": collections, "enabled": gc.isenabled(), "frozen": gc.get_freeze_count()}))
+"""
+
+
+def test_torch_is_imported_with_the_collector_paused_and_its_objects_exempt_after():
+    done = subprocess.run([sys.executable, "-c", IMPORT_TORCH], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    # With the collector running, importing torch sets off dozens of collections, full ones among them.
+    assert result["collections"] == []
+    assert result["enabled"]  # paused for the import only
+    assert result["frozen"] > 50_000  # torch's objects, which later collections skip
+
+
+COMMAND_FREEZES = """
+import gc, sys
+
+from vaetool.cli import app
+
+try:
+    app(sys.argv[1:], prog_name="vaetool")
+except SystemExit as exit:
+    assert exit.code in (0, None), exit.code
+print(gc.get_freeze_count())
+"""
+
+
+def test_a_command_imports_torch_with_its_objects_exempt_from_collection(tmp_path):
+    import vaetool
+
+    model = tmp_path / "m.safetensors"
+    vaetool.save(vaetool.create("mlp", "bernoulli", input_shape=(1, 8, 8), latent_dim=2,
+                                architecture_options={"hidden": [8]}), model)
+    done = subprocess.run([sys.executable, "-c", COMMAND_FREEZES, "sample", "-m", str(model), "-n", "4",
+                           "-o", str(tmp_path / "s.png")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "s.png").exists()
+    assert int(done.stdout.strip().splitlines()[-1]) > 50_000

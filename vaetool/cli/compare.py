@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from vaetool.cli import options
-from vaetool.cli.common import handle_errors
+from vaetool.cli.common import handle_errors, import_torch
 from vaetool.errors import VaetoolError
 
 # The quick protocol (the default) and the published one (--full): importance samples, test images
@@ -53,6 +53,7 @@ def compare(
     from vaetool.cli import output as out
 
     _wait_passively()
+    import_torch()
     reports = set()
     for path in output or []:
         from vaetool import io, report

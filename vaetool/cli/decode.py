@@ -8,8 +8,8 @@ import typer
 
 from vaetool.cli import options
 from vaetool.cli.output import counted
-from vaetool.cli.common import (check_output, generator, handle_errors, labels_for, layer_note, literal, open_model,
-                                read_latents, write_pictures)
+from vaetool.cli.common import (check_output, generator, handle_errors, import_torch, labels_for, layer_note,
+                                literal, open_model, read_latents, write_pictures)
 from vaetool.errors import VaetoolError
 
 
@@ -40,7 +40,7 @@ def decode(
       vaetool decode --z 0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0 -o zero.png
     """
     import numpy as np
-    import torch
+    torch = import_torch()
 
     check_output(output, (".png", ".gif"), inputs=[latents] if latents else ())
     if (latents is None) == (not z):

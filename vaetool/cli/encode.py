@@ -10,7 +10,7 @@ import typer
 from vaetool import picking
 from vaetool.cli import options
 from vaetool.cli.output import counted
-from vaetool.cli.common import check_output, condition_label, handle_errors, labels_for, open_model
+from vaetool.cli.common import check_output, condition_label, handle_errors, import_torch, labels_for, open_model
 from vaetool.errors import VaetoolError
 
 
@@ -60,7 +60,7 @@ def encode(
       vaetool encode --data mnist --limit 2000 --plot z.png -m runs/a -m runs/b   [dim]# side by side[/dim]
     """
     import numpy as np
-    import torch
+    torch = import_torch()
 
     from vaetool import images, latentfile, metrics, plots
 

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from vaetool.cli import options
-from vaetool.cli.common import handle_errors
+from vaetool.cli.common import handle_errors, import_torch
 from vaetool.errors import VaetoolError
 
 
@@ -34,6 +34,7 @@ def explore(
       vaetool explore                                     [dim]# the latest run; opens the browser[/dim]
       vaetool explore -m runs/conv-mnist --port 8765 --no-browser
     """
+    import_torch()
     from vaetool import devices, io, runs
     from vaetool.explore import server
 

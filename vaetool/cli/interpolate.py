@@ -8,8 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from vaetool.cli import options
-from vaetool.cli.common import (check_output, condition_label, dataset_images, handle_errors, labels_for, layer_note,
-                                literal, open_model, read_latents, write_pictures)
+from vaetool.cli.common import (check_output, condition_label, dataset_images, handle_errors, import_torch,
+                                labels_for, layer_note, literal, open_model, read_latents, write_pictures)
 from vaetool.errors import VaetoolError
 
 
@@ -56,7 +56,7 @@ def interpolate(
       vaetool interpolate a.png b.png c.png --steps 16 --method lerp -o strip.png
       vaetool interpolate a.png b.png -m runs/mlp-mnist-ae -o ae.gif     [dim]# the same for an autoencoder[/dim]
     """
-    import torch
+    torch = import_torch()
 
     from vaetool import images, latentfile, latents
 

@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from vaetool.cli import options
-from vaetool.cli.common import (check_output, generator, handle_errors, labels_for, open_model, refuse_discrete,
-                                write_pictures)
+from vaetool.cli.common import (check_output, generator, handle_errors, import_torch, labels_for, open_model,
+                                refuse_discrete, write_pictures)
 from vaetool.errors import VaetoolError
 
 
@@ -40,7 +40,7 @@ def sample(
       vaetool sample --label 3 --temperature 0.8
       vaetool sample --manifold -n 400 -o manifold.png     [dim]# models with --latent-dim 2[/dim]
     """
-    import torch
+    torch = import_torch()
 
     from vaetool import latents
 

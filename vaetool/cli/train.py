@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from vaetool.cli.common import handle_errors, key_values, literal
+from vaetool.cli.common import handle_errors, import_torch, key_values, literal
 from vaetool.cli.options import SEED_MAX
 from vaetool.errors import VaetoolError
 
@@ -117,7 +117,7 @@ def train(
             raise VaetoolError(f"{flag} must be at least {low}, not {value}.")
     if threads is not None and threads > MAX_THREADS:  # OpenMP fails to start, or crashes, long before 100,000
         raise VaetoolError(f"--threads must be at most {MAX_THREADS}, not {threads}.")
-    import torch
+    torch = import_torch()
 
     from vaetool import config_file, distributed, lr_schedules, runs, training
 

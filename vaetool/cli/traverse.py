@@ -7,8 +7,8 @@ from typing import Annotated, Optional
 import typer
 
 from vaetool.cli import options
-from vaetool.cli.common import (check_output, condition_label, dataset_images, handle_errors, labels_for, literal,
-                                open_model, refuse_discrete)
+from vaetool.cli.common import (check_output, condition_label, dataset_images, handle_errors, import_torch,
+                                labels_for, literal, open_model, refuse_discrete)
 from vaetool.errors import VaetoolError
 
 
@@ -52,7 +52,7 @@ def traverse(
       vaetool traverse digit.png --dims 0,1,2 --range 2 -o traverse.gif
       vaetool traverse --data mnist --label 3 -o traverse-3.png     [dim]# from the test split's first 3[/dim]
     """
-    import torch
+    torch = import_torch()
 
     from vaetool import disentanglement, images, latents
 

@@ -80,6 +80,29 @@ def test_torch_is_imported_with_the_collector_paused_and_its_objects_exempt_afte
     assert result["frozen"] > 50_000  # torch's objects, which later collections skip
 
 
+PLOTTING = """
+import gc, json
+
+from vaetool import plots
+
+collections = []
+gc.callbacks.append(lambda phase, info: phase == "stop" and collections.append(info["generation"]))
+before = gc.get_freeze_count()
+plots.training_curves([{"epoch": e, **{f"{s}_{k}": -e for s in ("train", "test") for k in ("elbo", "rec", "kl")}}
+                       for e in (1, 2)], "curves.png")
+print(json.dumps({"full": collections.count(2), "frozen": gc.get_freeze_count() - before}))
+"""
+
+
+def test_matplotlib_is_imported_the_same_way_and_a_plot_walks_none_of_its_objects(tmp_path):
+    done = subprocess.run([sys.executable, "-c", PLOTTING], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (tmp_path / "curves.png").stat().st_size > 0
+    assert result["frozen"] > 10_000  # matplotlib's and pyplot's objects
+    assert result["full"] == 0  # with them walked again, drawing the figure set off a full collection
+
+
 COMMAND_FREEZES = """
 import gc, sys
 

@@ -4,16 +4,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from vaetool import heavy_imports
 from vaetool.io import atomic_write
 
 
 def _pyplot():
-    import matplotlib
-
+    matplotlib = heavy_imports.load("matplotlib")
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return heavy_imports.load("matplotlib.pyplot")
 
 
 def training_curves(metrics: list[dict[str, Any]], path: str | Path) -> None:

@@ -103,28 +103,12 @@ def key_values(pairs: list[str] | None, flag: str) -> dict[str, Any]:
 
 
 def import_torch():
-    """torch, imported with Python's cyclic garbage collector paused, what the import made exempt from it after.
+    """torch, imported with Python's cyclic collector paused and its objects exempt from it after
+    (:mod:`vaetool.heavy_imports`). The commands that need torch call this first; ``--help``, ``plugins``
+    and ``show`` on a model file never import torch."""
+    from vaetool import heavy_imports
 
-    Importing torch makes some hundreds of thousands of long-lived objects. With the collector running, the
-    import sets off full collections over all of them again and again, and every later full collection
-    walks them once more: about 0.6 s of a 2.2 s ``vaetool sample`` on the 2-core machine measured
-    (docs/benchmarks.md, "Command-line start-up"). ``gc.freeze`` moves them to the permanent generation,
-    which collections skip; objects made afterwards are collected as before. The commands that need torch
-    call this first; ``--help``, ``plugins`` and ``show`` on a model file never import torch.
-    """
-    import gc
-    import sys
-
-    if "torch" not in sys.modules:
-        enabled = gc.isenabled()
-        gc.disable()
-        try:
-            import torch  # noqa: F401
-        finally:
-            gc.freeze()
-            if enabled:
-                gc.enable()
-    return sys.modules["torch"]
+    return heavy_imports.load("torch")
 
 
 def open_model(model, runs_dir, device: str, allow_nonfinite: bool = False, layer: int | None = None):

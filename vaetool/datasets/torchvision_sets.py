@@ -23,11 +23,12 @@ class _TorchvisionImages(Dataset):
     _folder: ClassVar[str]  # where torchvision keeps it under the root
 
     def load(self, split: str, root: Path) -> Split:
-        import torchvision.datasets
+        from vaetool import heavy_imports
 
+        datasets = heavy_imports.load("torchvision.datasets")
         if split not in SPLITS:
             raise VaetoolError(f"Unknown split {split!r}; choose train or test.")
-        source = getattr(torchvision.datasets, self._source)
+        source = getattr(datasets, self._source)
         root = Path(root)
         try:
             dataset = source(str(root), train=split == "train", download=False)
